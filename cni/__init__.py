@@ -1,0 +1,1 @@
+"""podnet's CNI plugins: podnet-cni (routed pod networking) and podnet-ipam."""

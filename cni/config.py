@@ -1,0 +1,192 @@
+"""The one place where stdin and the CNI_* environment become validated, frozen values.
+
+No verb touches raw JSON or os.environ: they get an Invocation and a NetConf.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+
+from cni import version
+from cni.errors import DecodeFailure, InvalidConfig, InvalidEnvironment
+
+VERBS = ("ADD", "DEL", "CHECK", "VERSION", "GC", "STATUS")
+# Spec "Parameters": which variables each verb requires.
+_REQUIRED = {
+    "ADD": ("CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME"),
+    "CHECK": ("CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME"),
+    "DEL": ("CNI_CONTAINERID", "CNI_IFNAME"),
+    "GC": (),
+    "STATUS": (),
+    "VERSION": (),
+}
+_CONTAINER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+_NETWORK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+
+
+@dataclass(frozen=True)
+class Invocation:
+    """The runtime's side of one call: the CNI_* variables."""
+
+    command: str
+    container_id: str = ""
+    netns: str = ""
+    ifname: str = ""
+    args: tuple[tuple[str, str], ...] = ()
+    path: tuple[str, ...] = ()
+
+
+def parse_invocation(environ: dict) -> Invocation:
+    command = environ.get("CNI_COMMAND", "")
+    if not command:
+        raise InvalidEnvironment("CNI_COMMAND: not set")
+    if command not in VERBS:
+        raise InvalidEnvironment(f"CNI_COMMAND: unknown verb {command!r}", f"known verbs: {', '.join(VERBS)}")
+    for name in _REQUIRED[command]:
+        if not environ.get(name):
+            raise InvalidEnvironment(f"{name}: not set (required for {command})")
+    container_id = environ.get("CNI_CONTAINERID", "")
+    if container_id and not _CONTAINER_ID.match(container_id):
+        raise InvalidEnvironment(
+            f"CNI_CONTAINERID: {container_id!r} is not valid",
+            "it must start with a letter or digit and hold only letters, digits, '_', '.' and '-'",
+        )
+    ifname = environ.get("CNI_IFNAME", "")
+    if ifname:
+        _check_ifname(ifname)
+    args = []
+    for pair in filter(None, environ.get("CNI_ARGS", "").split(";")):
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise InvalidEnvironment(f"CNI_ARGS: {pair!r} is not KEY=VALUE")
+        args.append((key, value))
+    return Invocation(
+        command=command,
+        container_id=container_id,
+        netns=environ.get("CNI_NETNS", ""),
+        ifname=ifname,
+        args=tuple(args),
+        path=tuple(filter(None, environ.get("CNI_PATH", "").split(":"))),
+    )
+
+
+def _check_ifname(ifname: str) -> None:
+    if len(ifname) > 15:
+        raise InvalidEnvironment(f"CNI_IFNAME: {ifname!r} is longer than 15 characters")
+    if ifname in (".", "..") or any(c in ifname for c in "/: \t\n"):
+        raise InvalidEnvironment(f"CNI_IFNAME: {ifname!r} is not a valid interface name")
+
+
+def decode(stdin: bytes) -> dict:
+    try:
+        conf = json.loads(stdin)
+    except ValueError as e:
+        raise DecodeFailure(f"network configuration: malformed JSON on stdin: {e}") from None
+    if not isinstance(conf, dict):
+        raise DecodeFailure("network configuration: stdin must hold a JSON object")
+    return conf
+
+
+@dataclass(frozen=True)
+class DNS:
+    nameservers: tuple[str, ...] = ()
+    domain: str = ""
+    search: tuple[str, ...] = ()
+    options: tuple[str, ...] = ()
+
+    def to_json(self) -> dict:
+        out: dict = {}
+        if self.nameservers:
+            out["nameservers"] = list(self.nameservers)
+        if self.domain:
+            out["domain"] = self.domain
+        if self.search:
+            out["search"] = list(self.search)
+        if self.options:
+            out["options"] = list(self.options)
+        return out
+
+
+@dataclass(frozen=True)
+class NetConf:
+    """podnet-cni's network configuration (one entry of a conflist, as the runtime sends it)."""
+
+    cni_version: str
+    name: str
+    ipam: dict
+    mtu: int | None = None
+    ip_masq: bool = False
+    dns: DNS = field(default_factory=DNS)
+    prev_result: dict | None = None
+    raw: dict = field(default_factory=dict, repr=False, compare=False)
+
+
+def common_fields(conf: dict) -> tuple[str, str]:
+    """cniVersion and name, which every verb's config must carry."""
+    cni_version = conf.get("cniVersion")
+    if not isinstance(cni_version, str) or not cni_version:
+        raise InvalidConfig("cniVersion: missing or not a string")
+    version.check(cni_version)
+    name = conf.get("name")
+    if not isinstance(name, str) or not _NETWORK_NAME.match(name):
+        raise InvalidConfig(f"name: {name!r} is not a valid network name")
+    return cni_version, name
+
+
+def parse_netconf(conf: dict) -> NetConf:
+    cni_version, name = common_fields(conf)
+    ipam = conf.get("ipam")
+    if not isinstance(ipam, dict) or not isinstance(ipam.get("type"), str) or not ipam["type"]:
+        raise InvalidConfig("ipam.type: missing (podnet-cni needs an IPAM plugin, e.g. podnet-ipam)")
+    mtu = conf.get("mtu")
+    if mtu is not None and (not isinstance(mtu, int) or isinstance(mtu, bool) or not 68 <= mtu <= 65535):
+        raise InvalidConfig(f"mtu: {mtu!r} is not an integer between 68 and 65535")
+    ip_masq = conf.get("ipMasq", False)
+    if not isinstance(ip_masq, bool):
+        raise InvalidConfig(f"ipMasq: {ip_masq!r} is not a boolean")
+    prev = conf.get("prevResult")
+    if prev is not None and not isinstance(prev, dict):
+        raise InvalidConfig("prevResult: not a JSON object")
+    return NetConf(
+        cni_version=cni_version,
+        name=name,
+        ipam=ipam,
+        mtu=mtu,
+        ip_masq=ip_masq,
+        dns=parse_dns(conf.get("dns")),
+        prev_result=prev,
+        raw=conf,
+    )
+
+
+def parse_dns(dns) -> DNS:
+    if dns is None:
+        return DNS()
+    if not isinstance(dns, dict):
+        raise InvalidConfig("dns: not a JSON object")
+
+    def strings(key):
+        value = dns.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise InvalidConfig(f"dns.{key}: not a list of strings")
+        return tuple(value)
+
+    domain = dns.get("domain", "")
+    if not isinstance(domain, str):
+        raise InvalidConfig("dns.domain: not a string")
+    return DNS(strings("nameservers"), domain, strings("search"), strings("options"))
+
+
+def valid_attachments(conf: dict) -> set[tuple[str, str]]:
+    """GC's list of attachments the runtime still holds: {(container id, ifname)}."""
+    raw = conf.get("cni.dev/valid-attachments", [])
+    if not isinstance(raw, list):
+        raise InvalidConfig("cni.dev/valid-attachments: not a list")
+    out = set()
+    for i, item in enumerate(raw):
+        if not isinstance(item, dict) or not isinstance(item.get("containerID"), str):
+            raise InvalidConfig(f"cni.dev/valid-attachments[{i}]: needs containerID and ifname")
+        out.add((item["containerID"], item.get("ifname", "")))
+    return out

@@ -1,0 +1,231 @@
+"""podnet-cni: the routed, no-NAT pod network plugin. Each verb reads as its steps."""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import os
+import sys
+
+from cni import delegate, ipam_plugin, routing, version, veth
+from cni.config import NetConf, parse_netconf, valid_attachments
+from cni.errors import CNIError, InvalidConfig, IOFailure, StateDiffers
+from cni.netlink import Netlink
+from cni.netns import inside, open_netns
+from cni.skel import Call, run
+
+IN_PROCESS_IPAM = "podnet-ipam"
+
+
+# -- IPAM: in-process for podnet-ipam, executed for any other plugin ------------------
+def ipam_add(conf: NetConf, call: Call) -> dict:
+    if conf.ipam["type"] == IN_PROCESS_IPAM:
+        return ipam_plugin.add(conf.raw, call.inv)
+    return delegate.execute(conf.ipam["type"], "ADD", conf.raw, os.environ, call.inv.path) or {}
+
+
+def ipam_del(conf: NetConf, call: Call) -> None:
+    if conf.ipam["type"] == IN_PROCESS_IPAM:
+        ipam_plugin.delete(conf.raw, call.inv)
+    else:
+        delegate.execute(conf.ipam["type"], "DEL", conf.raw, os.environ, call.inv.path)
+
+
+def _quietly(what: str, fn, *args) -> None:
+    """An undo step: log its own failure, never hide the error that made us undo."""
+    try:
+        fn(*args)
+    except Exception as e:
+        print(f"podnet-cni: undo {what} failed: {e}", file=sys.stderr)
+
+
+@contextlib.contextmanager
+def namespaces(netns_path: str):
+    """Netlink sockets for the node (where we run) and for the pod, and the pod's ns fd."""
+    fd = open_netns(netns_path)
+    try:
+        with Netlink() as host:
+            with inside(fd):
+                pod = Netlink()
+            with pod:
+                yield host, pod, fd
+    finally:
+        os.close(fd)
+
+
+def pod_ips(ipam_result: dict) -> list:
+    ips = ipam_result.get("ips") or []
+    if not ips:
+        raise InvalidConfig(f"ipam.type: {ipam_result!r} returned no IP addresses")
+    return [ipaddress.ip_interface(ip["address"]).ip for ip in ips]
+
+
+# -- verbs ------------------------------------------------------------------------------
+def cmd_add(call: Call) -> dict:
+    conf = parse_netconf(call.conf)
+    inv = call.inv
+    host_ifname = veth.host_name(inv.container_id, inv.ifname)
+    with namespaces(inv.netns) as (host, pod, pod_fd), contextlib.ExitStack() as undo:
+        ipam_result = ipam_add(conf, call)
+        undo.callback(_quietly, "IPAM allocation", ipam_del, conf, call)
+        ips = pod_ips(ipam_result)
+        mtu = conf.mtu or routing.uplink_mtu(host)
+        tag = veth.alias(conf.name, inv.container_id, inv.ifname)
+        try:
+            pair = veth.create(host, pod, pod_fd, host_ifname, inv.ifname, mtu, tag)
+        except FileExistsError:
+            raise InvalidConfig(
+                f"CNI_IFNAME: {inv.ifname!r} or host link {host_ifname} already exists for this container"
+            ) from None
+        undo.callback(_quietly, f"veth {host_ifname}", host.del_link, host_ifname)
+        routing.setup_pod(pod, pair, ips, _routes(ipam_result))
+        routing.setup_host(host, pair, ips)
+        result = build_result(conf, inv, pair, ips, mtu)
+        undo.pop_all()
+    return version.convert_result(result, conf.cni_version)
+
+
+def _routes(ipam_result: dict):
+    from ipam.config import parse_routes
+
+    return parse_routes(ipam_result.get("routes") or [])
+
+
+def build_result(conf: NetConf, inv, pair: veth.VethPair, ips, mtu: int) -> dict:
+    host_if = {"name": pair.host.name, "mac": pair.host.mac}
+    pod_if = {"name": pair.pod.name, "mac": pair.pod.mac, "sandbox": inv.netns}
+    if version.at_least(conf.cni_version, "1.1.0"):
+        host_if["mtu"] = pod_if["mtu"] = mtu
+    result = {
+        "cniVersion": conf.cni_version,
+        "interfaces": [host_if, pod_if],
+        "ips": [
+            {
+                "address": str(routing.host_route(ip)),
+                "gateway": str(routing.gateway_for(ip.version, pair)),
+                "interface": 1,
+            }
+            for ip in ips
+        ],
+        "routes": [
+            {"dst": str(routing.DEFAULT[v]), "gw": str(routing.gateway_for(v, pair))}
+            for v in sorted({ip.version for ip in ips})
+        ],
+    }
+    dns = conf.dns.to_json()
+    if dns:
+        result["dns"] = dns
+    return result
+
+
+def cmd_del(call: Call) -> None:
+    """Release first, then remove; anything already gone is success; report failures together."""
+    conf = parse_netconf(call.conf)
+    inv = call.inv
+    failures = []
+    try:
+        ipam_del(conf, call)
+    except CNIError as e:
+        failures.append(e.msg)
+    try:
+        with Netlink() as host:
+            host.del_link(veth.host_name(inv.container_id, inv.ifname))
+    except OSError as e:
+        failures.append(f"removing veth: {e}")
+    if failures:
+        raise IOFailure("DEL incomplete: " + "; ".join(failures))
+
+
+def cmd_check(call: Call) -> None:
+    conf = parse_netconf(call.conf)
+    if not version.at_least(conf.cni_version, "0.4.0"):
+        raise version.IncompatibleVersion(f"cniVersion: CHECK needs 0.4.0 or later, not {conf.cni_version}")
+    if conf.prev_result is None:
+        raise InvalidConfig("prevResult: CHECK needs the result of ADD")
+    inv = call.inv
+    if conf.ipam["type"] == IN_PROCESS_IPAM:
+        ipam_plugin.check(conf.raw, inv)
+    else:
+        delegate.execute(conf.ipam["type"], "CHECK", conf.raw, os.environ, inv.path)
+    with namespaces(inv.netns) as (host, pod, _fd):
+        problems = differences(conf.prev_result, inv, host, pod)
+    if problems:
+        raise StateDiffers("CHECK found differences: " + "; ".join(problems))
+
+
+def differences(prev: dict, inv, host: Netlink, pod: Netlink) -> list[str]:
+    """What the kernel holds that prevResult says it should not, or lacks that it should."""
+    problems = []
+    interfaces = prev.get("interfaces") or []
+    mine = [i for i, itf in enumerate(interfaces) if itf.get("name") == inv.ifname and itf.get("sandbox")]
+    if not mine:
+        return [f"prevResult.interfaces: no interface {inv.ifname!r} with a sandbox"]
+    pod_index = mine[0]
+    link = pod.get_link(inv.ifname)
+    if link is None:
+        return [f"interface {inv.ifname} is missing from {inv.netns}"]
+    want_mac = interfaces[pod_index].get("mac")
+    if want_mac and want_mac.lower() != link.mac:
+        problems.append(f"interface {inv.ifname}: MAC is {link.mac}, prevResult says {want_mac}")
+    if not link.up:
+        problems.append(f"interface {inv.ifname} is down")
+    have = {str(a) for a in pod.addresses(link.index)}
+    ips = []
+    for ip in prev.get("ips") or []:
+        if ip.get("interface", pod_index) != pod_index:
+            continue
+        ips.append(ipaddress.ip_interface(ip["address"]).ip)
+        if ip["address"] not in have:
+            problems.append(f"interface {inv.ifname}: address {ip['address']} is missing")
+    import socket
+
+    pod_routes = {(str(r.dst), r.gateway) for fam in (socket.AF_INET, socket.AF_INET6) for r in pod.routes(fam)}
+    for route in prev.get("routes") or []:
+        dst = str(ipaddress.ip_network(route["dst"], strict=False))
+        if not any(d == dst and (route.get("gw") is None or g == route["gw"]) for d, g in pod_routes):
+            problems.append(f"pod route {route['dst']} via {route.get('gw', 'link')} is missing")
+    host_name = veth.host_name(inv.container_id, inv.ifname)
+    host_link = host.get_link(host_name)
+    if host_link is None:
+        problems.append(f"host side {host_name} is missing")
+    else:
+        host_routes = {
+            str(r.dst)
+            for fam in (socket.AF_INET, socket.AF_INET6)
+            for r in host.routes(fam)
+            if r.oif == host_link.index
+        }
+        for ip in ips:
+            if str(routing.host_route(ip).network) not in host_routes:
+                problems.append(f"host route to {ip} via {host_name} is missing")
+    return problems
+
+
+def cmd_gc(call: Call) -> None:
+    """Release allocations and remove host veths of attachments the runtime no longer has."""
+    conf = parse_netconf(call.conf)
+    valid = valid_attachments(call.conf)
+    if conf.ipam["type"] == IN_PROCESS_IPAM:
+        ipam_plugin.gc(conf.raw, call.inv)
+    else:
+        delegate.execute(conf.ipam["type"], "GC", conf.raw, os.environ, call.inv.path)
+    with Netlink() as host:
+        for link in host.links():
+            owner = veth.parse_alias(link.alias)
+            if owner and owner[0] == conf.name and (owner[1], owner[2]) not in valid:
+                host.del_link(link.name)
+
+
+def cmd_status(call: Call) -> None:
+    conf = parse_netconf(call.conf)
+    if conf.ipam["type"] == IN_PROCESS_IPAM:
+        ipam_plugin.status(conf.raw)
+    else:
+        delegate.execute(conf.ipam["type"], "STATUS", conf.raw, os.environ, call.inv.path)
+
+
+HANDLERS = {"ADD": cmd_add, "DEL": cmd_del, "CHECK": cmd_check, "GC": cmd_gc, "STATUS": cmd_status}
+
+
+def main() -> None:
+    sys.exit(run(HANDLERS))

@@ -1,0 +1,48 @@
+"""The pod's veth pair: names, creation with the peer born in the pod, removal."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from cni.netlink import Link, Netlink
+
+PREFIX = "pn"
+
+
+def host_name(container_id: str, ifname: str) -> str:
+    """A stable host-side name, at most 15 characters, from the container id and ifname.
+
+    DEL and GC find the link again from the same inputs, without any saved state.
+    """
+    digest = hashlib.sha256(f"{container_id}/{ifname}".encode()).hexdigest()
+    return PREFIX + digest[:12]
+
+
+def alias(network: str, container_id: str, ifname: str) -> str:
+    """Written on the host side so GC can tell podnet's veths, and their owner, apart."""
+    return f"podnet {network} {container_id} {ifname}"
+
+
+def parse_alias(text: str) -> tuple[str, str, str] | None:
+    parts = text.split(" ")
+    if len(parts) != 4 or parts[0] != "podnet":
+        return None
+    return parts[1], parts[2], parts[3]
+
+
+@dataclass(frozen=True)
+class VethPair:
+    host: Link
+    pod: Link
+
+
+def create(
+    host: Netlink, pod: Netlink, pod_netns_fd: int, host_ifname: str, ifname: str, mtu: int, tag: str
+) -> VethPair:
+    host.add_veth(host_ifname, ifname, pod_netns_fd, mtu, alias=tag)
+    host_link = host.get_link(host_ifname)
+    pod_link = pod.get_link(ifname)
+    if host_link is None or pod_link is None:
+        raise OSError(f"veth {host_ifname}/{ifname} vanished right after creation")
+    return VethPair(host_link, pod_link)

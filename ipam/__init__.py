@@ -1,0 +1,1 @@
+"""podnet IPAM: address ranges, allocators, and the stores that remember who holds what."""

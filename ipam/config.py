@@ -1,0 +1,87 @@
+"""podnet-ipam's configuration (the netconf's "ipam" object), parsed once into values.
+
+In the spirit of host-local: "ranges" (a list of range sets), or the older single-range
+form ("subnet", "rangeStart", "rangeEnd", "gateway"); "routes"; "dataDir".
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from dataclasses import dataclass
+
+from ipam.errors import IPAMError
+from ipam.ranges import RangeSet, parse_range_set
+
+DEFAULT_DATA_DIR = "/var/lib/podnet/networks"
+
+
+@dataclass(frozen=True)
+class RouteConf:
+    dst: ipaddress.IPv4Network | ipaddress.IPv6Network
+    gw: ipaddress.IPv4Address | ipaddress.IPv6Address | None = None
+
+    def to_json(self) -> dict:
+        out = {"dst": str(self.dst)}
+        if self.gw is not None:
+            out["gw"] = str(self.gw)
+        return out
+
+
+@dataclass(frozen=True)
+class IPAMConf:
+    network: str
+    range_sets: tuple[RangeSet, ...]
+    routes: tuple[RouteConf, ...]
+    data_dir: str
+
+    @property
+    def pool_dir(self) -> str:
+        return os.path.join(self.data_dir, self.network)
+
+
+def parse_ipam(ipam: dict, network: str) -> IPAMConf:
+    if "ranges" in ipam:
+        raw_sets = ipam["ranges"]
+        if not isinstance(raw_sets, list) or not raw_sets:
+            raise IPAMError("ipam.ranges: not a non-empty list of range sets")
+        range_sets = tuple(parse_range_set(s, f"ipam.ranges[{i}]") for i, s in enumerate(raw_sets))
+    elif "subnet" in ipam:
+        single = {k: ipam[k] for k in ("subnet", "rangeStart", "rangeEnd", "gateway") if k in ipam}
+        range_sets = (parse_range_set([single], "ipam"),)
+    else:
+        raise IPAMError("ipam.ranges: missing (give ranges, or a subnet)")
+    families = [s.version for s in range_sets]
+    if len(set(families)) != len(families):
+        raise IPAMError("ipam.ranges: two range sets of the same IP family (one per family)")
+    for i, a in enumerate(range_sets):
+        for b in range_sets[i + 1 :]:
+            for ra in a.ranges:
+                for rb in b.ranges:
+                    if ra.subnet.overlaps(rb.subnet):
+                        raise IPAMError(f"ipam.ranges: subnets {ra.subnet} and {rb.subnet} overlap")
+    data_dir = ipam.get("dataDir", DEFAULT_DATA_DIR)
+    if not isinstance(data_dir, str) or not os.path.isabs(data_dir):
+        raise IPAMError(f"ipam.dataDir: {data_dir!r} is not an absolute path")
+    return IPAMConf(network, range_sets, parse_routes(ipam.get("routes", [])), data_dir)
+
+
+def parse_routes(raw) -> tuple[RouteConf, ...]:
+    if not isinstance(raw, list):
+        raise IPAMError("ipam.routes: not a list")
+    routes = []
+    for i, r in enumerate(raw):
+        if not isinstance(r, dict):
+            raise IPAMError(f"ipam.routes[{i}]: not a JSON object")
+        try:
+            dst = ipaddress.ip_network(r.get("dst", ""), strict=False)
+        except (ValueError, TypeError):
+            raise IPAMError(f"ipam.routes[{i}].dst: {r.get('dst')!r} is not a CIDR") from None
+        gw = None
+        if r.get("gw") is not None:
+            try:
+                gw = ipaddress.ip_address(r["gw"])
+            except (ValueError, TypeError):
+                raise IPAMError(f"ipam.routes[{i}].gw: {r['gw']!r} is not an IP address") from None
+        routes.append(RouteConf(dst, gw))
+    return tuple(routes)

@@ -1,0 +1,1 @@
+"""podnet: the command-line front end and the pieces a person drives (labs, capture, trace)."""

@@ -1,0 +1,47 @@
+"""`podnet`: the one command a person runs. Each group lives in the module of its concept."""
+
+from __future__ import annotations
+
+import click
+
+from cni import install
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def cli() -> None:
+    """podnet: container networking you can install, learn from and debug."""
+
+
+@cli.command("install-cni")
+@click.option("--bin-dir", default="/opt/cni/bin", show_default=True, help="Where the runtime looks for plugins.")
+@click.option(
+    "--conf-dir", default="/etc/cni/net.d", show_default=True, help="Where the runtime looks for network configs."
+)
+@click.option("--name", default="podnet", show_default=True, help="Network name in the conflist.")
+@click.option(
+    "--subnet",
+    "subnets",
+    multiple=True,
+    default=("10.244.0.0/24",),
+    show_default=True,
+    help="This node's pod subnet (repeat for dual stack).",
+)
+@click.option("--mtu", type=int, default=None, help="Pod MTU (default: the node's uplink MTU).")
+@click.option(
+    "--chain", multiple=True, help="Reference plugins to chain after podnet-cni (portmap, bandwidth, tuning)."
+)
+@click.option("--data-dir", default=None, help="IPAM data directory (default /var/lib/podnet/networks).")
+@click.option("--no-conflist", is_flag=True, help="Install the executables only.")
+def install_cni(bin_dir, conf_dir, name, subnets, mtu, chain, data_dir, no_conflist) -> None:
+    """Install podnet-cni and podnet-ipam, and a conflist that uses them."""
+    for path in install.write_launchers(bin_dir):
+        click.echo(f"installed {path}")
+    if not no_conflist:
+        opts = install.ConflistOptions(
+            name=name, subnets=tuple(subnets), mtu=mtu, chain=tuple(chain), data_dir=data_dir
+        )
+        click.echo(f"installed {install.write_conflist(conf_dir, opts)}")
+
+
+def main() -> None:
+    cli()

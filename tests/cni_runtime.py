@@ -1,0 +1,102 @@
+"""Drive CNI plugins as a runtime does: through cni-client (libcni) inside a node namespace,
+or by executing a plugin directly (for spec 1.1.0 verbs libcni 1.1.2 does not speak)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from dataclasses import dataclass, field
+
+from tests.netns import Namespace
+
+
+@dataclass
+class Runtime:
+    node: Namespace
+    cni_path: str
+    client: str
+    workdir: str
+    caps: dict = field(default_factory=dict)
+
+    def _env(self, **extra) -> dict:
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
+            "CNI_PATH": self.cni_path,
+            "CNI_CACHE_DIR": os.path.join(self.workdir, "cache"),
+        }
+        if self.caps:
+            env["CAP_ARGS"] = json.dumps(self.caps)
+        env.update(extra)
+        return env
+
+    def write(self, conflist: dict, name: str = "net") -> str:
+        path = os.path.join(self.workdir, f"{name}.conflist")
+        with open(path, "w") as f:
+            json.dump(conflist, f)
+        return path
+
+    def client_run(
+        self, verb: str, conflist: dict, pod: Namespace | str, container_id: str, ifname: str = "eth0", **env
+    ) -> subprocess.CompletedProcess:
+        netns_path = pod.path if isinstance(pod, Namespace) else pod
+        return subprocess.run(
+            [
+                "ip",
+                "netns",
+                "exec",
+                self.node.name,
+                self.client,
+                verb,
+                self.write(conflist),
+                netns_path,
+                container_id,
+                ifname,
+            ],
+            capture_output=True,
+            text=True,
+            env=self._env(**env),
+            timeout=60,
+        )
+
+    def add(self, conflist: dict, pod: Namespace, container_id: str, ifname: str = "eth0") -> dict:
+        proc = self.client_run("add", conflist, pod, container_id, ifname)
+        assert proc.returncode == 0, f"ADD failed: {proc.stderr}{proc.stdout}"
+        return json.loads(proc.stdout)
+
+    def check(
+        self, conflist: dict, pod: Namespace, container_id: str, ifname: str = "eth0"
+    ) -> subprocess.CompletedProcess:
+        return self.client_run("check", conflist, pod, container_id, ifname)
+
+    def delete(self, conflist: dict, pod: Namespace | str, container_id: str, ifname: str = "eth0") -> None:
+        proc = self.client_run("del", conflist, pod, container_id, ifname)
+        assert proc.returncode == 0, f"DEL failed: {proc.stderr}{proc.stdout}"
+
+    def plugin(
+        self,
+        plugin: str,
+        verb: str,
+        conf: dict | bytes | str,
+        *,
+        netns: str = "",
+        container_id: str = "",
+        ifname: str = "eth0",
+        unset: tuple[str, ...] = (),
+        **extra_env,
+    ) -> tuple[int, dict | None]:
+        """Execute one plugin binary directly; return (exit status, parsed stdout)."""
+        env = self._env(CNI_COMMAND=verb, CNI_CONTAINERID=container_id, CNI_NETNS=netns, CNI_IFNAME=ifname, **extra_env)
+        for name in unset:
+            env.pop(name, None)
+        stdin = conf if isinstance(conf, bytes | str) else json.dumps(conf)
+        binary = os.path.join(self.cni_path.split(":")[0], plugin)
+        proc = subprocess.run(
+            ["ip", "netns", "exec", self.node.name, binary],
+            input=stdin if isinstance(stdin, bytes) else stdin.encode(),
+            capture_output=True,
+            env=env,
+            timeout=60,
+        )
+        out = proc.stdout.decode().strip()
+        return proc.returncode, (json.loads(out) if out else None)
