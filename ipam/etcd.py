@@ -1,0 +1,90 @@
+"""The etcd v3 store: claims shared by every machine that talks to one etcd cluster.
+
+Layout under the store's prefix (e.g. /podnet/node-subnets):
+  <prefix>/@k/<key>      -> owner       one claim; created only if absent (create_revision == 0)
+  <prefix>/@last/<pool>  -> key         the allocation hint of a pool (advisory, last writer wins)
+  <prefix>/<child>/...                  a child store
+
+A claim with a TTL is attached to an etcd lease of its own; etcd deletes the key when the
+lease is not kept alive, so a dead node's subnet frees itself with nobody cleaning up.
+lock() is a no-op: correctness rests on the compare-and-create transaction alone, so two
+allocators that pick the same free key at once see one of them win and the other move on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+from ipam.errors import IPAMError
+from ipam.etcd_gateway import EtcdGateway
+
+CLAIMS = "@k/"
+HINTS = "@last/"
+
+
+class EtcdStore:
+    def __init__(self, gateway: EtcdGateway, prefix: str) -> None:
+        self.gateway = gateway
+        self.prefix = prefix.rstrip("/") + "/"
+
+    def __repr__(self) -> str:
+        return f"EtcdStore(etcd://{self.gateway.endpoint}{self.prefix})"
+
+    def child(self, name: str) -> EtcdStore:
+        if not name or name.startswith("@"):
+            raise IPAMError(f"store child name {name!r}: empty or starting with '@'")
+        return EtcdStore(self.gateway, f"{self.prefix}{name}")
+
+    def _claim(self, key: str) -> str:
+        return f"{self.prefix}{CLAIMS}{key}"
+
+    def lock(self):
+        return contextlib.nullcontext()
+
+    def reserve(self, key: str, owner: str, ttl: int | None = None) -> bool:
+        if ttl is None:
+            return self.gateway.create(self._claim(key), owner)
+        lease = self.gateway.grant(ttl)
+        if self.gateway.create(self._claim(key), owner, lease):
+            return True
+        self.gateway.revoke(lease)
+        return False
+
+    def renew(self, key: str) -> bool:
+        kv = self.gateway.get(self._claim(key))
+        if kv is None:
+            return False
+        return kv.lease == 0 or self.gateway.keepalive(kv.lease) > 0
+
+    def expire(self) -> list[str]:
+        return []  # etcd deletes a key when its lease expires
+
+    def release(self, key: str) -> None:
+        self.gateway.delete(self._claim(key))
+
+    def release_owner(self, owner: str) -> list[str]:
+        released = []
+        for key, held_by in self.items().items():
+            # Deleted only while still ours: a key freed and claimed again meanwhile stays.
+            if held_by == owner and self.gateway.delete_if(self._claim(key), owner):
+                released.append(key)
+        return released
+
+    def owner(self, key: str) -> str | None:
+        kv = self.gateway.get(self._claim(key))
+        return kv.value if kv else None
+
+    def keys(self) -> set[str]:
+        start = len(self.prefix) + len(CLAIMS)
+        return {kv.key[start:] for kv in self.gateway.get_prefix(self.prefix + CLAIMS, keys_only=True)}
+
+    def items(self) -> dict[str, str]:
+        start = len(self.prefix) + len(CLAIMS)
+        return {kv.key[start:]: kv.value for kv in self.gateway.get_prefix(self.prefix + CLAIMS)}
+
+    def last_reserved(self, pool: str) -> str | None:
+        kv = self.gateway.get(f"{self.prefix}{HINTS}{pool}")
+        return kv.value if kv else None
+
+    def set_last_reserved(self, pool: str, key: str) -> None:
+        self.gateway.put(f"{self.prefix}{HINTS}{pool}", key)
