@@ -18,7 +18,6 @@ Services and EndpointSlices they read. Single-threaded on purpose: it forks work
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import json
 import os
 import random
@@ -31,6 +30,8 @@ import time
 import traceback
 from dataclasses import dataclass, field
 
+from ipam.clusterip import ClusterIPAllocator
+from ipam.store_url import open_store
 from podnet.lab import names, objects, selectors, workloads
 from podnet.lab.node import Namespace, ip_batch
 from podnet.lab.spec import Deployment, LabSpec, Service
@@ -94,6 +95,7 @@ class Controller:
         self.generation = -1
         self.desired_mtime = 0
         self.cluster_ips: dict[str, str] = {}
+        self.service_ips: ClusterIPAllocator | None = None
         self.node_ports: dict[tuple[str, int], int] = {}
         self.proxies: dict[str, object] = {}
         self.proxy_started: dict[str, float] = {}
@@ -163,25 +165,23 @@ class Controller:
         log(f"desired state generation {self.generation}")
 
     def allocate_services(self) -> None:
-        net = ipaddress.ip_network(self.spec.network.service_cidr)
+        """ClusterIPs from the cluster IPAM (ipam.clusterip); node ports in kube's range."""
+        if self.service_ips is None:
+            store = open_store(f"file:{self.files.path('ipam', 'services')}")
+            self.service_ips = ClusterIPAllocator(store, [self.spec.network.service_cidr])
         wanted = {s.name: s for s in self.spec.services}
         for name in list(self.cluster_ips):
-            if name not in wanted:
-                del self.cluster_ips[name]
+            if name not in wanted or (wanted[name].cluster_ip not in (None, self.cluster_ips[name])):
+                self.service_ips.release(self.cluster_ips.pop(name))
         for key in list(self.node_ports):
             if key[0] not in wanted:
                 del self.node_ports[key]
-        taken = {s.cluster_ip for s in self.spec.services if s.cluster_ip} | set(self.cluster_ips.values())
         used_ports = {p.node_port for s in self.spec.services for p in s.ports if p.node_port}
         used_ports |= set(self.node_ports.values())
-        hosts = (str(net.network_address + i) for i in range(10, net.num_addresses - 1))
         for svc in self.spec.services:
-            if svc.cluster_ip:
-                self.cluster_ips[svc.name] = svc.cluster_ip
-            elif svc.name not in self.cluster_ips:
-                ip = next(h for h in hosts if h not in taken)
-                self.cluster_ips[svc.name] = ip
-                taken.add(ip)
+            if svc.name not in self.cluster_ips:
+                ip = self.service_ips.allocate(svc.cluster_ip, owner=svc.name)
+                self.cluster_ips[svc.name] = str(ip)
             if svc.type != "NodePort":
                 continue
             for p in svc.ports:
