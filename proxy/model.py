@@ -28,6 +28,7 @@ class NodeContext:
     cluster_cidrs: tuple[str, ...] = ()
     masquerade_all: bool = False
     nodeport_addresses: tuple[str, ...] = ()  # CIDRs; empty means every local address
+    local_addresses: tuple[str, ...] = ()  # this namespace's addresses, for --nodeport-addresses
     localhost_nodeports: bool = True
     zone: str = ""
     service_cidrs: tuple[str, ...] = ()
