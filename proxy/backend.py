@@ -1,0 +1,56 @@
+"""What a proxy mode provides: a renderer that plans and an executor that applies.
+
+A mode is pluggable: `render(model, changed, full)` touches nothing and returns a transaction
+that renders to text (for logs and golden tests); `apply(tx)` makes the kernel match it in one
+atomic step or raises ApplyError leaving the previous rules in place; `cleanup()` removes
+everything the mode ever made and nothing else.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Protocol
+
+from proxy.model import NodeContext, ProxyModel, ServicePortName
+
+
+class ApplyError(RuntimeError):
+    """The kernel refused a transaction; the previous rules are still in place."""
+
+
+class Transaction(Protocol):
+    full: bool
+
+    def text(self) -> str: ...
+
+    def rule_counts(self) -> dict[str, int]: ...
+
+
+class Backend(Protocol):
+    mode: str
+
+    def render(self, model: ProxyModel, changed: set[ServicePortName], full: bool) -> Transaction: ...
+
+    def apply(self, tx: Transaction) -> None: ...
+
+    def cleanup(self) -> list[str]: ...
+
+
+# mode name -> "module:factory"; the factory takes the NodeContext.
+MODES = {
+    "iptables": "proxy.iptables.backend:IptablesBackend",
+}
+PLANNED = ("nftables", "ipvs")
+
+
+class UnsupportedMode(ValueError):
+    pass
+
+
+def backend_for(mode: str, node: NodeContext, **options) -> Backend:
+    if mode not in MODES:
+        if mode in PLANNED:
+            raise UnsupportedMode(f"--proxy-mode={mode} is not supported yet (supported: {', '.join(MODES)})")
+        raise UnsupportedMode(f"--proxy-mode={mode!r} is unknown (supported: {', '.join(MODES)})")
+    module, _, factory = MODES[mode].partition(":")
+    return getattr(importlib.import_module(module), factory)(node, **options)

@@ -1,0 +1,1 @@
+"""The iptables mode: renderer (render.py) -> Transaction (transaction.py) -> executor (executor.py)."""

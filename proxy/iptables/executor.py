@@ -1,0 +1,120 @@
+"""The iptables executor: applies a Transaction with one `iptables-restore --noflush` run (all or
+nothing: a refused transaction leaves the previous rules as they were), reads what of ours the
+kernel holds, and removes it all on `--cleanup`.
+
+One iptables flavour is used throughout, the one `iptables` on PATH resolves to (nf_tables
+or legacy): mixing them in one namespace would leave two rule sets that both apply.
+"""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+from dataclasses import dataclass
+
+from proxy.iptables import chains as C
+
+
+class RestoreError(RuntimeError):
+    pass
+
+
+def detect_flavor() -> str:
+    """ "nft" or "legacy": what `iptables` means on this machine."""
+    try:
+        out = subprocess.run(["iptables", "--version"], capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return "nft"
+    return "legacy" if "legacy" in out else "nft"
+
+
+@dataclass
+class Executor:
+    flavor: str = "nft"
+
+    def _cmd(self, tool: str) -> list[str]:
+        cmd = [f"iptables-{self.flavor}{tool}"]
+        if self.flavor == "legacy":
+            cmd.append("-w")  # the legacy backend serialises writers with a lock file
+        return cmd
+
+    def restore(self, text: str) -> None:
+        if not text:
+            return
+        r = subprocess.run([*self._cmd("-restore"), "--noflush"], input=text, capture_output=True, text=True)
+        if r.returncode != 0:
+            raise RestoreError(f"iptables-restore failed ({r.returncode}): {_explain(r.stderr, text)}")
+
+    def save(self, table: str) -> str:
+        cmd = [f"iptables-{self.flavor}-save", "-t", table]
+        return subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+
+    def chains_present(self) -> dict[str, set[str]]:
+        out = {}
+        for table in C.TABLES:
+            out[table] = {line[1:].split()[0] for line in self.save(table).splitlines() if line.startswith(":")}
+            out[table] = {c for c in out[table] if C.is_ours(c)}
+        return out
+
+    def list_chain(self, table: str, chain: str) -> list[str]:
+        r = subprocess.run([*self._cmd(""), "-t", table, "-S", chain], capture_output=True, text=True)
+        return r.stdout.splitlines() if r.returncode == 0 else []
+
+    def hook_changes(self) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+        """(deletes, inserts) that make each built-in chain start with exactly our jumps, in order.
+        A built-in chain whose jumps are already right is left alone."""
+        deletes: list[tuple[str, str]] = []
+        inserts: list[tuple[str, str]] = []
+        for table, builtin in sorted(C.BUILTINS):
+            want = [j.spec() for j in C.JUMPS if (j.table, j.builtin) == (table, builtin)]
+            rules = [
+                line[len(f"-A {builtin} ") :] for line in self.list_chain(table, builtin) if line.startswith("-A ")
+            ]
+            ours = [r for r in rules if _jumps_to_ours(r)]
+            if rules[: len(want)] == want and len(ours) == len(want):
+                continue
+            deletes += [(table, f"-D {builtin} {r}") for r in ours]
+            inserts += [(table, f"-I {builtin} 1 {spec}") for spec in reversed(want)]
+        return deletes, inserts
+
+    def cleanup_text(self) -> str:
+        """The one transaction that removes every jump to our chains and every chain of ours."""
+        out = []
+        for table in C.TABLES:
+            ours: list[str] = []
+            unhook: list[str] = []
+            for line in self.save(table).splitlines():
+                if line.startswith(":") and C.is_ours(line[1:].split()[0]):
+                    ours.append(line[1:].split()[0])
+                elif line.startswith("-A "):
+                    chain, _, rest = line[3:].partition(" ")
+                    if not C.is_ours(chain) and _jumps_to_ours(rest):
+                        unhook.append(f"-D {chain} {rest}")
+            if not ours and not unhook:
+                continue
+            out.append(f"*{table}")
+            out += [f":{c} - [0:0]" for c in ours]
+            out += unhook
+            out += [f"-X {c}" for c in ours]
+            out.append("COMMIT")
+        return "\n".join(out) + "\n" if out else ""
+
+
+def _jumps_to_ours(rule: str) -> bool:
+    words = shlex.split(rule)
+    for flag in ("-j", "-g"):
+        if flag in words:
+            i = words.index(flag)
+            if i + 1 < len(words) and C.is_ours(words[i + 1]):
+                return True
+    return False
+
+
+def _explain(stderr: str, text: str) -> str:
+    """iptables-restore names a failing line by number; show that line too."""
+    msg = stderr.strip()
+    lines = text.splitlines()
+    for word in msg.replace(":", " ").split():
+        if word.isdigit() and 0 < int(word) <= len(lines) and "line" in msg:
+            return f"{msg} (line {word}: {lines[int(word) - 1]})"
+    return msg

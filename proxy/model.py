@@ -1,0 +1,224 @@
+"""The one mode-independent model of what a node's proxy must do.
+
+Built from the trackers' state, one ServicePortModel per (Service, port): its addresses, its
+policies and the endpoint sets topology.py chose. Every mode's renderer (iptables, nftables,
+IPVS) reads this and nothing else; the model is updated incrementally, only for the Services
+a drain reports as changed, so a one-Service change costs one Service's work.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from dataclasses import dataclass, field
+
+from proxy import topology
+from proxy.objects import ZONE_LABEL, EndpointSlice, Service, ip_family
+from proxy.trackers import Changes, ServiceKey, Trackers
+
+log = logging.getLogger("podnet.proxy")
+
+
+@dataclass(frozen=True)
+class NodeContext:
+    """This node and the proxy's configuration: everything besides Services that rules depend on."""
+
+    name: str
+    node_ips: tuple[str, ...] = ()
+    cluster_cidrs: tuple[str, ...] = ()
+    masquerade_all: bool = False
+    nodeport_addresses: tuple[str, ...] = ()  # CIDRs; empty means every local address
+    local_addresses: tuple[str, ...] = ()  # this namespace's addresses, for --nodeport-addresses
+    localhost_nodeports: bool = True
+    zone: str = ""
+    service_cidrs: tuple[str, ...] = ()
+    family: int = 4
+
+    def nodeport_on_all_addresses(self) -> bool:
+        return not self.nodeport_addresses or any(
+            ipaddress.ip_network(c).prefixlen == 0 for c in self.nodeport_addresses
+        )
+
+
+@dataclass(frozen=True, order=True)
+class ServicePortName:
+    namespace: str
+    name: str
+    port: str
+    protocol: str
+
+    def __str__(self) -> str:
+        return f"{self.namespace}/{self.name}:{self.port}" if self.port else f"{self.namespace}/{self.name}"
+
+    @property
+    def service(self) -> ServiceKey:
+        return (self.namespace, self.name)
+
+
+@dataclass(frozen=True)
+class EndpointInfo:
+    ip: str
+    port: int
+    ready: bool
+    serving: bool
+    terminating: bool
+    is_local: bool
+    zone_hints: frozenset[str] | None = None
+    node_hints: frozenset[str] | None = None
+
+    @property
+    def address(self) -> str:
+        return f"{self.ip}:{self.port}" if ":" not in self.ip else f"[{self.ip}]:{self.port}"
+
+
+@dataclass(frozen=True)
+class ServicePortModel:
+    name: ServicePortName
+    cluster_ip: str
+    port: int
+    protocol: str
+    node_port: int = 0
+    external_ips: tuple[str, ...] = ()
+    load_balancer_ips: tuple[str, ...] = ()
+    load_balancer_source_ranges: tuple[str, ...] = ()
+    affinity_seconds: int = 0
+    external_local: bool = False  # externalTrafficPolicy: Local
+    internal_local: bool = False  # internalTrafficPolicy: Local
+    health_check_node_port: int = 0
+    endpoints: tuple[EndpointInfo, ...] = ()  # all of them, whatever their state
+    cluster_endpoints: tuple[EndpointInfo, ...] = ()
+    local_endpoints: tuple[EndpointInfo, ...] = ()
+
+    @property
+    def externally_reachable(self) -> bool:
+        return bool(self.node_port or self.external_ips or self.load_balancer_ips)
+
+    @property
+    def uses_cluster_endpoints(self) -> bool:
+        return not self.internal_local or (self.externally_reachable and not self.external_local)
+
+    @property
+    def uses_local_endpoints(self) -> bool:
+        return self.internal_local or (self.externally_reachable and self.external_local)
+
+    @property
+    def internal_endpoints(self) -> tuple[EndpointInfo, ...]:
+        """Where ClusterIP traffic goes."""
+        return self.local_endpoints if self.internal_local else self.cluster_endpoints
+
+    @property
+    def external_endpoints(self) -> tuple[EndpointInfo, ...]:
+        """Where traffic to NodePorts, externalIPs and load-balancer IPs from outside goes."""
+        return self.local_endpoints if self.external_local else self.cluster_endpoints
+
+    @property
+    def all_reachable(self) -> tuple[EndpointInfo, ...]:
+        seen = dict.fromkeys(self.cluster_endpoints)
+        seen.update(dict.fromkeys(self.local_endpoints))
+        return tuple(seen)
+
+
+@dataclass
+class ProxyModel:
+    node: NodeContext
+    ports: dict[ServicePortName, ServicePortModel] = field(default_factory=dict)
+    by_service: dict[ServiceKey, tuple[ServicePortName, ...]] = field(default_factory=dict)
+
+    def update(
+        self, trackers: Trackers, changes: Changes
+    ) -> dict[ServicePortName, tuple[ServicePortModel | None, ServicePortModel | None]]:
+        """Rebuild the changed Services; return every service port that was added, removed or
+        changed (what a partial sync must rewrite), with its (old, new) models."""
+        keys = set(trackers.services.state) | set(self.by_service) if changes.everything else changes.services
+        changed: dict[ServicePortName, tuple[ServicePortModel | None, ServicePortModel | None]] = {}
+        for key in keys:
+            old = {n: self.ports.pop(n) for n in self.by_service.pop(key, ())}
+            svc = trackers.services.state.get(key)
+            new = build_service(svc, trackers.slices_of(key), self.node) if svc is not None else {}
+            self.ports.update(new)
+            if new:
+                self.by_service[key] = tuple(sorted(new))
+            for n in old.keys() | new.keys():
+                if old.get(n) != new.get(n):
+                    changed[n] = (old.get(n), new.get(n))
+        return changed
+
+
+def build_service(
+    svc: Service, slices: list[EndpointSlice], node: NodeContext
+) -> dict[ServicePortName, ServicePortModel]:
+    """The service ports of one Service for this node's family, with their endpoint sets."""
+    if not svc.proxied:
+        return {}
+    cluster_ip = next((ip for ip in svc.cluster_ips if ip_family(ip) == node.family), None)
+    if cluster_ip is None:
+        return {}
+    same_family = lambda ips: tuple(ip for ip in ips if ip_family(ip) == node.family)  # noqa: E731
+    out: dict[ServicePortName, ServicePortModel] = {}
+    for sp in svc.ports:
+        name = ServicePortName(svc.namespace, svc.name, sp.name, sp.protocol)
+        endpoints = _endpoints_for(sp.name, sp.protocol, slices, node)
+        partial = ServicePortModel(
+            name=name,
+            cluster_ip=cluster_ip,
+            port=sp.port,
+            protocol=sp.protocol,
+            node_port=sp.node_port,
+            external_ips=same_family(svc.external_ips),
+            load_balancer_ips=same_family(svc.load_balancer_ips),
+            load_balancer_source_ranges=tuple(
+                c for c in svc.load_balancer_source_ranges if ipaddress.ip_network(c).version == node.family
+            ),
+            affinity_seconds=svc.session_affinity_seconds,
+            external_local=svc.external_traffic_local,
+            internal_local=svc.internal_traffic_local,
+            health_check_node_port=svc.health_check_node_port if svc.external_traffic_local else 0,
+            endpoints=endpoints,
+        )
+        sets = topology.categorize(
+            endpoints,
+            uses_cluster=partial.uses_cluster_endpoints,
+            uses_local=partial.uses_local_endpoints,
+            node_name=node.name,
+            zone=node.zone,
+        )
+        out[name] = ServicePortModel(
+            **{**partial.__dict__, "cluster_endpoints": sets.cluster, "local_endpoints": sets.local}
+        )
+    return out
+
+
+def _endpoints_for(
+    port_name: str, protocol: str, slices: list[EndpointSlice], node: NodeContext
+) -> tuple[EndpointInfo, ...]:
+    """Endpoints whose slice port has the Service port's name (and protocol), de-duplicated by
+    address, as kube-proxy matches them."""
+    want = "IPv4" if node.family == 4 else "IPv6"
+    found: dict[str, EndpointInfo] = {}
+    for s in slices:
+        if s.address_type != want:
+            continue
+        for p in s.ports:
+            if p.name != port_name or p.protocol != protocol:
+                continue
+            for e in s.endpoints:
+                info = EndpointInfo(
+                    ip=e.addresses[0],  # kube-proxy uses the first address only
+                    port=p.port,
+                    ready=e.ready,
+                    serving=e.serving,
+                    terminating=e.terminating,
+                    is_local=bool(e.node_name) and e.node_name == node.name,
+                    zone_hints=e.zone_hints,
+                    node_hints=e.node_hints,
+                )
+                found.setdefault(info.address, info)
+    return tuple(found[k] for k in sorted(found))
+
+
+def node_context_with(node: NodeContext, trackers: Trackers) -> NodeContext:
+    """The context refreshed from the Node and ServiceCIDR objects (zone label, service ranges)."""
+    obj = trackers.node()
+    zone = obj.labels.get(ZONE_LABEL, "") if obj is not None else ""
+    cidrs = tuple(sorted({c for sc in trackers.cidrs.state.values() for c in sc.cidrs}))
+    return NodeContext(**{**node.__dict__, "zone": zone, "service_cidrs": cidrs})

@@ -1,0 +1,64 @@
+"""Which endpoints a node uses for a Service port, as kube-proxy's pkg/proxy/topology.go decides.
+
+- Usable means ready. When no endpoint is ready, endpoints that are serving and terminating
+  are used instead (graceful termination), decided separately for the cluster-wide set and
+  for the node-local set.
+- Topology-aware routing: when every ready endpoint carries node hints and one names this
+  node, only those are used (PreferSameNode); otherwise, when every ready endpoint carries
+  zone hints and one names this node's zone, only those (PreferSameZone). Anything less and
+  hints are ignored, as kube-proxy does, so a half-hinted slice never blackholes traffic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+
+class Hinted(Protocol):
+    ready: bool
+    serving: bool
+    terminating: bool
+    is_local: bool
+    zone_hints: frozenset[str] | None
+    node_hints: frozenset[str] | None
+
+
+@dataclass(frozen=True)
+class Categorized:
+    cluster: tuple  # endpoints for traffic policy Cluster
+    local: tuple  # this node's endpoints, for traffic policy Local
+    any_endpoints: bool  # the Service has endpoints at all (DROP rather than REJECT when unusable)
+
+
+def topology_filter(endpoints: Sequence[Hinted], node_name: str, zone: str) -> Callable[[Hinted], bool] | None:
+    """The hint predicate to apply, or None when hints must be ignored."""
+    ready = [e for e in endpoints if e.ready]
+    if not ready:
+        return None
+    if all(e.node_hints for e in ready) and any(node_name in e.node_hints for e in ready):
+        return lambda e: bool(e.node_hints) and node_name in e.node_hints
+    if zone and all(e.zone_hints for e in ready) and any(zone in e.zone_hints for e in ready):
+        return lambda e: bool(e.zone_hints) and zone in e.zone_hints
+    return None
+
+
+def _usable(endpoints: Sequence[Hinted], keep: Callable[[Hinted], bool]) -> tuple:
+    ready = tuple(e for e in endpoints if e.ready and keep(e))
+    if ready:
+        return ready
+    return tuple(e for e in endpoints if e.serving and e.terminating and keep(e))
+
+
+def categorize(
+    endpoints: Sequence[Hinted], *, uses_cluster: bool, uses_local: bool, node_name: str, zone: str
+) -> Categorized:
+    cluster: tuple = ()
+    local: tuple = ()
+    if uses_cluster:
+        hint = topology_filter(endpoints, node_name, zone)
+        cluster = _usable(endpoints, hint or (lambda e: True))
+    if uses_local:
+        local = _usable(endpoints, lambda e: e.is_local)
+    return Categorized(cluster=cluster, local=local, any_endpoints=bool(endpoints))
