@@ -494,6 +494,8 @@ class Controller:
                 "--node-ip", node["ip"],
                 "--cluster-cidr", self.spec.network.cluster_cidr,
                 "--proxy-mode", self.spec.network.proxy_mode,
+                # a lab's endpoints change in bursts a person watches: program them quickly
+                "--iptables-min-sync-period", "200ms",
             ]  # fmt: skip
             logf = open(self.files.path(f"proxy-{name}.log"), "a")  # noqa: SIM115
             self.proxies[name] = Namespace(node["netns"]).popen(
