@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import signal
 import sys
 import time
 from collections import Counter
@@ -26,12 +27,20 @@ def request(host: str, port: int, path: str, timeout: float) -> tuple[bool, str,
         return False, "", "", f"error: {e}"
 
 
+_stop = False
+
+
+def _on_term(*_) -> None:
+    global _stop
+    _stop = True
+
+
 def loop(host, port, path, count, duration, interval, timeout, quiet) -> dict:
     pods, versions, errors = Counter(), Counter(), Counter()
     ok = failed = 0
     start = time.monotonic()
     n = 0
-    while (count and n < count) or (duration and time.monotonic() - start < duration):
+    while not _stop and ((count and n < count) or (duration and time.monotonic() - start < duration)):
         n += 1
         good, pod, version, body = request(host, port, path, timeout)
         if good:
@@ -67,6 +76,7 @@ def main() -> None:
     ap.add_argument("--timeout", type=float, default=2.0)
     ap.add_argument("--quiet", action="store_true")
     a = ap.parse_args()
+    signal.signal(signal.SIGTERM, _on_term)  # stop after the request in flight, still tally
     summary = loop(a.host, a.port, a.path, 0 if a.duration else a.count, a.duration, a.interval, a.timeout, a.quiet)
     print(json.dumps(summary), flush=True)
     sys.exit(0 if summary["failed"] == 0 else 1)
