@@ -508,7 +508,8 @@ class Controller:
     # -- what we observe ----------------------------------------------------------------
     def publish(self) -> None:
         now = time.monotonic()
-        if now - self.last_publish < (0.1 if self.dirty else 1.0):
+        settling = any(p.phase == RUNNING and not p.available(now) for p in self.pods.values())
+        if now - self.last_publish < (0.1 if self.dirty else 0.2 if settling else 1.0):
             return
         self.last_publish = now
         self.dirty = False
