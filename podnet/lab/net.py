@@ -220,6 +220,8 @@ class Lab:
             cwd="/",
         )
         log.close()
+        # undone first: the controller, then every process it started in the lab's namespaces
+        self._undo.callback(stop_processes, self.spec.name)
         total = sum(d.replicas for d in self.spec.deployments)
 
         def progress(st: dict) -> str:
@@ -259,16 +261,14 @@ def _pids_in(inodes: dict[int, str]) -> list[int]:
     return pids
 
 
-def teardown(lab: str) -> list[str]:
-    """Remove everything lab `lab` made: its processes, namespaces (and so every link and
-    route in them) and its state directory. Safe to run twice; touches nothing else."""
-    files = LabFiles(lab)
-    pid = files.controller_pid()
+def stop_processes(lab: str) -> dict[int, str]:
+    """Kill the controller, then every process inside one of the lab's namespaces."""
+    pid = LabFiles(lab).controller_pid()
     if pid:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)  # first, so it cannot start new pods meanwhile
     inodes = _netns_inodes(lab)
-    for _ in range(20):
+    for _ in range(40):
         pids = _pids_in(inodes)
         if not pids:
             break
@@ -276,6 +276,14 @@ def teardown(lab: str) -> list[str]:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(p, signal.SIGKILL)
         time.sleep(0.05)
+    return inodes
+
+
+def teardown(lab: str) -> list[str]:
+    """Remove everything lab `lab` made: its processes, namespaces (and so every link and
+    route in them) and its state directory. Safe to run twice; touches nothing else."""
+    files = LabFiles(lab)
+    inodes = stop_processes(lab)
     removed = sorted(inodes.values(), key=lambda n: (n.count("."), n), reverse=True)
     if removed:
         with contextlib.suppress(CommandFailed):

@@ -51,9 +51,30 @@ def fetch(from_netns: str, host: str, port: int) -> tuple[str, str]:
     return pod, client
 
 
-def test_cross_node_pod_to_pod_keeps_the_senders_address(make_lab):
-    s = unique_spec({**spec.DEFAULT, **TWO_NODES})
-    make_lab(s)
+COMMAND = {
+    "name": "files",
+    "replicas": 1,
+    "workload": {"kind": "command", "port": 9000, "command": ["python3", "-m", "http.server", "9000"]},
+}
+
+
+def test_cross_node_pod_to_pod_keeps_the_senders_address():
+    s = unique_spec({**spec.DEFAULT, **TWO_NODES, "deployments": [*TWO_NODES["deployments"], COMMAND]})
+    with net.Lab(s, progress=lambda *_: None):
+        check_cross_node(s)
+        # a workload that is a command the topology names
+        (files,) = pods(s.name, "files")
+        web = pods(s.name, "web")[0]
+        get = "import urllib.request,sys;print(urllib.request.urlopen(sys.argv[1],timeout=3).status)"
+        out = Namespace(web["netns"]).run([sys.executable, "-c", get, f"http://{files['ip']}:9000/"], check=True)
+        assert out.out.strip() == "200"
+        ran = podnet(s.name, "exec", f"pod/{web['name']}", "--", "ip", "-4", "-o", "addr", "show", "dev", "eth0")
+        assert f"{web['ip']}/32" in ran.stdout
+    assert lab_namespaces(s.name) == []  # leaving the block tore it all down
+    assert not os.path.exists(LabFiles(s.name).root)
+
+
+def check_cross_node(s) -> None:
     web = pods(s.name, "web")
     assert sorted(p["node"] for p in web) == ["a", "b"]  # spread over both nodes
     src, dst = web
