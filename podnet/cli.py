@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from cni import install
+from podnet.ipam_cli import ipam
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -41,6 +42,9 @@ def install_cni(bin_dir, conf_dir, name, subnets, mtu, chain, data_dir, no_confl
             name=name, subnets=tuple(subnets), mtu=mtu, chain=tuple(chain), data_dir=data_dir
         )
         click.echo(f"installed {install.write_conflist(conf_dir, opts)}")
+
+
+cli.add_command(ipam)
 
 
 def main() -> None:
