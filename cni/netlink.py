@@ -163,7 +163,7 @@ class Netlink:
         return [p for _, p in self._replies(self._send(msg_type, NLM_F_DUMP, payload))]
 
     # -- links ------------------------------------------------------------------------
-    def add_veth(self, name: str, peer: str, peer_netns_fd: int, mtu: int, alias: str = "") -> None:
+    def add_veth(self, name: str, peer: str, peer_netns_fd: int, mtu: int) -> None:
         """Create a veth pair whose peer is born inside the namespace of `peer_netns_fd`.
 
         One request: moving a link between namespaces afterwards is the most expensive step
@@ -181,8 +181,6 @@ class Netlink:
             nested(IFLA_INFO_DATA, attr(VETH_INFO_PEER, peer_info)),
         )
         attrs = attr_str(IFLA_IFNAME, name) + attr_u32(IFLA_MTU, mtu) + linkinfo
-        if alias:
-            attrs += attr_str(IFLA_IFALIAS, alias)
         self.request(RTM_NEWLINK, _IFINFOMSG.pack(0, 0, 0, 0, 0) + attrs, NLM_F_CREATE | NLM_F_EXCL)
 
     def get_link(self, name: str) -> Link | None:
@@ -200,6 +198,11 @@ class Netlink:
 
     def set_up(self, index: int) -> None:
         self.request(RTM_NEWLINK, _IFINFOMSG.pack(0, 0, index, IFF_UP, IFF_UP))
+
+    def set_up_with_alias(self, name: str, alias: str) -> None:
+        """Bring a link up and label it, in one request (the kernel ignores an alias at creation)."""
+        msg = _IFINFOMSG.pack(0, 0, 0, IFF_UP, IFF_UP) + attr_str(IFLA_IFNAME, name) + attr_str(IFLA_IFALIAS, alias)
+        self.request(RTM_NEWLINK, msg)
 
     def del_link(self, name: str) -> bool:
         """Delete a link by name; False when it did not exist."""

@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import os
+import signal
+import socket
 import sys
 
 from cni import delegate, ipam_plugin, routing, version, veth
@@ -15,6 +17,14 @@ from cni.netns import inside, open_netns
 from cni.skel import Call, run
 
 IN_PROCESS_IPAM = "podnet-ipam"
+# Fault injection for the crash tests: the plugin stops itself (SIGSTOP) at the named step of
+# ADD, so a test can SIGKILL it exactly there. Unset in production; costs one dict lookup.
+STOP_AT = "PODNET_CNI_STOP_AT"
+
+
+def checkpoint(step: str) -> None:
+    if os.environ.get(STOP_AT) == step:
+        os.kill(os.getpid(), signal.SIGSTOP)
 
 
 # -- IPAM: in-process for podnet-ipam, executed for any other plugin ------------------
@@ -68,6 +78,7 @@ def cmd_add(call: Call) -> dict:
     with namespaces(inv.netns) as (host, pod, pod_fd), contextlib.ExitStack() as undo:
         ipam_result = ipam_add(conf, call)
         undo.callback(_quietly, "IPAM allocation", ipam_del, conf, call)
+        checkpoint("ipam")
         ips = pod_ips(ipam_result)
         mtu = conf.mtu or routing.uplink_mtu(host)
         tag = veth.alias(conf.name, inv.container_id, inv.ifname)
@@ -78,8 +89,11 @@ def cmd_add(call: Call) -> dict:
                 f"CNI_IFNAME: {inv.ifname!r} or host link {host_ifname} already exists for this container"
             ) from None
         undo.callback(_quietly, f"veth {host_ifname}", host.del_link, host_ifname)
+        checkpoint("veth")
         routing.setup_pod(pod, pair, ips, _routes(ipam_result))
+        checkpoint("pod")
         routing.setup_host(host, pair, ips)
+        checkpoint("host")
         result = build_result(conf, inv, pair, ips, mtu)
         undo.pop_all()
     return version.convert_result(result, conf.cni_version)
@@ -177,8 +191,6 @@ def differences(prev: dict, inv, host: Netlink, pod: Netlink) -> list[str]:
         ips.append(ipaddress.ip_interface(ip["address"]).ip)
         if ip["address"] not in have:
             problems.append(f"interface {inv.ifname}: address {ip['address']} is missing")
-    import socket
-
     pod_routes = {(str(r.dst), r.gateway) for fam in (socket.AF_INET, socket.AF_INET6) for r in pod.routes(fam)}
     for route in prev.get("routes") or []:
         dst = str(ipaddress.ip_network(route["dst"], strict=False))

@@ -58,7 +58,7 @@ def setup_pod(pod: Netlink, pair: VethPair, ips, extra_routes) -> None:
 
 
 def setup_host(host: Netlink, pair: VethPair, ips) -> None:
-    host.set_up(pair.host.index)
+    """Route each pod address to the pod's veth (brought up when it was made) and forward."""
     for ip in ips:
         host.add_route(host_route(ip).network, pair.host.index, scope=RT_SCOPE_LINK, replace=True)
     for v in sorted({ip.version for ip in ips}):
