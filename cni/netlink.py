@@ -183,8 +183,9 @@ class Netlink:
         attrs = attr_str(IFLA_IFNAME, name) + attr_u32(IFLA_MTU, mtu) + linkinfo
         self.request(RTM_NEWLINK, _IFINFOMSG.pack(0, 0, 0, 0, 0) + attrs, NLM_F_CREATE | NLM_F_EXCL)
 
-    def get_link(self, name: str) -> Link | None:
-        msg = _IFINFOMSG.pack(0, 0, 0, 0, 0) + attr_str(IFLA_IFNAME, name)
+    def get_link(self, name: str = "", index: int = 0) -> Link | None:
+        """One link, by name or by index; None when there is no such link."""
+        msg = _IFINFOMSG.pack(0, 0, index, 0, 0) + (attr_str(IFLA_IFNAME, name) if name else b"")
         try:
             replies = [p for _, p in self._replies(self._send(RTM_GETLINK, NLM_F_ACK, msg))]
         except OSError as e:
@@ -260,6 +261,23 @@ class Netlink:
             oif = struct.unpack("=I", attrs[RTA_OIF])[0] if RTA_OIF in attrs else 0
             out.append(Route(dst, str(ipaddress.ip_address(gw)) if gw else None, oif))
         return out
+
+    def route_to(self, dst) -> Route | None:
+        """The route the kernel would use towards `dst` (as `ip route get`), or None."""
+        dst = ipaddress.ip_address(dst)
+        msg = _RTMSG.pack(_family(dst), dst.max_prefixlen, 0, 0, 0, 0, 0, 0, 0) + attr(RTA_DST, dst.packed)
+        try:
+            replies = [p for _, p in self._replies(self._send(RTM_GETROUTE, NLM_F_ACK, msg))]
+        except OSError as e:
+            if e.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH):
+                return None
+            raise
+        if not replies or _RTMSG.unpack_from(replies[0])[7] != RTN_UNICAST:
+            return None  # no route, or a local address of this node
+        attrs = parse_attrs(replies[0][_RTMSG.size :])
+        gw = attrs.get(RTA_GATEWAY)
+        oif = struct.unpack("=I", attrs[RTA_OIF])[0] if RTA_OIF in attrs else 0
+        return Route(ipaddress.ip_network(dst), str(ipaddress.ip_address(gw)) if gw else None, oif)
 
     # -- neighbours -------------------------------------------------------------------
     def add_permanent_neighbour(self, index: int, ip, mac: str) -> None:

@@ -3,6 +3,9 @@ plugins inside it, and conflists for podnet-cni + podnet-ipam."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from tests.cni_runtime import Runtime
@@ -47,3 +50,20 @@ def runtime(node, cni_path, cni_client, tmp_path):
 def kernel_state(node) -> tuple:
     """What a failed call must leave unchanged on the node."""
     return node.links(), node.routes()
+
+
+@pytest.fixture(params=["standalone", "server"])
+def plugin_mode(request, node):
+    """Run the test with the plugins doing their own work, and again with the node's warm
+    `podnet cni-server` doing it for them (the same verbs through cni/shim.py)."""
+    if request.param == "standalone":
+        yield "standalone"
+        return
+    server = node.popen(sys.executable, "-m", "podnet.cli", "cni-server", stderr=subprocess.PIPE)
+    try:
+        line = server.stderr.readline().decode()
+        assert "listening" in line, line
+        yield "server"
+    finally:
+        server.kill()
+        server.wait()

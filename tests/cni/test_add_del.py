@@ -12,7 +12,7 @@ LIBCNI_VERSIONS = ["0.3.1", "0.4.0", "1.0.0"]  # libcni 1.1.2 speaks up to 1.0.0
 
 
 @pytest.mark.parametrize("version", LIBCNI_VERSIONS)
-def test_two_pods_ping_each_other_and_the_node(version, netns, node, runtime, tmp_path):
+def test_two_pods_ping_each_other_and_the_node(version, plugin_mode, netns, node, runtime, tmp_path):
     conf = as_list(podnet_conf(tmp_path, version))
     before = node.links()
     pods = [netns("pnt-pod") for _ in range(2)]

@@ -44,7 +44,7 @@ def test_portmap_after_podnet_cni_maps_a_host_port_to_the_pod(netns, node, runti
     assert server["ips"][0]["address"].split("/")[0] not in node.run("iptables-save", "-t", "nat").stdout
 
 
-def test_reference_bridge_plugin_with_podnet_ipam(netns, node, runtime, tmp_path):
+def test_reference_bridge_plugin_with_podnet_ipam(plugin_mode, netns, node, runtime, tmp_path):
     conf = {
         "cniVersion": "1.0.0",
         "name": "podnet-test",

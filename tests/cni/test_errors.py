@@ -139,3 +139,13 @@ def test_version_and_check_on_old_versions(node, runtime, tmp_path):
         "podnet-cni", "CHECK", podnet_conf(tmp_path, "0.3.1", prevResult={}), netns="/var/run/netns/x", container_id="c"
     )
     assert status != 0 and err["code"] == 1 and "CHECK" in err["msg"]
+
+
+@pytest.mark.parametrize("case", CONFIG_CASES[:2], ids=[c[0] for c in CONFIG_CASES[:2]])
+def test_errors_come_back_the_same_through_the_server(case, plugin_mode, netns, node, runtime, tmp_path):
+    _, mutate, code, words = case
+    conf = podnet_conf(tmp_path, "1.1.0")
+    mutate(conf)
+    pod = netns("pnt-pod")
+    status, err = runtime.plugin("podnet-cni", "ADD", conf, netns=pod.path, container_id="bad")
+    assert status != 0 and err["code"] == code and all(w in err["msg"] for w in words)

@@ -16,7 +16,7 @@ from tests.cni.conftest import allocations, as_list, kernel_state, podnet_conf
 pytestmark = pytest.mark.integration
 
 
-def test_del_succeeds_twice_without_netns_and_after_the_netns_is_gone(netns, node, runtime, tmp_path):
+def test_del_succeeds_twice_without_netns_and_after_the_netns_is_gone(plugin_mode, netns, node, runtime, tmp_path):
     conf = podnet_conf(tmp_path)
     before = kernel_state(node)
     pod = netns("pnt-pod")
@@ -65,7 +65,7 @@ def test_check_names_what_differs(breakage, netns, node, runtime, tmp_path):
     assert expected[breakage] in err["msg"]
 
 
-def test_gc_releases_what_the_runtime_no_longer_holds(netns, node, runtime, tmp_path):
+def test_gc_releases_what_the_runtime_no_longer_holds(plugin_mode, netns, node, runtime, tmp_path):
     conf = podnet_conf(tmp_path, "1.1.0")
     pods = [netns("pnt-pod") for _ in range(3)]
     for i, pod in enumerate(pods):

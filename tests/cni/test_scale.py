@@ -13,7 +13,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 PODS = 100
 
 
-def test_100_parallel_adds_then_100_parallel_dels(netns, node, runtime, tmp_path):
+def test_100_parallel_adds_then_100_parallel_dels(plugin_mode, netns, node, runtime, tmp_path):
     conf = as_list(podnet_conf(tmp_path, ranges=[[{"subnet": "10.88.0.0/24"}]]))
     before = kernel_state(node)
     pods = [netns("pnt-pod") for _ in range(PODS)]
