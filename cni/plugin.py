@@ -9,7 +9,7 @@ import signal
 import socket
 import sys
 
-from cni import delegate, ipam_plugin, routing, version, veth
+from cni import delegate, ipam_plugin, masq, routing, version, veth
 from cni.config import NetConf, parse_netconf, valid_attachments
 from cni.errors import CNIError, InvalidConfig, IOFailure, StateDiffers
 from cni.netlink import Netlink
@@ -96,6 +96,9 @@ def cmd_add(call: Call) -> dict:
         checkpoint(call, "pod")
         routing.setup_host(host, pair, ips)
         checkpoint(call, "host")
+        if conf.ip_masq:
+            undo.callback(_quietly, "ipMasq rules", masq.remove, conf.name, inv.container_id, inv.ifname)
+            masq.add(ips, conf.cluster_cidrs, conf.name, inv.container_id, inv.ifname)
         result = build_result(conf, inv, pair, ips, mtu)
         undo.pop_all()
     return version.convert_result(result, conf.cni_version)
@@ -148,6 +151,11 @@ def cmd_del(call: Call) -> None:
             host.del_link(veth.host_name(inv.container_id, inv.ifname))
     except OSError as e:
         failures.append(f"removing veth: {e}")
+    if conf.ip_masq:
+        try:
+            masq.remove(conf.name, inv.container_id, inv.ifname)
+        except CNIError as e:
+            failures.append(e.msg)
     if failures:
         raise IOFailure("DEL incomplete: " + "; ".join(failures))
 
@@ -222,6 +230,8 @@ def cmd_gc(call: Call) -> None:
             owner = veth.parse_alias(link.alias)
             if owner and owner[0] == conf.name and (owner[1], owner[2]) not in valid:
                 host.del_link(link.name)
+    if conf.ip_masq:
+        masq.remove_matching(lambda net, cid, ifname: net == conf.name and (cid, ifname) not in valid)
 
 
 def cmd_status(call: Call) -> None:
