@@ -197,12 +197,12 @@ def endpoint_rows(st: dict, wide: bool) -> list[list[str]]:
 
 
 def node_rows(st: dict, wide: bool) -> list[list[str]]:
-    rows = [["NAME", "STATUS", "INTERNAL-IP", "POD-CIDR", "PODS"] + (["PROXY", "NETNS"] if wide else [])]
+    rows = [["NAME", "STATUS", "INTERNAL-IP", "POD-CIDR", "PODS"] + (["PROXY", "CNI-SERVER", "NETNS"] if wide else [])]
     for n in st.get("nodes", []):
         count = sum(1 for p in st.get("pods", []) if p["node"] == n["name"])
         row = [n["name"], "Ready", n["ip"], n["subnet"], str(count)]
         if wide:
-            row += [n["proxy"], n["netns"]]
+            row += [n["proxy"], n.get("cniServer", ""), n["netns"]]
         rows.append(row)
     return rows
 

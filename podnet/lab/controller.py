@@ -104,8 +104,8 @@ class Controller:
         self.cluster_ips: dict[str, str] = {}
         self.service_ips: ClusterIPAllocator | None = None
         self.node_ports: dict[tuple[str, int], int] = {}
-        self.proxies: dict[str, object] = {}
-        self.proxy_started: dict[str, float] = {}
+        self.daemons: dict[tuple[str, str], object] = {}  # (what, node) -> Popen
+        self.daemon_started: dict[tuple[str, str], float] = {}
         self.restarts: dict[str, int] = {}
         self.backoff: dict[str, float] = {}
         self.dirty = True
@@ -152,6 +152,7 @@ class Controller:
             for dep in self.spec.deployments:
                 self.reconcile(dep, now)
             self.drop_orphans()
+        self.supervise_cni_servers(now)
         self.make_namespaces()
         self.start_cni()
         self.sync_services()
@@ -489,6 +490,36 @@ class Controller:
                 eps.append(objects.Endpoint(p.name, p.ip, p.node, False, True, True))
         return eps
 
+    def _keep_running(self, key: tuple[str, str], node: dict, args: list[str], now: float) -> None:
+        """Start a node daemon, and start it again (at most every 2 s) when it exits."""
+        import subprocess
+
+        proc = self.daemons.get(key)
+        if proc is not None and proc.poll() is None:
+            return
+        if proc is not None:
+            log(f"{key[0]} on {key[1]} exited with {proc.returncode}; restarting")
+        if now - self.daemon_started.get(key, -10) < 2.0:
+            return
+        logf = open(self.files.path(f"{key[0]}-{key[1]}.log"), "a")  # noqa: SIM115
+        self.daemons[key] = Namespace(node["netns"]).popen(
+            args, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+        )
+        logf.close()
+        self.daemon_started[key] = now
+        self.dirty = True
+
+    def supervise_cni_servers(self, now: float) -> None:
+        """A warm `podnet cni-server` per node: the plugin executables (still executed per pod,
+        with the CNI protocol) hand their work to it instead of starting an interpreter's
+        worth of imports each. Abstract sockets are per network namespace, so each node's
+        plugins reach their own node's server."""
+        podnet = os.path.join(os.path.dirname(sys.executable), "podnet")
+        if not os.access(podnet, os.X_OK):
+            return
+        for name, node in self.nodes.items():
+            self._keep_running(("cni-server", name), node, [podnet, "cni-server"], now)
+
     def supervise_proxies(self, now: float) -> None:
         if self.spec is None:
             return
@@ -497,20 +528,15 @@ class Controller:
             self.proxies_since = min(self.proxies_since, self.started)
             if self.proxy_bin is None:
                 return
-        if not self.proxies and any(p.phase != RUNNING for p in self.pods.values()) and now - self.started < 60:
+        if (
+            not any(k[0] == "proxy" for k in self.daemons)
+            and any(p.phase != RUNNING for p in self.pods.values())
+            and now - self.started < 60
+        ):
             # While the first pods come up, proxies would resync once per batch of new
             # endpoints; started afterwards, each programs everything in one sync.
             return
-        import subprocess
-
         for name, node in self.nodes.items():
-            proc = self.proxies.get(name)
-            if proc is not None and proc.poll() is None:
-                continue
-            if proc is not None:
-                log(f"podnet-proxy on {name} exited with {proc.returncode}; restarting")
-            if now - self.proxy_started.get(name, -10) < 2.0:
-                continue
             args = [
                 self.proxy_bin,
                 "--objects-dir", self.files.objects_dir,
@@ -521,13 +547,7 @@ class Controller:
                 # a lab's endpoints change in bursts a person watches: program them quickly
                 "--iptables-min-sync-period", "200ms",
             ]  # fmt: skip
-            logf = open(self.files.path(f"proxy-{name}.log"), "a")  # noqa: SIM115
-            self.proxies[name] = Namespace(node["netns"]).popen(
-                args, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
-            )
-            logf.close()
-            self.proxy_started[name] = now
-            self.dirty = True
+            self._keep_running(("proxy", name), node, args, now)
         if self.proxies_since == float("inf") and now - self.last_health >= 0.2:
             self.last_health = now
             if all(_proxy_synced(node["ip"]) for node in self.nodes.values()):
@@ -590,9 +610,13 @@ class Controller:
             )
         nodes = []
         for name, node in self.nodes.items():
-            proc = self.proxies.get(name)
+            proc = self.daemons.get(("proxy", name))
             proxy = "not installed" if self.proxy_bin is None else "running" if proc and proc.poll() is None else "down"
-            nodes.append({**{k: node[k] for k in ("name", "ip", "subnet", "netns")}, "proxy": proxy})
+            cni = self.daemons.get(("cni-server", name))
+            cni_state = "running" if cni and cni.poll() is None else "down"
+            nodes.append(
+                {**{k: node[k] for k in ("name", "ip", "subnet", "netns")}, "proxy": proxy, "cniServer": cni_state}
+            )
         pods = [
             {
                 "name": p.name,
