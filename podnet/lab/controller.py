@@ -26,6 +26,7 @@ import shutil
 import signal
 import socket
 import string
+import subprocess
 import sys
 import time
 import traceback
@@ -279,7 +280,7 @@ class Controller:
         if pod.kind == "command":
             env = {"POD_NAME": pod.name, "POD_IP": pod.ip, "POD_VERSION": pod.version, "PORT": str(pod.port)}
             env["PATH"] = os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-            pod.proc = ns.popen(list(pod.command), env=env, stdin=subprocess_devnull(), start_new_session=True)
+            pod.proc = ns.popen(list(pod.command), env=env, stdin=subprocess.DEVNULL, start_new_session=True)
             pod.pid = pod.proc.pid
             return
         backend = None
@@ -442,8 +443,6 @@ class Controller:
             "CNI_IFNAME": "eth0",
             "CNI_PATH": self.net["cni_bin"],
         }
-        import subprocess
-
         return Namespace(node["netns"]).popen(
             [os.path.join(self.net["cni_bin"], "podnet-cni")],
             env=env,
@@ -492,8 +491,6 @@ class Controller:
 
     def _keep_running(self, key: tuple[str, str], node: dict, args: list[str], now: float) -> None:
         """Start a node daemon, and start it again (at most every 2 s) when it exits."""
-        import subprocess
-
         proc = self.daemons.get(key)
         if proc is not None and proc.poll() is None:
             return
@@ -646,12 +643,6 @@ class Controller:
             "pods": pods,
             "time": time.time(),
         }
-
-
-def subprocess_devnull():
-    import subprocess
-
-    return subprocess.DEVNULL
 
 
 def _proxy_synced(node_ip: str) -> bool:

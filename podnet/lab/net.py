@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 from cni import install
 from podnet.lab import names, spec
-from podnet.lab.node import CommandFailed, Namespace, ip_batch, run
+from podnet.lab.node import CommandFailed, Namespace, ip_batch
 from podnet.lab.state import LabFiles, write_json
 
 
@@ -132,6 +132,8 @@ class Lab:
         self._underlay(lab_ns, outside)
         for node in self.nodes:
             self._node(lab_ns, node, outside)
+        # the 'outside' reaches pods as a router would: each node's subnet via that node
+        ip_batch([f"route add {n.subnet} via {n.ip}" for n in self.nodes], lab_ns)
         install.write_launchers(files.path("bin"))
         write_json(
             files.network,
@@ -161,7 +163,6 @@ class Lab:
         return path
 
     def _underlay(self, lab_ns: str, outside: str) -> None:
-        routes = [f"route add {n.subnet} via {n.ip}" for n in self.nodes]
         ip_batch(
             [
                 "link set lo up",
@@ -171,7 +172,6 @@ class Lab:
             ],
             lab_ns,
         )
-        self._routes_after_links = routes
 
     def _node(self, lab_ns: str, node: NodeNet, outside: str) -> None:
         prefix = outside.split("/")[1]
@@ -205,8 +205,6 @@ class Lab:
             ],
             check=True,
         )
-        if node is self.nodes[-1]:
-            ip_batch(self._routes_after_links, lab_ns)
 
     def _start_controller(self, wait: float) -> dict:
         files = self.files
@@ -298,6 +296,3 @@ def teardown(lab: str) -> list[str]:
 def ensure_root() -> None:
     if os.geteuid() != 0:
         raise LabError("labs build network namespaces: run as root")
-
-
-__all__ = ["Lab", "LabError", "teardown", "run"]
