@@ -85,6 +85,7 @@ class Pod:
     sigterm_at: float | None = None
     exited: bool = False
     doomed: bool = False  # terminate as soon as it is attached
+    adopted: bool = False  # left by an earlier controller: not our child, watched by pid
 
     def available(self, now: float, proxies_since: float) -> bool:
         if self.phase != RUNNING or self.ready_at is None:
@@ -119,12 +120,15 @@ class Controller:
         self.last_health = 0.0
         self.slices_dirty = True
         self.started = time.monotonic()
+        self.adopted_left = False
+        self.last_adopted_check = 0.0
 
     # -- the loop -----------------------------------------------------------------------
     def run(self) -> None:
         signal.signal(signal.SIGCHLD, self._on_child)
         signal.signal(signal.SIGTERM, self._on_stop)
         log(f"controller for lab {self.lab} started (pid {os.getpid()})")
+        self.adopt()
         while not self.stopping:
             try:
                 self.tick()
@@ -133,6 +137,47 @@ class Controller:
                 time.sleep(0.5)
             time.sleep(0.02 if self._busy() else 0.05)
         log("controller stopping")
+
+    # -- taking over from a controller that was killed ----------------------------------
+    def adopt(self) -> None:
+        """Take over what an earlier controller of this lab left (it was killed, perhaps with
+        -9): pods whose process still runs carry on as they were, the others are cleaned up;
+        node daemons lost their supervisor, so they are replaced by fresh ones."""
+        old = read_json(self.files.status)
+        if not old:
+            return
+        log(f"taking over from controller {old.get('controllerPid')}")
+        self.restarts = {d["name"]: d["restarts"] for d in old.get("deployments", [])}
+        for s in old.get("services", []):
+            if s.get("clusterIP"):
+                self.cluster_ips[s["name"]] = s["clusterIP"]
+            for p in s["ports"]:
+                if p.get("nodePort"):
+                    self.node_ports[(s["name"], p["port"])] = p["nodePort"]
+        known = set()
+        for p in old.get("pods", []):
+            pod = Pod(
+                p["name"], p["deployment"], p["template"], p["version"], p["labels"], p["node"],
+                p["kind"], p["port"], tuple(p.get("command") or ()), p.get("backend"),
+                ip=p["ip"], pid=p["pid"], adopted=True,
+            )  # fmt: skip
+            known.add(pod.name)
+            self.pods[pod.name] = pod
+            if p["phase"] == RUNNING and pod.pid and _alive(pod.pid):
+                pod.phase, pod.ready_at = RUNNING, time.monotonic()
+            else:
+                if pod.pid and _alive(pod.pid):
+                    self._signal(pod, signal.SIGKILL)
+                pod.exited = True
+                pod.phase = DELETING
+        self.adopted_left = True
+        prefix = names.pod_netns(self.lab, "")
+        strays = [n for n in names.list_netns() if n.startswith(prefix) and n[len(prefix) :] not in known]
+        if strays:  # made after the last status was written: no owner to ask CNI DEL of
+            ip_batch([f"netns del {n}" for n in strays], check=False)
+        from podnet.lab.net import kill_in_namespaces
+
+        kill_in_namespaces([n["netns"] for n in self.nodes.values()])
 
     def _on_child(self, *_):
         self.child_exited = True
@@ -220,13 +265,20 @@ class Controller:
 
     # -- pods through their phases ------------------------------------------------------
     def reap(self) -> None:
-        if not self.child_exited:
+        now = time.monotonic()
+        watch_adopted = self.adopted_left and now - self.last_adopted_check >= 0.25
+        if not self.child_exited and not watch_adopted:
             return
         self.child_exited = False
+        if watch_adopted:
+            self.last_adopted_check = now
+            self.adopted_left = any(p.adopted and not p.exited for p in self.pods.values())
         for pod in self.pods.values():
             if pod.pid is None or pod.exited:
                 continue
-            if pod.kind == "command":
+            if pod.adopted:
+                gone = not _alive(pod.pid)
+            elif pod.kind == "command":
                 gone = pod.proc.poll() is not None
             else:
                 try:
@@ -627,6 +679,12 @@ class Controller:
                 "pid": p.pid,
                 "created": p.created,
                 "netns": names.pod_netns(self.lab, p.name),
+                # what a controller taking over needs to carry on
+                "template": p.template,
+                "kind": p.kind,
+                "port": p.port,
+                "command": list(p.command),
+                "backend": p.backend,
             }
             for p in sorted(self.pods.values(), key=lambda p: p.name)
         ]
@@ -643,6 +701,15 @@ class Controller:
             "pods": pods,
             "time": time.time(),
         }
+
+
+def _alive(pid: int) -> bool:
+    """Running, and not a zombie (a dead process its new parent has not reaped yet)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except (FileNotFoundError, IndexError):
+        return False
 
 
 def _proxy_synced(node_ip: str) -> bool:

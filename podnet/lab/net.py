@@ -208,16 +208,7 @@ class Lab:
 
     def _start_controller(self, wait: float) -> dict:
         files = self.files
-        log = open(files.log, "a")  # noqa: SIM115
-        Namespace(names.lab_netns(self.spec.name)).popen(
-            [sys.executable, "-m", "podnet.lab.controller", self.spec.name],
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # outlives the command that started it
-            cwd="/",
-        )
-        log.close()
+        start_controller(self.spec.name)
         # undone first: the controller, then every process it started in the lab's namespaces
         self._undo.callback(stop_processes, self.spec.name)
         total = sum(d.replicas for d in self.spec.deployments)
@@ -232,6 +223,24 @@ class Lab:
             return bool(st.get("converged")) and all(d["available"] == d["replicas"] for d in deps)
 
         return files.wait(serving, wait, progress)
+
+
+def start_controller(lab: str) -> int:
+    """The lab's controller, inside the lab namespace, in a session of its own so it
+    outlives the command that started it. A controller started again takes over."""
+    files = LabFiles(lab)
+    with open(files.log, "a") as log:
+        proc = Namespace(names.lab_netns(lab)).popen(
+            [sys.executable, "-m", "podnet.lab.controller", lab],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            cwd="/",
+        )
+    with open(files.pidfile, "w") as f:  # at once, so no second command starts another
+        f.write(f"{proc.pid}\n")
+    return proc.pid
 
 
 # -- tearing down from the name alone -------------------------------------------------------
@@ -259,6 +268,22 @@ def _pids_in(inodes: dict[int, str]) -> list[int]:
     return pids
 
 
+def kill_in_namespaces(netns_names: list[str]) -> None:
+    """SIGKILL every process inside these namespaces (and wait until they are gone)."""
+    inodes = {}
+    for name in netns_names:
+        with contextlib.suppress(OSError):
+            inodes[os.stat(os.path.join(names.NETNS_DIR, name)).st_ino] = name
+    for _ in range(40):
+        pids = _pids_in(inodes)
+        if not pids:
+            return
+        for p in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(p, signal.SIGKILL)
+        time.sleep(0.05)
+
+
 def stop_processes(lab: str) -> dict[int, str]:
     """Kill the controller, then every process inside one of the lab's namespaces."""
     pid = LabFiles(lab).controller_pid()
@@ -266,14 +291,7 @@ def stop_processes(lab: str) -> dict[int, str]:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)  # first, so it cannot start new pods meanwhile
     inodes = _netns_inodes(lab)
-    for _ in range(40):
-        pids = _pids_in(inodes)
-        if not pids:
-            break
-        for p in pids:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(p, signal.SIGKILL)
-        time.sleep(0.05)
+    kill_in_namespaces(list(inodes.values()))
     return inodes
 
 
