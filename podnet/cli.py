@@ -43,5 +43,10 @@ def install_cni(bin_dir, conf_dir, name, subnets, mtu, chain, data_dir, no_confl
         click.echo(f"installed {install.write_conflist(conf_dir, opts)}")
 
 
+from podnet.proxy_cli import proxy  # noqa: E402 (one line per command group)
+
+cli.add_command(proxy)
+
+
 def main() -> None:
     cli()

@@ -93,3 +93,28 @@ def test_partial_sync_rewrites_only_changed_chains_and_deletes_stale_ones():
     assert not (declared & local_chains)  # another Service's chains are left alone
     assert len(nat.delete) == 1 and nat.delete[0].startswith("PODNET-SEP-")  # the gone endpoint's chain
     assert "10.244.2.2:8080" not in "\n".join(nat.rules)
+
+
+def test_podnet_proxy_render_command(tmp_path):
+    from click.testing import CliRunner
+
+    from podnet.cli import cli
+
+    (tmp_path / "objects.yaml").write_text(OBJECTS)
+    (tmp_path / "bad.yaml").write_text("apiVersion: v1\nkind: Service\nmetadata: {name: x}\nspec: {clusterIP: 1.2.3}\n")
+    result = CliRunner().invoke(
+        cli,
+        [
+            "proxy",
+            "render",
+            "--objects-dir",
+            str(tmp_path),
+            "--hostname-override",
+            "n1",
+            "--cluster-cidr",
+            "10.244.0.0/16",
+        ],  # fmt: skip
+    )
+    assert result.exit_code == 0, result.output
+    with open(os.path.join(GOLDEN, "iptables_full.txt")) as f:
+        assert f.read() in result.output
