@@ -6,7 +6,8 @@ Workloads, each against a baseline measured in the same run on the same store:
              client is a node with its own subnet (8 clients = 8 nodes sharing one store),
              with pod churn: each deletes (untimed) its pod of LIVE_PODS ADDs ago, so a node
              holds about LIVE_PODS pods, as a busy kubelet node does;
-  pod-ip-1node  the same, but all clients ADD on one node at once (one pool, racing);
+  pod-ip-1node  the same, but all clients ADD on one node at once (one pool; on etcd the
+             node's lock queues them, as podnet-ipam does);
   baseline   one bare claim of a fresh key (Store.reserve): the floor of any allocation.
 Reports allocations/s (all clients together), p50/p99 latency in ms, and the ratio of the
 p50 to the baseline's p50. Bars (issue 3): local directory p99 < 5 ms; etcd p99 < 20 ms.
@@ -30,12 +31,15 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from ipam.clusterip import ClusterIPAllocator  # noqa: E402
 from ipam.config import parse_ipam  # noqa: E402
+from ipam.etcd import EtcdStore  # noqa: E402
+from ipam.node_lock import NodeLockedStore  # noqa: E402
 from ipam.pool import AddressPool, owner_key  # noqa: E402
 from ipam.store_url import open_store  # noqa: E402
 from tests.ipam.etcd_server import EtcdServer  # noqa: E402
 
 BARS_MS = {"file": 5.0, "etcd": 20.0}
 LIVE_PODS = 110  # kubelet's default --max-pods
+LOCK_ROOT = ""  # set by run(): node lock directories (forked clients inherit it)
 
 
 def _untimed(i: int) -> None:
@@ -52,7 +56,11 @@ def _workload(kind: str, url: str, clients: int, client: int):
         node = 0 if kind == "pod-ip-1node" else client
         subnet = f"10.240.{node}.0/24"
         ranges = parse_ipam({"ranges": [[{"subnet": subnet}]]}, "bench").range_sets
-        pool = AddressPool(store.child("pods").child(subnet), ranges)  # as podnet-ipam's pool_path
+        # As podnet-ipam: the pool's place in the store, and a lock on the node.
+        pool_store = store.child("pods").child(subnet)
+        if isinstance(pool_store, EtcdStore):
+            pool_store = NodeLockedStore(pool_store, os.path.join(LOCK_ROOT, url.rsplit("/", 1)[1], str(node)))
+        pool = AddressPool(pool_store, ranges)
         keep = max(LIVE_PODS // clients, 1) if kind == "pod-ip-1node" else LIVE_PODS
 
         def owner(i: int) -> str:
@@ -100,8 +108,10 @@ def measure(kind: str, url: str, clients: int, count: int) -> dict:
 
 
 def run(count: int) -> list[dict]:
+    global LOCK_ROOT
     rows = []
     with tempfile.TemporaryDirectory(prefix="podnet-bench-ipam-") as work:
+        LOCK_ROOT = os.path.join(work, "locks")
         etcd = EtcdServer(os.path.join(work, "etcd"))
         etcd.start()
         try:
