@@ -15,6 +15,7 @@ from cni.errors import CNIError, InvalidConfig, IOFailure, StateDiffers
 from cni.netlink import Netlink
 from cni.netns import inside, open_netns
 from cni.skel import Call, run
+from ipam.config import parse_routes
 
 IN_PROCESS_IPAM = "podnet-ipam"
 # Fault injection for the crash tests: the plugin stops itself (SIGSTOP) at the named step of
@@ -92,25 +93,25 @@ def cmd_add(call: Call) -> dict:
             ) from None
         undo.callback(_quietly, f"veth {host_ifname}", host.del_link, host_ifname)
         checkpoint(call, "veth")
-        routing.setup_pod(pod, pair, ips, _routes(ipam_result))
+        routes = ipam_routes(ipam_result)
+        routing.setup_pod(pod, pair, ips, routes)
         checkpoint(call, "pod")
         routing.setup_host(host, pair, ips)
         checkpoint(call, "host")
         if conf.ip_masq:
             undo.callback(_quietly, "ipMasq rules", masq.remove, conf.name, inv.container_id, inv.ifname)
             masq.add(ips, conf.cluster_cidrs, conf.name, inv.container_id, inv.ifname)
-        result = build_result(conf, inv, pair, ips, mtu)
+        result = build_result(conf, inv, pair, ips, routes, mtu)
         undo.pop_all()
     return version.convert_result(result, conf.cni_version)
 
 
-def _routes(ipam_result: dict):
-    from ipam.config import parse_routes
+def ipam_routes(ipam_result: dict):
+    with ipam_plugin.cni_errors():
+        return parse_routes(ipam_result.get("routes") or [])
 
-    return parse_routes(ipam_result.get("routes") or [])
 
-
-def build_result(conf: NetConf, inv, pair: veth.VethPair, ips, mtu: int) -> dict:
+def build_result(conf: NetConf, inv, pair: veth.VethPair, ips, routes, mtu: int) -> dict:
     host_if = {"name": pair.host.name, "mac": pair.host.mac}
     pod_if = {"name": pair.pod.name, "mac": pair.pod.mac, "sandbox": inv.netns}
     if version.at_least(conf.cni_version, "1.1.0"):
@@ -129,6 +130,11 @@ def build_result(conf: NetConf, inv, pair: veth.VethPair, ips, mtu: int) -> dict
         "routes": [
             {"dst": str(routing.DEFAULT[v]), "gw": str(routing.gateway_for(v, pair))}
             for v in sorted({ip.version for ip in ips})
+        ]
+        + [
+            {"dst": str(r.dst), "gw": str(r.gw or routing.gateway_for(r.dst.version, pair))}
+            for r in routes
+            if r.dst.prefixlen
         ],
     }
     dns = conf.dns.to_json()

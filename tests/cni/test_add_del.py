@@ -92,3 +92,17 @@ def test_dual_stack_pods_reach_each_other_over_ipv4_and_ipv6(netns, node, runtim
     for i, pod in enumerate(pods):
         runtime.delete(conf, pod, f"ds-{i}")
     assert allocations(tmp_path) == []
+
+
+def test_ipam_routes_go_to_the_pod_and_into_the_result(netns, node, runtime, tmp_path):
+    conf = podnet_conf(tmp_path, "1.1.0")
+    conf["ipam"]["routes"] = [{"dst": "0.0.0.0/0"}, {"dst": "203.0.113.0/24"}]
+    pod = netns("pnt-pod")
+    code, result = runtime.plugin("podnet-cni", "ADD", conf, netns=pod.path, container_id="r")
+    assert code == 0, result
+    assert {"dst": "203.0.113.0/24", "gw": "169.254.1.1"} in result["routes"]
+    assert "203.0.113.0/24 via 169.254.1.1 dev eth0" in pod.ip("route")
+    assert runtime.plugin("podnet-cni", "CHECK", dict(conf, prevResult=result), netns=pod.path, container_id="r") == (
+        0,
+        None,
+    )
