@@ -76,7 +76,10 @@ def test_an_unreachable_etcd_is_code_11_try_again(cni_bin, etcd, tmp_path):
     rc, out = run_ipam(cni_bin, "ADD", conf, "ctr-b")
     assert (rc, out["code"]) == (1, 11)
     assert "try again" in out["msg"] and str(etcd.client_port) in out["msg"]
+    rc, out = run_ipam(cni_bin, "STATUS", {**conf, "cniVersion": "1.1.0"}, "")
+    assert (rc, out["code"]) == (1, 50) and out["msg"].startswith("ipam.store: etcd at")
     etcd.start()
+    assert run_ipam(cni_bin, "STATUS", {**conf, "cniVersion": "1.1.0"}, "")[0] == 0
     rc, out = run_ipam(cni_bin, "ADD", conf, "ctr-b")
     assert rc == 0 and out["ips"][0]["address"] == "10.77.0.3/29"
 
