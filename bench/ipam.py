@@ -1,4 +1,5 @@
-"""IPAM allocation speed per store backend, with 1 and 8 concurrent clients (processes).
+"""IPAM allocation speed per store backend, with 1 and 8 concurrent clients
+(processes, or threads of one process with --threads).
 
 Workloads, each against a baseline measured in the same run on the same store:
   clusterip  ClusterIPAllocator.allocate() from a /12 (a shared store, no lock);
@@ -12,7 +13,7 @@ Workloads, each against a baseline measured in the same run on the same store:
 Reports allocations/s (all clients together), p50/p99 latency in ms, and the ratio of the
 p50 to the baseline's p50. Bars (issue 3): local directory p99 < 5 ms; etcd p99 < 20 ms.
 
-    python bench/ipam.py [--count 300] [--json]
+    python bench/ipam.py [--count 800] [--threads] [--json]
 """
 
 from __future__ import annotations
@@ -164,7 +165,7 @@ def table(rows: list[dict]) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--count", type=int, default=400, help="allocations per measurement (split over clients)")
+    parser.add_argument("--count", type=int, default=800, help="allocations per measurement (split over clients)")
     parser.add_argument("--json", action="store_true", help="print the rows as JSON")
     parser.add_argument("--threads", action="store_true", help="concurrent clients as threads of one process")
     args = parser.parse_args()
