@@ -32,7 +32,7 @@ class IptablesBackend:
         if tx.full and self.node.localhost_nodeports and self.node.family == 4:
             _enable_route_localnet()
         try:
-            self.executor.restore(tx.text())
+            self.executor.restore(tx.chunks())
         except RestoreError as e:
             self.state = RenderState()  # unknown now: the next sync reads the kernel and is full
             raise ApplyError(str(e)) from e
@@ -40,7 +40,8 @@ class IptablesBackend:
 
     def cleanup(self) -> list[str]:
         text = self.executor.cleanup_text()
-        self.executor.restore(text)
+        if text:
+            self.executor.restore([text])
         self.state = RenderState()
         return [line for line in text.splitlines() if line.startswith(("-D", "-X"))]
 

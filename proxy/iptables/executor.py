@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import shlex
 import subprocess
+import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from proxy.iptables import chains as C
@@ -38,12 +40,32 @@ class Executor:
             cmd.append("-w")  # the legacy backend serialises writers with a lock file
         return cmd
 
-    def restore(self, text: str) -> None:
-        if not text:
-            return
-        r = subprocess.run([*self._cmd("-restore"), "--noflush"], input=text, capture_output=True, text=True)
-        if r.returncode != 0:
-            raise RestoreError(f"iptables-restore failed ({r.returncode}): {_explain(r.stderr, text)}")
+    def restore(self, chunks: Iterable[str]) -> None:
+        """Feed one transaction to iptables-restore as it is produced: restore parses while the
+        rest is still being rendered (two cores work at once); it commits only at the end."""
+        with tempfile.TemporaryFile(mode="w+") as errors:
+            proc = subprocess.Popen([*self._cmd("-restore"), "--noflush"], stdin=subprocess.PIPE, stderr=errors,
+                                    stdout=subprocess.DEVNULL, text=True)  # fmt: skip
+            sent: list[str] = []
+            try:
+                buffered: list[str] = []
+                size = 0
+                for chunk in chunks:
+                    sent.append(chunk)
+                    buffered.append(chunk)
+                    size += len(chunk)
+                    if size >= 1 << 16:
+                        proc.stdin.write("".join(buffered))
+                        buffered, size = [], 0
+                proc.stdin.write("".join(buffered))
+                proc.stdin.close()
+            except BrokenPipeError:
+                pass  # restore gave up early; its exit status and message say why
+            finally:
+                code = proc.wait()
+            if code != 0:
+                errors.seek(0)
+                raise RestoreError(f"iptables-restore failed ({code}): {_explain(errors.read(), ''.join(sent))}")
 
     def save(self, table: str) -> str:
         cmd = [f"iptables-{self.flavor}-save", "-t", table]
