@@ -22,10 +22,12 @@ class IptablesBackend:
         self.state = RenderState()
 
     def render(self, model: ProxyModel, changed: set[ServicePortName], full: bool) -> Transaction:
+        hooks = None
         if self.state.present is None:
             full = True
-            self.state.present = self.executor.chains_present()
-        hooks = self.executor.hook_changes() if full or not self.state.hooks_ok else None
+            self.state.present, hooks = self.executor.inspect()
+        elif full or not self.state.hooks_ok:
+            hooks = self.executor.hook_changes()
         return render(model, changed, full, self.state, hooks)
 
     def apply(self, tx: Transaction) -> None:
