@@ -210,8 +210,9 @@ def _match(p: ServicePortModel, dst: str | None, port: int) -> str:
 def render_port(p: ServicePortModel, node: NodeContext) -> PortRules:
     name = str(p.name)
     proto = p.protocol
-    ext = C.service_chain("EXT", name, proto)
-    fw = C.service_chain("FW", name, proto)
+    reachable_outside = p.externally_reachable
+    ext = C.service_chain("EXT", name, proto) if reachable_outside else ""
+    fw = C.service_chain("FW", name, proto) if p.load_balancer_source_ranges and p.load_balancer_ips else ""
     shared: dict[Chain, list[str]] = {}
     own: dict[Chain, list[str]] = {}
 
