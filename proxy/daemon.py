@@ -168,6 +168,7 @@ class Daemon:
             retry_interval=max(self.args.iptables_min_sync_period, 0.5),
         )
         poll = min(1.0, max(0.1, self.args.iptables_min_sync_period / 2))
+        self.source.scan(self.trackers)  # the first complete view, before the first sync
         runner.start()
         try:
             while not self.stop.is_set():
