@@ -1,22 +1,20 @@
-"""`make bench`: run every benchmark script in this directory (bench/<area>.py), one after another."""
+"""`make bench`: run every benchmark script in bench/ (each prints its own table)."""
 
 from __future__ import annotations
 
+import glob
 import os
 import subprocess
 import sys
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-
-
-def main() -> int:
-    failed = 0
-    for name in sorted(os.listdir(HERE)):
-        if name.endswith(".py") and name not in ("run.py", "__init__.py") and not name.startswith("_"):
-            print(f"== bench/{name}", flush=True)
-            failed |= subprocess.run([sys.executable, os.path.join(HERE, name)]).returncode != 0
-    return 1 if failed else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+here = os.path.dirname(os.path.abspath(__file__))
+failed = []
+for script in sorted(glob.glob(os.path.join(here, "*.py"))):
+    if os.path.basename(script) == "run.py":
+        continue
+    print(f"== {os.path.basename(script)}", flush=True)
+    if subprocess.run([sys.executable, script]).returncode != 0:
+        failed.append(os.path.basename(script))
+if failed:
+    print(f"bench: {', '.join(failed)} failed or missed a bar")
+sys.exit(1 if failed else 0)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from cni import install
+from podnet.ipam_cli import ipam
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -59,6 +60,8 @@ def cni_server() -> None:
     except KeyboardInterrupt:
         server.close()
 
+
+cli.add_command(ipam)
 
 from podnet.proxy_cli import proxy  # noqa: E402 (one line per command group)
 
