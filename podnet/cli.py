@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from cni import install
+from podnet.debug.cli import register as register_debug
 from podnet.lab.cli import lab as lab_group
 
 
@@ -45,6 +46,7 @@ def install_cni(bin_dir, conf_dir, name, subnets, mtu, chain, data_dir, no_confl
 
 
 cli.add_command(lab_group)
+register_debug(cli)
 
 
 def main() -> None:
