@@ -136,18 +136,19 @@ class Taps(contextlib.AbstractContextManager):
 
 
 def capture(
-    place: Place,
+    places: list[Place],
     expression: str | None,
     count: int | None,
     duration: float | None,
     on_frame,
     writer=None,
 ) -> int:
-    """Capture on one place until `count` packets or `duration` seconds; returns the count.
-    Interrupts (Ctrl-C, SIGTERM turned into one by the caller) end it cleanly."""
+    """Capture on the places (merged into one stream) until `count` packets or `duration`
+    seconds; returns the count. Interrupts (Ctrl-C, SIGTERM turned into one by the caller)
+    end it cleanly, and the capture sockets are closed whatever happens."""
     seen = 0
     deadline = time.monotonic() + duration if duration else None
-    with Taps([place], expression) as taps, contextlib.suppress(KeyboardInterrupt):
+    with Taps(places, expression) as taps, contextlib.suppress(KeyboardInterrupt):
         while count is None or seen < count:
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:

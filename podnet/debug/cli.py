@@ -53,27 +53,34 @@ def capture_place(ref: str, lab_name: str | None, netns: str | None) -> Place:
 
 
 @click.command("capture")
-@click.argument("target")
+@click.argument("targets", nargs=-1, required=True)
 @click.option("--filter", "expression", help="A tcpdump filter expression, e.g. 'tcp port 80'.")
 @click.option("-w", "--write", "path", type=click.Path(dir_okay=False), help="Also write the packets to a pcap file.")
 @click.option("--count", type=click.IntRange(min=1), help="Stop after this many packets.")
 @click.option("--duration", type=click.FloatRange(min=0, min_open=True), help="Stop after this many seconds.")
 @click.option("--netns", help="On a real node: the node's namespace name (default: this one).")
 @LAB_OPTION
-def capture_cmd(target, expression, path, count, duration, netns, lab_name) -> None:
-    """Capture on pod/NAME's host-side veth or node/NAME's underlay interface."""
+def capture_cmd(targets, expression, path, count, duration, netns, lab_name) -> None:
+    """Capture on pod/NAME's host-side veth or node/NAME's underlay interface.
+
+    Several TARGETs are captured at once into one stream (and one pcap file)."""
     from podnet.debug import capture, pcap, summary
 
     try:
-        place = capture_place(target, lab_name, netns)
+        places = [capture_place(t, lab_name, netns) for t in targets]
         writer = pcap.PcapWriter(path) if path else None
     except (TargetError, OSError) as e:
         raise click.ClickException(str(e)) from None
-    where = f"{place.ifname} in {place.netns or 'this namespace'}"
-    click.echo(f"capturing on {place.label} ({where}); Ctrl-C to stop", err=True)
+    for place in places:
+        click.echo(f"capturing on {place.label} ({place.ifname} in {place.netns or 'this namespace'})", err=True)
+    many = len(places) > 1
+
+    def show(frame) -> None:
+        click.echo(summary.line(frame, with_place=many))
+
     try:
         with interruptible():
-            n = capture.capture(place, expression, count, duration, lambda f: click.echo(summary.line(f)), writer)
+            n = capture.capture(places, expression, count, duration, show, writer)
     except (FilterError, OSError) as e:
         raise click.ClickException(str(e)) from None
     finally:
@@ -116,3 +123,40 @@ COMMANDS = (capture_cmd, trace_cmd)
 def register(group: click.Group) -> None:
     for command in COMMANDS:
         group.add_command(command)
+
+
+@click.command("probe")
+@click.option("--from", "sources", multiple=True, help="pod/NAME to connect from (repeatable; default: every pod).")
+@click.option("--to", "targets", multiple=True, help="pod/NAME or svc/NAME (repeatable; default: all of them).")
+@click.option("--timeout", type=click.FloatRange(0.1, 30), default=1.0, show_default=True, help="Seconds to wait.")
+@click.option("--png", "png", type=click.Path(dir_okay=False), help="Also draw the matrix into this PNG file.")
+@click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@LAB_OPTION
+def probe_cmd(sources, targets, timeout, png, output, lab_name) -> None:
+    """Connectivity matrix: every pod to every pod and Service; exit 1 if an expected one failed."""
+    from podnet.debug import probe
+
+    try:
+        cluster = _cluster(lab_name)
+        chosen = probe.pick_sources(cluster, sources), probe.pick_targets(cluster, targets)
+        matrix = probe.probe(cluster, *chosen, timeout)
+    except TargetError as e:
+        raise click.ClickException(str(e)) from None
+    if output == "json":
+        click.echo(json.dumps(matrix.to_dict(), indent=2))
+    else:
+        rows = probe.table(matrix)
+        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+        for r in rows:
+            click.echo("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+    if png:
+        from podnet.debug import picture
+
+        picture.draw(matrix, png)
+    failed = matrix.failures()
+    if failed:
+        click.echo(f"{len(failed)} expected connections failed", err=True)
+    sys.exit(1 if failed else 0)
+
+
+COMMANDS = (*COMMANDS, probe_cmd)

@@ -106,16 +106,24 @@ class TraceSession:
         proc = Namespace(place.netns).popen(cmd, **kw) if place.netns else subprocess.Popen(cmd, **kw)
         self._monitors.append((place, proc))
         text = table_text(self.table, self.flow)
+        self._marked.append(place)  # before it exists: an interrupt during `nft -f` still removes it
         r = _run_in(place.netns, ["nft", "-f", "-"], input=text, capture_output=True, text=True)
         if r.returncode != 0:
             raise RuntimeError(f"cannot set trace flags in {place.label}: {r.stderr.strip()}")
-        self._marked.append(place)
 
     def settle(self) -> None:
         """Monitors subscribe asynchronously; give them a moment before the probe goes."""
         time.sleep(0.3)
 
     def __exit__(self, *exc) -> None:
+        # a second Ctrl-C or SIGTERM must not cut the clean-up short: hold them until it is done
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+        try:
+            self._remove()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+    def _remove(self) -> None:
         for place in self._marked:
             _run_in(place.netns, ["nft", "delete", "table", "ip", self.table], capture_output=True)
         self._marked = []
