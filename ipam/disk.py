@@ -3,8 +3,9 @@
 A claim is a symlink named for the key whose target is the owner. symlink(2) creates the
 name and its content in one step and fails with EEXIST when the name is taken, so a claim
 is atomic and exclusive without a lock, and a process killed at any point leaves either a
-whole claim or none -- never a half-written file that reads as valid. The directory is
-fsynced after each change so an acknowledged claim also survives a power loss. The lock
+whole claim or none -- never a half-written file that reads as valid. There is no fsync:
+a power loss can forget the newest claims but never half-write one, and after a reboot
+the pods that held them are gone too (host-local makes the same trade). The lock
 (flock on .lock) only serialises the allocation policy (which free key to try next).
 Dot-files hold bookkeeping, never claims; child stores are subdirectories.
 
@@ -66,13 +67,6 @@ class DiskStore:
     def _path(self, key: str) -> str:
         return os.path.join(self.directory, _name(key))
 
-    def _sync(self) -> None:
-        fd = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
     @contextlib.contextmanager
     def lock(self):
         fd = os.open(os.path.join(self.directory, ".lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
@@ -106,7 +100,6 @@ class DiskStore:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(path)
                 continue
-            self._sync()
             return True
         return False
 
@@ -130,8 +123,6 @@ class DiskStore:
                     if not _live(os.readlink(e.path), now):
                         os.unlink(e.path)
                         gone.append(_key(e.name))
-        if gone:
-            self._sync()
         return gone
 
     def _replace(self, final: str, target: str) -> None:
@@ -141,20 +132,16 @@ class DiskStore:
             os.unlink(tmp)
         os.symlink(target, tmp)
         os.replace(tmp, final)
-        self._sync()
 
     def release(self, key: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self._path(key))
-            self._sync()
 
     def release_owner(self, owner: str) -> list[str]:
         released = [key for key, held_by in self.items().items() if held_by == owner]
         for key in released:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self._path(key))
-        if released:
-            self._sync()
         return released
 
     def owner(self, key: str) -> str | None:
