@@ -18,6 +18,7 @@ Services and EndpointSlices they read. Single-threaded on purpose: it forks work
 from __future__ import annotations
 
 import contextlib
+import http.client
 import json
 import os
 import random
@@ -46,8 +47,12 @@ PENDING, ATTACHING, STARTING, RUNNING, TERMINATING, DELETING = (
     "Deleting",
 )
 LIVE = (PENDING, ATTACHING, STARTING, RUNNING)
-SETTLE = float(os.environ.get("PODNET_LAB_SETTLE", "1.0"))  # endpoint programmed on every node
-DRAIN = float(os.environ.get("PODNET_LAB_DRAIN", "1.5"))  # terminating endpoint leaves the rules
+# Endpoint changes reach the proxies in batches (SLICE_EVERY) and each proxy syncs at most
+# every 200 ms: after SETTLE seconds a new endpoint is in every node's rules, and DRAIN
+# seconds after an endpoint turns terminating it has left them.
+SLICE_EVERY = 0.25
+SETTLE = float(os.environ.get("PODNET_LAB_SETTLE", "1.5"))
+DRAIN = float(os.environ.get("PODNET_LAB_DRAIN", "2.0"))
 GRACE = 10.0  # SIGTERM -> SIGKILL
 MAX_CNI = int(os.environ.get("PODNET_LAB_CNI_PARALLEL", "4"))
 
@@ -80,8 +85,10 @@ class Pod:
     exited: bool = False
     doomed: bool = False  # terminate as soon as it is attached
 
-    def available(self, now: float) -> bool:
-        return self.phase == RUNNING and self.ready_at is not None and now - self.ready_at >= SETTLE
+    def available(self, now: float, proxies_since: float) -> bool:
+        if self.phase != RUNNING or self.ready_at is None:
+            return False
+        return now - max(self.ready_at, proxies_since) >= SETTLE
 
 
 class Controller:
@@ -106,6 +113,11 @@ class Controller:
         self.child_exited = True
         self.stopping = False
         self.proxy_bin = _proxy_binary()
+        self.proxies_since = float("inf")  # when every node's proxy had started
+        self.last_slices = 0.0
+        self.last_health = 0.0
+        self.slices_dirty = True
+        self.started = time.monotonic()
 
     # -- the loop -----------------------------------------------------------------------
     def run(self) -> None:
@@ -365,7 +377,7 @@ class Controller:
         if old:
             if len(new) < dep.replicas and len(new) + len(old) < dep.replicas + 1:
                 self.create(dep, template)
-            available = [p for p in new if p.available(now)]
+            available = [p for p in new if p.available(now, self.proxies_since)]
             for pod in old[: max(0, len(available) + len(old) - dep.replicas)]:
                 log(f"pod {pod.name}: replaced by the rollout of {dep.name} to {dep.version}")
                 self.terminate(pod)
@@ -442,8 +454,11 @@ class Controller:
 
     # -- services -----------------------------------------------------------------------
     def sync_services(self) -> None:
-        if not self.dirty or not self.spec:
+        self.slices_dirty = self.slices_dirty or self.dirty
+        now = time.monotonic()
+        if not self.slices_dirty or not self.spec or now - self.last_slices < SLICE_EVERY:
             return
+        self.slices_dirty, self.last_slices = False, now
         os.makedirs(self.files.objects_dir, exist_ok=True)
         wanted = set()
         for svc in self.spec.services:
@@ -475,7 +490,16 @@ class Controller:
         return eps
 
     def supervise_proxies(self, now: float) -> None:
-        if self.proxy_bin is None or self.spec is None:
+        if self.spec is None:
+            return
+        if self.proxy_bin is None or not self.spec.services:
+            # nothing will program endpoints (or none exist): readiness is all there is
+            self.proxies_since = min(self.proxies_since, self.started)
+            if self.proxy_bin is None:
+                return
+        if not self.proxies and any(p.phase != RUNNING for p in self.pods.values()) and now - self.started < 60:
+            # While the first pods come up, proxies would resync once per batch of new
+            # endpoints; started afterwards, each programs everything in one sync.
             return
         import subprocess
 
@@ -504,11 +528,19 @@ class Controller:
             logf.close()
             self.proxy_started[name] = now
             self.dirty = True
+        if self.proxies_since == float("inf") and now - self.last_health >= 0.2:
+            self.last_health = now
+            if all(_proxy_synced(node["ip"]) for node in self.nodes.values()):
+                self.proxies_since = now
+                log("every node's podnet-proxy has synced")
 
     # -- what we observe ----------------------------------------------------------------
     def publish(self) -> None:
         now = time.monotonic()
-        if now - self.last_publish < (0.1 if self.dirty else 1.0):
+        settling = any(p.phase == RUNNING and not p.available(now, self.proxies_since) for p in self.pods.values())
+        # a status of many pods costs a moment to write: write it less often while it changes
+        often = max(0.1, len(self.pods) * 0.0005)
+        if now - self.last_publish < (often if self.dirty else 0.2 if settling else 1.0):
             return
         self.last_publish = now
         self.dirty = False
@@ -531,7 +563,7 @@ class Controller:
                     "replicas": dep.replicas,
                     "updated": len(updated),
                     "ready": len(ready),
-                    "available": sum(1 for p in ready if p.available(now)),
+                    "available": sum(1 for p in ready if p.available(now, self.proxies_since)),
                     "version": dep.version,
                     "restarts": self.restarts.get(dep.name, 0),
                     "done": done,
@@ -596,6 +628,19 @@ def subprocess_devnull():
     import subprocess
 
     return subprocess.DEVNULL
+
+
+def _proxy_synced(node_ip: str) -> bool:
+    """podnet-proxy's /healthz (kube-proxy's, on the node's address) reports a first sync."""
+    try:
+        conn = http.client.HTTPConnection(node_ip, 10256, timeout=0.3)
+        conn.request("GET", "/healthz")
+        resp = conn.getresponse()
+        body = json.loads(resp.read() or b"{}")
+        conn.close()
+    except (OSError, ValueError, http.client.HTTPException):
+        return False
+    return resp.status == 200 and not str(body.get("lastUpdated", "1970")).startswith("1970")
 
 
 def _proxy_binary() -> str | None:

@@ -226,7 +226,12 @@ class Lab:
             ready = sum(1 for p in st.get("pods", []) if p["ready"])
             return f"pods ready {ready}/{total}"
 
-        return files.wait(lambda st: st.get("converged") and st.get("observedGeneration", 0) >= 1, wait, progress)
+        def serving(st: dict) -> bool:
+            """Every pod ready, and an endpoint long enough for every node's proxy to have it."""
+            deps = st.get("deployments", [])
+            return bool(st.get("converged")) and all(d["available"] == d["replicas"] for d in deps)
+
+        return files.wait(serving, wait, progress)
 
 
 # -- tearing down from the name alone -------------------------------------------------------

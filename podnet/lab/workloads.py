@@ -110,7 +110,7 @@ def serve(pod: PodIdentity, ready_fd: int) -> None:
     server = _Server(("0.0.0.0", pod.port), _handler(pod, state, threading.Lock()))
     os.write(ready_fd, b"1")
     os.close(ready_fd)
-    worker = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2})
+    worker = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.5})
     worker.start()
     signal.sigwait({signal.SIGTERM, signal.SIGINT})
     server.shutdown()  # stop accepting
