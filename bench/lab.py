@@ -8,8 +8,6 @@ processes). Bar (issue 5): 300 pods up in under 60 s on a 2-core machine.
 
 from __future__ import annotations
 
-import dataclasses
-import http.client
 import json
 import os
 import signal

@@ -24,8 +24,11 @@ from podnet.debug.topology import Place
 
 ETH_P_ALL = 0x0003
 SO_TIMESTAMPNS = 35
+SO_RCVBUFFORCE = 33
 PACKET_OUTGOING = 4
-BUFFER = 4 * 1024 * 1024  # a burst while we print must not be lost
+# A burst on a veth outruns anything that prints per packet: the kernel must hold it while
+# we catch up. rmem_max (often 208 KiB) caps SO_RCVBUF; root may go past it with FORCE.
+BUFFER = 32 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -47,7 +50,10 @@ class Tap:
             if program:
                 bpf.attach(self.sock, program)
             self.sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
-            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, BUFFER)
+            try:
+                self.sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, BUFFER)
+            except PermissionError:
+                self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, BUFFER)
             if place.ifname:
                 self.sock.bind((place.ifname, ETH_P_ALL))
             self.sock.setblocking(False)
@@ -114,9 +120,11 @@ class Taps(contextlib.AbstractContextManager):
             ready, _, _ = select.select(self.taps, [], [], timeout)
             if not ready:
                 return
+            batch = []  # everything queued now, read before any is handed on (and printed)
             for tap in ready:
                 while (frame := tap.read()) is not None:
-                    yield frame
+                    batch.append(frame)
+            yield from sorted(batch, key=lambda f: f.ts_ns)
 
     def drain(self) -> list[Frame]:
         """What the sockets hold now, in arrival order."""

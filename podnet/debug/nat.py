@@ -5,9 +5,9 @@ DNAT (to that endpoint); a reply destination other than the original source is a
 from __future__ import annotations
 
 import re
-import subprocess
 from dataclasses import dataclass
 
+from podnet.debug import nsexec
 from podnet.debug.nftrace import Flow
 
 FIELD = re.compile(r"(src|dst|sport|dport|type|code|id)=(\S+)")
@@ -41,11 +41,6 @@ def _filter(flow: Flow) -> list[str]:
     return ["-p", flow.proto, "--orig-port-src", str(flow.port)]
 
 
-def _conntrack(netns: str | None, args: list[str]) -> subprocess.CompletedProcess:
-    cmd = ["conntrack", *args]
-    return subprocess.run(["ip", "netns", "exec", netns, *cmd] if netns else cmd, capture_output=True, text=True)
-
-
 def parse(line: str, where: str) -> Nat | None:
     fields = FIELD.findall(line)
     srcs = [v for k, v in fields if k == "src"]
@@ -68,11 +63,15 @@ def parse(line: str, where: str) -> Nat | None:
     )
 
 
-def entries(netns: str | None, where: str, flow: Flow) -> list[Nat]:
-    r = _conntrack(netns, ["-L", *_filter(flow)])
-    return [n for line in r.stdout.splitlines() if (n := parse(line, where))]
+def entries(places: list[tuple[str | None, str]], flow: Flow) -> list[Nat]:
+    """The flow's entries in each (netns, label) place, all read at once."""
+    jobs = [nsexec.Job(netns, ("conntrack", "-L", *_filter(flow))) for netns, _ in places]
+    out = []
+    for done, (_, where) in zip(nsexec.run_all(jobs), places, strict=True):
+        out += [n for line in done.out.splitlines() if (n := parse(line, where))]
+    return out
 
 
-def forget(netns: str | None, flow: Flow) -> None:
+def forget(places: list[tuple[str | None, str]], flow: Flow) -> None:
     """Remove the probe's entries: the next probe must not ride on this one's NAT decision."""
-    _conntrack(netns, ["-D", *_filter(flow)])
+    nsexec.run_all([nsexec.Job(netns, ("conntrack", "-D", *_filter(flow))) for netns, _ in places])

@@ -23,10 +23,11 @@ import subprocess
 import time
 from dataclasses import dataclass
 
+from podnet.debug import nsexec
 from podnet.debug.topology import Place
-from podnet.lab.node import Namespace
 
 TABLE_PREFIX = "podnet-trace-"
+SETTLE = 0.3  # seconds from a monitor's start until it surely listens (measured: ~20 ms idle)
 PRIORITY = -350  # before raw (-300), conntrack (-200) and DNAT (-100): every later table is traced
 
 
@@ -74,10 +75,6 @@ def tool_for(proxy_mode: str) -> str:
     return "nft" if "legacy" in out else "xtables"
 
 
-def _run_in(netns: str | None, args: list[str], **kw) -> subprocess.CompletedProcess:
-    return subprocess.run(["ip", "netns", "exec", netns, *args] if netns else args, **kw)
-
-
 class TraceSession:
     """Trace flags and event monitors in a set of namespaces; everything is removed on exit,
     also when the block is left by Ctrl-C or SIGTERM."""
@@ -90,30 +87,30 @@ class TraceSession:
         self._marked: list[Place] = []
         self._monitors: list[tuple[Place, subprocess.Popen]] = []
         self.output: dict[str, str] = {}
+        self._started = time.monotonic()
 
     def __enter__(self) -> TraceSession:
         try:
+            cmd = ["xtables-monitor", "--trace"] if self.tool == "xtables" else ["nft", "monitor", "trace"]
+            kw = {"stdout": subprocess.PIPE, "stderr": subprocess.DEVNULL, "stdin": subprocess.DEVNULL, "text": True}
+            self._started = time.monotonic()
             for place in self.places:
-                self._start(place)
+                self._monitors.append((place, nsexec.start(place.netns, cmd, **kw)))
+            self._marked = list(self.places)  # before they exist: an interrupt meanwhile still removes them
+            text = table_text(self.table, self.flow)
+            jobs = [nsexec.Job(p.netns, ("nft", "-f", "-"), text) for p in self.places]
+            for done, place in zip(nsexec.run_all(jobs), self.places, strict=True):
+                if done.status != 0:
+                    raise RuntimeError(f"cannot set trace flags in {place.label}: {done.err.strip()}")
         except BaseException:
             self.__exit__()
             raise
         return self
 
-    def _start(self, place: Place) -> None:
-        cmd = ["xtables-monitor", "--trace"] if self.tool == "xtables" else ["nft", "monitor", "trace"]
-        kw = {"stdout": subprocess.PIPE, "stderr": subprocess.DEVNULL, "stdin": subprocess.DEVNULL, "text": True}
-        proc = Namespace(place.netns).popen(cmd, **kw) if place.netns else subprocess.Popen(cmd, **kw)
-        self._monitors.append((place, proc))
-        text = table_text(self.table, self.flow)
-        self._marked.append(place)  # before it exists: an interrupt during `nft -f` still removes it
-        r = _run_in(place.netns, ["nft", "-f", "-"], input=text, capture_output=True, text=True)
-        if r.returncode != 0:
-            raise RuntimeError(f"cannot set trace flags in {place.label}: {r.stderr.strip()}")
-
     def settle(self) -> None:
-        """Monitors subscribe asynchronously; give them a moment before the probe goes."""
-        time.sleep(0.3)
+        """Monitors subscribe asynchronously and print nothing when ready: give them a moment
+        (counted from their start, so set-up done meanwhile is not waited for twice)."""
+        time.sleep(max(0.0, self._started + SETTLE - time.monotonic()))
 
     def __exit__(self, *exc) -> None:
         # a second Ctrl-C or SIGTERM must not cut the clean-up short: hold them until it is done
@@ -124,12 +121,12 @@ class TraceSession:
             signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
     def _remove(self) -> None:
-        for place in self._marked:
-            _run_in(place.netns, ["nft", "delete", "table", "ip", self.table], capture_output=True)
+        nsexec.run_all([nsexec.Job(p.netns, ("nft", "delete", "table", "ip", self.table)) for p in self._marked])
         self._marked = []
         time.sleep(0.05)  # events of the last packets are still on their way to the monitors
-        for place, proc in self._monitors:
+        for _, proc in self._monitors:
             proc.send_signal(signal.SIGTERM)
+        for place, proc in self._monitors:
             try:
                 out, _ = proc.communicate(timeout=3)
             except subprocess.TimeoutExpired:

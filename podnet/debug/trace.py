@@ -112,6 +112,7 @@ def trace(cluster: Cluster, source: str, to: str, proto: str = "tcp", timeout: f
     tool = tool or nftrace.tool_for("iptables")
     result = TraceResult(f"pod/{src.name}", target.label, proto, flow.port, tool)
     node_places = [Place(n.netns, None, f"node/{n.name}") for n in cluster.nodes]
+    node_ns = [(p.netns, p.label) for p in node_places]
     watch = [Place(src.netns, None, f"pod/{src.name}"), *node_places]
     if cluster.underlay_netns:
         watch.append(Place(cluster.underlay_netns, None, "underlay"))
@@ -120,18 +121,16 @@ def trace(cluster: Cluster, source: str, to: str, proto: str = "tcp", timeout: f
     packet = probe_packet.build(flow, src.ip, target.ip, target.port)
     frames: list[Frame] = []
     try:
-        with Taps(watch, expression) as taps, nftrace.TraceSession(node_places, flow, tool) as session:
+        with nftrace.TraceSession(node_places, flow, tool) as session, Taps(watch, expression) as taps:
             session.settle()
             taps.drain()
             sent = time.time_ns()
             probe_packet.send(watch[0].path(), packet, target.ip)
             frames = _collect(taps, flow, src, timeout)
         result.rules = session.hits()
-        for n in cluster.nodes:
-            result.nat += natmod.entries(n.netns, f"node/{n.name}", flow)
+        result.nat = natmod.entries(node_ns, flow)
     finally:
-        for n in cluster.nodes:
-            natmod.forget(n.netns, flow)
+        natmod.forget(node_ns, flow)
     result.hops = _hops(frames, flow, sent)
     result.verdict = _verdict(cluster, src, target, flow, frames, result)
     return result
