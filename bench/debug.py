@@ -27,7 +27,6 @@ import uuid
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from podnet.debug import probe, topology, trace  # noqa: E402
-from podnet.debug.probe import _connect_from  # noqa: E402
 from podnet.lab import net, spec  # noqa: E402
 from podnet.lab.node import Namespace  # noqa: E402
 
@@ -45,20 +44,13 @@ def lab_spec(per_node: int) -> spec.LabSpec:
     return dataclasses.replace(spec.parse(data))
 
 
-def sequential(cluster, sources, targets) -> int:
+def sequential(cluster, sources, targets, timeout: float = 2.0) -> int:
     ok = 0
     for src in sources:
         for t in targets:
-            sock = _connect_from(src.netns, t)
-            sock.setblocking(True)
-            sock.settimeout(1.0)
-            try:
-                sock.connect((t.ip, t.port))
-                ok += 1
-            except OSError as e:
-                ok += e.errno == 106  # EISCONN: the non-blocking connect had finished already
-            finally:
-                sock.close()
+            with probe.socket_in(src.netns) as sock:
+                sock.settimeout(timeout)
+                ok += sock.connect_ex((t.ip, t.port)) == 0
     return ok
 
 
@@ -72,9 +64,32 @@ def bench_probe(cluster) -> tuple[float, float, int]:
         par.append(time.perf_counter() - t)
         assert not m.failures(), m.failures()
         t = time.perf_counter()
-        sequential(cluster, sources, targets)
+        assert sequential(cluster, sources, targets) == len(sources) * len(targets)
         seq.append(time.perf_counter() - t)
     return statistics.median(par), statistics.median(seq), len(sources) * len(targets)
+
+
+def bench_broken_probe(cluster) -> tuple[float, float, int, int]:
+    """Two pods per node, to each other, with node n3's routes removed: the failing pairs wait
+    out the timeout, all at once in the matrix, one after the other in the baseline."""
+    sources = [p for n in cluster.nodes for p in [q for q in cluster.pods if q.node == n.name][:2]]
+    targets = probe.pick_targets(cluster, tuple(f"pod/{p.name}" for p in sources))
+    broken = cluster.node("n3")
+    ns = Namespace(broken.netns)
+    others = [n for n in cluster.nodes if n is not broken]
+    for n in others:
+        ns.ip("route", "del", n.subnet)
+    try:
+        t = time.perf_counter()
+        m = probe.probe(cluster, sources, targets, 0.5)
+        par = time.perf_counter() - t
+        t = time.perf_counter()
+        sequential(cluster, sources, targets, 0.5)
+        seq = time.perf_counter() - t
+    finally:
+        for n in others:
+            ns.ip("route", "replace", n.subnet, "via", n.ip)
+    return par, seq, len(sources) * len(targets), len(m.failures())
 
 
 def bench_trace(cluster) -> tuple[float, float]:
@@ -139,16 +154,19 @@ def main() -> None:
         time.sleep(1.5)  # every node's proxy programs the Service
         cluster = topology.lab_cluster(s.name)
         par, seq, pairs = bench_probe(cluster)
+        bpar, bseq, bpairs, bfailed = bench_broken_probe(cluster)
         tr, base = bench_trace(cluster)
         ours, theirs = bench_capture(cluster, a.burst)
     finally:
         net.teardown(s.name)
     socket.setdefaulttimeout(None)
     print(f"debug bench: lab of 3 nodes x {a.pods_per_node} pods, 1 Service")
-    print(f"{'measure':<44} {'podnet':>10} {'baseline':>10} {'ratio':>7}")
-    print(f"{f'probe matrix, {pairs} connections (s)':<44} {par:>10.3f} {seq:>10.3f} {par / seq:>7.2f}")
-    print(f"{'trace pod -> Service, end to end (s)':<44} {tr:>10.3f} {base:>10.3f} {tr / base:>7.2f}")
-    print(f"{f'capture of a {a.burst}-packet burst (packets)':<44} {ours:>10d} {theirs:>10d} {ours / theirs:>7.2f}")
+    print(f"{'measure':<50} {'podnet':>10} {'baseline':>10} {'ratio':>7}")
+    print(f"{f'probe matrix, {pairs} connections (s)':<50} {par:>10.3f} {seq:>10.3f} {par / seq:>7.2f}")
+    label = f"probe, n3 without routes, {bpairs} pairs, {bfailed} fail (s)"
+    print(f"{label:<50} {bpar:>10.3f} {bseq:>10.3f} {bpar / bseq:>7.2f}")
+    print(f"{'trace pod -> Service, end to end (s)':<50} {tr:>10.3f} {base:>10.3f} {tr / base:>7.2f}")
+    print(f"{f'capture of a {a.burst}-packet burst (packets)':<50} {ours:>10d} {theirs:>10d} {ours / theirs:>7.2f}")
 
 
 if __name__ == "__main__":

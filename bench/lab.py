@@ -91,6 +91,7 @@ def one(per_node: int) -> dict:
         net.teardown(s.name)
         down = time.perf_counter() - t1
     return {
+        "load": round(os.getloadavg()[0], 1),  # the machine is shared: say how busy it was
         "pods": pods,
         "up_s": round(up, 2),
         "floor_s": round(floor, 2),
@@ -103,11 +104,11 @@ def one(per_node: int) -> dict:
 def main() -> None:
     sizes = [int(x) for x in (sys.argv[1:] or ["30", "300"])]
     rows = [one(n) for n in sizes]
-    print(f"{'pods':>6} {'lab up':>8} {'floor':>7} {'ratio':>6} {'lab down':>9} {'death->serving':>15}")
+    print(f"{'pods':>6} {'lab up':>8} {'floor':>7} {'ratio':>6} {'lab down':>9} {'death->serving':>15} {'load':>5}")
     for r in rows:
         print(
             f"{r['pods']:>6} {r['up_s']:>7.2f}s {r['floor_s']:>6.2f}s {r['up_vs_floor']:>5.1f}x"
-            f" {r['down_s']:>8.2f}s {r['death_to_serving_s']:>14.2f}s"
+            f" {r['down_s']:>8.2f}s {r['death_to_serving_s']:>14.2f}s {r['load']:>5}"
         )
     big = [r for r in rows if r["pods"] >= 300]
     for r in big:

@@ -87,6 +87,8 @@ def parse_service_ranges(service_cidrs: list[str]) -> tuple[ServiceRange, ...]:
 
 
 class ClusterIPAllocator:
+    kind = CHILD
+
     def __init__(self, store: Store, service_cidrs: list[str]) -> None:
         self.ranges = parse_service_ranges(service_cidrs)
         self.root = store
@@ -184,6 +186,14 @@ class ClusterIPAllocator:
         """Every allocated address and its owner ("" when allocated without one)."""
         held = {ipaddress.ip_address(k): ("" if o == ANONYMOUS else o) for k, o in self.store.items().items()}
         return dict(sorted(held.items(), key=lambda kv: (kv[0].version, kv[0])))
+
+    def in_range(self, key: str) -> bool:
+        """Whether a claimed key is a usable address of one of this allocator's ranges."""
+        try:
+            ip = ipaddress.ip_address(key)
+        except ValueError:
+            return False
+        return any(r.index(ip) is not None for r in self.ranges)
 
     def usage(self) -> list[RangeUsage]:
         held = [ipaddress.ip_address(k) for k in sorted(self.store.keys())]

@@ -101,6 +101,8 @@ def _check_node(node: str) -> None:
 
 
 class NodeSubnetAllocator:
+    kind = CHILD
+
     def __init__(self, store: Store, cluster_cidrs: list[str], node_mask_sizes: list[int] | int) -> None:
         self.ranges = parse_cluster_ranges(cluster_cidrs, node_mask_sizes)
         self.root = store
@@ -171,6 +173,14 @@ class NodeSubnetAllocator:
         for key, node in self.store.items().items():
             out.setdefault(node, []).append(ipaddress.ip_network(key))
         return {node: sorted(subnets, key=_order) for node, subnets in sorted(out.items())}
+
+    def in_range(self, key: str) -> bool:
+        """Whether a claimed key is a node subnet of one of this allocator's ranges."""
+        try:
+            subnet = ipaddress.ip_network(key)
+        except ValueError:
+            return False
+        return any(r.index(subnet) is not None for r in self.ranges)
 
     def usage(self) -> list[RangeUsage]:
         held = [ipaddress.ip_network(k) for k in sorted(self.store.keys())]

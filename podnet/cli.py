@@ -6,6 +6,7 @@ import click
 
 from cni import install
 from podnet.debug.cli import register as register_debug
+from podnet.ipam_cli import ipam
 from podnet.lab.cli import lab as lab_group
 
 
@@ -62,6 +63,7 @@ def cni_server() -> None:
         server.close()
 
 
+cli.add_command(ipam)
 cli.add_command(lab_group)
 register_debug(cli)
 

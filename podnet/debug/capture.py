@@ -14,6 +14,7 @@ import os
 import select
 import socket
 import struct
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -135,8 +136,13 @@ class Taps(contextlib.AbstractContextManager):
         return sorted(out, key=lambda f: f.ts_ns)
 
     def close(self) -> None:
-        for tap in self.taps:
-            tap.close()
+        # Closing a packet socket waits for an RCU grace period (~5 ms); side by side, the
+        # waits overlap instead of adding up over dozens of pods.
+        closers = [threading.Thread(target=tap.close) for tap in self.taps]
+        for t in closers:
+            t.start()
+        for t in closers:
+            t.join()
         self.taps = []
 
     def __exit__(self, *exc) -> None:

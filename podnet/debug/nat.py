@@ -4,11 +4,14 @@ DNAT (to that endpoint); a reply destination other than the original source is a
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 
+from cni.netns import inside, open_netns
 from podnet.debug import nsexec
 from podnet.debug.nftrace import Flow
+from podnet.lab import names
 
 FIELD = re.compile(r"(src|dst|sport|dport|type|code|id)=(\S+)")
 
@@ -49,8 +52,7 @@ def parse(line: str, where: str) -> Nat | None:
     dports = [int(v) for k, v in fields if k == "dport"]
     if len(srcs) < 2 or len(dsts) < 2:
         return None
-    words = line.split()
-    state = next((w for w in words[3:5] if w.isupper() and "=" not in w), "")
+    state = next((w for w in line.split() if w.isupper() and "=" not in w and not w.startswith("[")), "")
     return Nat(
         where=where,
         state=state,
@@ -64,12 +66,40 @@ def parse(line: str, where: str) -> Nat | None:
 
 
 def entries(places: list[tuple[str | None, str]], flow: Flow) -> list[Nat]:
-    """The flow's entries in each (netns, label) place, all read at once."""
-    jobs = [nsexec.Job(netns, ("conntrack", "-L", *_filter(flow))) for netns, _ in places]
+    """The flow's entries in each (netns, label) place. Read from the namespace's
+    /proc/net/nf_conntrack when the kernel has it (no process to start), else `conntrack -L`."""
     out = []
-    for done, (_, where) in zip(nsexec.run_all(jobs), places, strict=True):
-        out += [n for line in done.out.splitlines() if (n := parse(line, where))]
+    for netns, where in places:
+        lines = _proc_table(netns)
+        if lines is None:
+            lines = nsexec.run_all([nsexec.Job(netns, ("conntrack", "-L", *_filter(flow)))])[0].out.splitlines()
+        out += [n for line in lines if _is_flow(line, flow) and (n := parse(line, where))]
     return out
+
+
+def _proc_table(netns: str | None) -> list[str] | None:
+    """/proc/thread-self/net is the namespace of the thread that opens it."""
+    try:
+        if netns is None:
+            with open("/proc/thread-self/net/nf_conntrack") as f:
+                return f.read().splitlines()
+        fd = open_netns(os.path.join(names.NETNS_DIR, netns), field="namespace")
+        try:
+            with inside(fd), open("/proc/thread-self/net/nf_conntrack") as f:
+                return f.read().splitlines()
+        finally:
+            os.close(fd)
+    except OSError:
+        return None
+
+
+def _is_flow(line: str, flow: Flow) -> bool:
+    words = line.split()
+    if flow.proto not in words[:4]:
+        return False
+    first = "id" if flow.proto == "icmp" else "sport"
+    fields = FIELD.findall(line)
+    return next((v for k, v in fields if k == first), None) == str(flow.port)
 
 
 def forget(places: list[tuple[str | None, str]], flow: Flow) -> None:

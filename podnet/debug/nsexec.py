@@ -1,14 +1,18 @@
-"""Commands in several namespaces at once. Each child enters its namespace between fork and
-exec (no `ip netns exec`, whose mount-namespace work costs more than most of these commands),
-and all of them run side by side: a trace touches every node, and doing that one node after
-the other would be most of its time."""
+"""Commands in several namespaces at once, all side by side: a trace touches every node, and
+doing that one node after the other would be most of its time.
+
+Each child enters its namespace through `nsenter --net=`, which then execs the command (same
+pid, so signals reach it). Measured here from a process the size of a trace: 10 ms a
+command, against 24 ms for entering the namespace in a preexec_fn (which rules out vfork)
+and 26 ms for `ip netns exec` (which also remounts /sys)."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 from dataclasses import dataclass
 
-from podnet.lab.node import Namespace
+from podnet.lab import names
 
 
 @dataclass(frozen=True)
@@ -27,7 +31,8 @@ class Done:
 
 
 def start(netns: str | None, args: list[str] | tuple[str, ...], **kw) -> subprocess.Popen:
-    return Namespace(netns).popen(list(args), **kw) if netns else subprocess.Popen(list(args), **kw)
+    prefix = ["nsenter", f"--net={os.path.join(names.NETNS_DIR, netns)}"] if netns else []
+    return subprocess.Popen([*prefix, *args], **kw)
 
 
 def run_all(jobs: list[Job], timeout: float = 30) -> list[Done]:

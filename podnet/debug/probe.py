@@ -91,13 +91,18 @@ def pick_targets(cluster: Cluster, refs: tuple[str, ...]) -> list[Target]:
     return out
 
 
-def _connect_from(netns: str, target: Target) -> socket.socket:
+def socket_in(netns: str) -> socket.socket:
+    """A TCP socket born in the namespace: its connections leave from there."""
     fd = open_netns(os.path.join("/run/netns", netns), field="namespace")
     try:
         with inside(fd):
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            return socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     finally:
         os.close(fd)
+
+
+def _connect_from(netns: str, target: Target) -> socket.socket:
+    sock = socket_in(netns)
     sock.setblocking(False)
     sock.connect_ex((target.ip, target.port))
     return sock

@@ -13,7 +13,7 @@ import time
 import click
 
 from podnet.lab import names, selectors, spec
-from podnet.lab.net import Lab, LabError, ensure_root, teardown
+from podnet.lab.net import Lab, LabError, ensure_root, start_controller, teardown
 from podnet.lab.node import Namespace
 from podnet.lab.state import LabFiles, LabNotFound
 
@@ -60,6 +60,10 @@ def files_of(ctx) -> LabFiles:
     files = pick_lab(ctx.obj)
     if not files.exists():
         fail(f"lab {files.lab!r} is not up")
+    with files.locked():
+        if files.controller_pid() is None:
+            pid = start_controller(files.lab)
+            click.echo(f"lab {files.lab}: its controller was not running; started it again (pid {pid})", err=True)
     return files
 
 
@@ -197,12 +201,12 @@ def endpoint_rows(st: dict, wide: bool) -> list[list[str]]:
 
 
 def node_rows(st: dict, wide: bool) -> list[list[str]]:
-    rows = [["NAME", "STATUS", "INTERNAL-IP", "POD-CIDR", "PODS"] + (["PROXY", "NETNS"] if wide else [])]
+    rows = [["NAME", "STATUS", "INTERNAL-IP", "POD-CIDR", "PODS"] + (["PROXY", "CNI-SERVER", "NETNS"] if wide else [])]
     for n in st.get("nodes", []):
         count = sum(1 for p in st.get("pods", []) if p["node"] == n["name"])
         row = [n["name"], "Ready", n["ip"], n["subnet"], str(count)]
         if wide:
-            row += [n["proxy"], n["netns"]]
+            row += [n["proxy"], n.get("cniServer", ""), n["netns"]]
         rows.append(row)
     return rows
 

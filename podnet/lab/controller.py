@@ -26,6 +26,7 @@ import shutil
 import signal
 import socket
 import string
+import subprocess
 import sys
 import time
 import traceback
@@ -84,6 +85,7 @@ class Pod:
     sigterm_at: float | None = None
     exited: bool = False
     doomed: bool = False  # terminate as soon as it is attached
+    adopted: bool = False  # left by an earlier controller: not our child, watched by pid
 
     def available(self, now: float, proxies_since: float) -> bool:
         if self.phase != RUNNING or self.ready_at is None:
@@ -104,8 +106,8 @@ class Controller:
         self.cluster_ips: dict[str, str] = {}
         self.service_ips: ClusterIPAllocator | None = None
         self.node_ports: dict[tuple[str, int], int] = {}
-        self.proxies: dict[str, object] = {}
-        self.proxy_started: dict[str, float] = {}
+        self.daemons: dict[tuple[str, str], object] = {}  # (what, node) -> Popen
+        self.daemon_started: dict[tuple[str, str], float] = {}
         self.restarts: dict[str, int] = {}
         self.backoff: dict[str, float] = {}
         self.dirty = True
@@ -118,12 +120,15 @@ class Controller:
         self.last_health = 0.0
         self.slices_dirty = True
         self.started = time.monotonic()
+        self.adopted_left = False
+        self.last_adopted_check = 0.0
 
     # -- the loop -----------------------------------------------------------------------
     def run(self) -> None:
         signal.signal(signal.SIGCHLD, self._on_child)
         signal.signal(signal.SIGTERM, self._on_stop)
         log(f"controller for lab {self.lab} started (pid {os.getpid()})")
+        self.adopt()
         while not self.stopping:
             try:
                 self.tick()
@@ -132,6 +137,47 @@ class Controller:
                 time.sleep(0.5)
             time.sleep(0.02 if self._busy() else 0.05)
         log("controller stopping")
+
+    # -- taking over from a controller that was killed ----------------------------------
+    def adopt(self) -> None:
+        """Take over what an earlier controller of this lab left (it was killed, perhaps with
+        -9): pods whose process still runs carry on as they were, the others are cleaned up;
+        node daemons lost their supervisor, so they are replaced by fresh ones."""
+        old = read_json(self.files.status)
+        if not old:
+            return
+        log(f"taking over from controller {old.get('controllerPid')}")
+        self.restarts = {d["name"]: d["restarts"] for d in old.get("deployments", [])}
+        for s in old.get("services", []):
+            if s.get("clusterIP"):
+                self.cluster_ips[s["name"]] = s["clusterIP"]
+            for p in s["ports"]:
+                if p.get("nodePort"):
+                    self.node_ports[(s["name"], p["port"])] = p["nodePort"]
+        known = set()
+        for p in old.get("pods", []):
+            pod = Pod(
+                p["name"], p["deployment"], p["template"], p["version"], p["labels"], p["node"],
+                p["kind"], p["port"], tuple(p.get("command") or ()), p.get("backend"),
+                ip=p["ip"], pid=p["pid"], adopted=True,
+            )  # fmt: skip
+            known.add(pod.name)
+            self.pods[pod.name] = pod
+            if p["phase"] == RUNNING and pod.pid and _alive(pod.pid):
+                pod.phase, pod.ready_at = RUNNING, time.monotonic()
+            else:
+                if pod.pid and _alive(pod.pid):
+                    self._signal(pod, signal.SIGKILL)
+                pod.exited = True
+                pod.phase = DELETING
+        self.adopted_left = True
+        prefix = names.pod_netns(self.lab, "")
+        strays = [n for n in names.list_netns() if n.startswith(prefix) and n[len(prefix) :] not in known]
+        if strays:  # made after the last status was written: no owner to ask CNI DEL of
+            ip_batch([f"netns del {n}" for n in strays], check=False)
+        from podnet.lab.net import kill_in_namespaces
+
+        kill_in_namespaces([n["netns"] for n in self.nodes.values()])
 
     def _on_child(self, *_):
         self.child_exited = True
@@ -152,6 +198,7 @@ class Controller:
             for dep in self.spec.deployments:
                 self.reconcile(dep, now)
             self.drop_orphans()
+        self.supervise_cni_servers(now)
         self.make_namespaces()
         self.start_cni()
         self.sync_services()
@@ -218,13 +265,20 @@ class Controller:
 
     # -- pods through their phases ------------------------------------------------------
     def reap(self) -> None:
-        if not self.child_exited:
+        now = time.monotonic()
+        watch_adopted = self.adopted_left and now - self.last_adopted_check >= 0.25
+        if not self.child_exited and not watch_adopted:
             return
         self.child_exited = False
+        if watch_adopted:
+            self.last_adopted_check = now
+            self.adopted_left = any(p.adopted and not p.exited for p in self.pods.values())
         for pod in self.pods.values():
             if pod.pid is None or pod.exited:
                 continue
-            if pod.kind == "command":
+            if pod.adopted:
+                gone = not _alive(pod.pid)
+            elif pod.kind == "command":
                 gone = pod.proc.poll() is not None
             else:
                 try:
@@ -278,7 +332,7 @@ class Controller:
         if pod.kind == "command":
             env = {"POD_NAME": pod.name, "POD_IP": pod.ip, "POD_VERSION": pod.version, "PORT": str(pod.port)}
             env["PATH"] = os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-            pod.proc = ns.popen(list(pod.command), env=env, stdin=subprocess_devnull(), start_new_session=True)
+            pod.proc = ns.popen(list(pod.command), env=env, stdin=subprocess.DEVNULL, start_new_session=True)
             pod.pid = pod.proc.pid
             return
         backend = None
@@ -441,8 +495,6 @@ class Controller:
             "CNI_IFNAME": "eth0",
             "CNI_PATH": self.net["cni_bin"],
         }
-        import subprocess
-
         return Namespace(node["netns"]).popen(
             [os.path.join(self.net["cni_bin"], "podnet-cni")],
             env=env,
@@ -489,6 +541,34 @@ class Controller:
                 eps.append(objects.Endpoint(p.name, p.ip, p.node, False, True, True))
         return eps
 
+    def _keep_running(self, key: tuple[str, str], node: dict, args: list[str], now: float) -> None:
+        """Start a node daemon, and start it again (at most every 2 s) when it exits."""
+        proc = self.daemons.get(key)
+        if proc is not None and proc.poll() is None:
+            return
+        if proc is not None:
+            log(f"{key[0]} on {key[1]} exited with {proc.returncode}; restarting")
+        if now - self.daemon_started.get(key, -10) < 2.0:
+            return
+        logf = open(self.files.path(f"{key[0]}-{key[1]}.log"), "a")  # noqa: SIM115
+        self.daemons[key] = Namespace(node["netns"]).popen(
+            args, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+        )
+        logf.close()
+        self.daemon_started[key] = now
+        self.dirty = True
+
+    def supervise_cni_servers(self, now: float) -> None:
+        """A warm `podnet cni-server` per node: the plugin executables (still executed per pod,
+        with the CNI protocol) hand their work to it instead of starting an interpreter's
+        worth of imports each. Abstract sockets are per network namespace, so each node's
+        plugins reach their own node's server."""
+        podnet = os.path.join(os.path.dirname(sys.executable), "podnet")
+        if not os.access(podnet, os.X_OK):
+            return
+        for name, node in self.nodes.items():
+            self._keep_running(("cni-server", name), node, [podnet, "cni-server"], now)
+
     def supervise_proxies(self, now: float) -> None:
         if self.spec is None:
             return
@@ -497,20 +577,15 @@ class Controller:
             self.proxies_since = min(self.proxies_since, self.started)
             if self.proxy_bin is None:
                 return
-        if not self.proxies and any(p.phase != RUNNING for p in self.pods.values()) and now - self.started < 60:
+        if (
+            not any(k[0] == "proxy" for k in self.daemons)
+            and any(p.phase != RUNNING for p in self.pods.values())
+            and now - self.started < 60
+        ):
             # While the first pods come up, proxies would resync once per batch of new
             # endpoints; started afterwards, each programs everything in one sync.
             return
-        import subprocess
-
         for name, node in self.nodes.items():
-            proc = self.proxies.get(name)
-            if proc is not None and proc.poll() is None:
-                continue
-            if proc is not None:
-                log(f"podnet-proxy on {name} exited with {proc.returncode}; restarting")
-            if now - self.proxy_started.get(name, -10) < 2.0:
-                continue
             args = [
                 self.proxy_bin,
                 "--objects-dir", self.files.objects_dir,
@@ -521,13 +596,7 @@ class Controller:
                 # a lab's endpoints change in bursts a person watches: program them quickly
                 "--iptables-min-sync-period", "200ms",
             ]  # fmt: skip
-            logf = open(self.files.path(f"proxy-{name}.log"), "a")  # noqa: SIM115
-            self.proxies[name] = Namespace(node["netns"]).popen(
-                args, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
-            )
-            logf.close()
-            self.proxy_started[name] = now
-            self.dirty = True
+            self._keep_running(("proxy", name), node, args, now)
         if self.proxies_since == float("inf") and now - self.last_health >= 0.2:
             self.last_health = now
             if all(_proxy_synced(node["ip"]) for node in self.nodes.values()):
@@ -590,9 +659,13 @@ class Controller:
             )
         nodes = []
         for name, node in self.nodes.items():
-            proc = self.proxies.get(name)
+            proc = self.daemons.get(("proxy", name))
             proxy = "not installed" if self.proxy_bin is None else "running" if proc and proc.poll() is None else "down"
-            nodes.append({**{k: node[k] for k in ("name", "ip", "subnet", "netns")}, "proxy": proxy})
+            cni = self.daemons.get(("cni-server", name))
+            cni_state = "running" if cni and cni.poll() is None else "down"
+            nodes.append(
+                {**{k: node[k] for k in ("name", "ip", "subnet", "netns")}, "proxy": proxy, "cniServer": cni_state}
+            )
         pods = [
             {
                 "name": p.name,
@@ -606,6 +679,12 @@ class Controller:
                 "pid": p.pid,
                 "created": p.created,
                 "netns": names.pod_netns(self.lab, p.name),
+                # what a controller taking over needs to carry on
+                "template": p.template,
+                "kind": p.kind,
+                "port": p.port,
+                "command": list(p.command),
+                "backend": p.backend,
             }
             for p in sorted(self.pods.values(), key=lambda p: p.name)
         ]
@@ -624,10 +703,13 @@ class Controller:
         }
 
 
-def subprocess_devnull():
-    import subprocess
-
-    return subprocess.DEVNULL
+def _alive(pid: int) -> bool:
+    """Running, and not a zombie (a dead process its new parent has not reaped yet)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except (FileNotFoundError, IndexError):
+        return False
 
 
 def _proxy_synced(node_ip: str) -> bool:

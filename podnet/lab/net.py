@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 from cni import install
 from podnet.lab import names, spec
-from podnet.lab.node import CommandFailed, Namespace, ip_batch, run
+from podnet.lab.node import CommandFailed, Namespace, ip_batch
 from podnet.lab.state import LabFiles, write_json
 
 
@@ -132,6 +132,8 @@ class Lab:
         self._underlay(lab_ns, outside)
         for node in self.nodes:
             self._node(lab_ns, node, outside)
+        # the 'outside' reaches pods as a router would: each node's subnet via that node
+        ip_batch([f"route add {n.subnet} via {n.ip}" for n in self.nodes], lab_ns)
         install.write_launchers(files.path("bin"))
         write_json(
             files.network,
@@ -161,7 +163,6 @@ class Lab:
         return path
 
     def _underlay(self, lab_ns: str, outside: str) -> None:
-        routes = [f"route add {n.subnet} via {n.ip}" for n in self.nodes]
         ip_batch(
             [
                 "link set lo up",
@@ -171,7 +172,6 @@ class Lab:
             ],
             lab_ns,
         )
-        self._routes_after_links = routes
 
     def _node(self, lab_ns: str, node: NodeNet, outside: str) -> None:
         prefix = outside.split("/")[1]
@@ -205,21 +205,12 @@ class Lab:
             ],
             check=True,
         )
-        if node is self.nodes[-1]:
-            ip_batch(self._routes_after_links, lab_ns)
 
     def _start_controller(self, wait: float) -> dict:
         files = self.files
-        log = open(files.log, "a")  # noqa: SIM115
-        Namespace(names.lab_netns(self.spec.name)).popen(
-            [sys.executable, "-m", "podnet.lab.controller", self.spec.name],
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # outlives the command that started it
-            cwd="/",
-        )
-        log.close()
+        start_controller(self.spec.name)
+        # undone first: the controller, then every process it started in the lab's namespaces
+        self._undo.callback(stop_processes, self.spec.name)
         total = sum(d.replicas for d in self.spec.deployments)
 
         def progress(st: dict) -> str:
@@ -232,6 +223,24 @@ class Lab:
             return bool(st.get("converged")) and all(d["available"] == d["replicas"] for d in deps)
 
         return files.wait(serving, wait, progress)
+
+
+def start_controller(lab: str) -> int:
+    """The lab's controller, inside the lab namespace, in a session of its own so it
+    outlives the command that started it. A controller started again takes over."""
+    files = LabFiles(lab)
+    with open(files.log, "a") as log:
+        proc = Namespace(names.lab_netns(lab)).popen(
+            [sys.executable, "-m", "podnet.lab.controller", lab],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            cwd="/",
+        )
+    with open(files.pidfile, "w") as f:  # at once, so no second command starts another
+        f.write(f"{proc.pid}\n")
+    return proc.pid
 
 
 # -- tearing down from the name alone -------------------------------------------------------
@@ -259,23 +268,38 @@ def _pids_in(inodes: dict[int, str]) -> list[int]:
     return pids
 
 
-def teardown(lab: str) -> list[str]:
-    """Remove everything lab `lab` made: its processes, namespaces (and so every link and
-    route in them) and its state directory. Safe to run twice; touches nothing else."""
-    files = LabFiles(lab)
-    pid = files.controller_pid()
-    if pid:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)  # first, so it cannot start new pods meanwhile
-    inodes = _netns_inodes(lab)
-    for _ in range(20):
+def kill_in_namespaces(netns_names: list[str]) -> None:
+    """SIGKILL every process inside these namespaces (and wait until they are gone)."""
+    inodes = {}
+    for name in netns_names:
+        with contextlib.suppress(OSError):
+            inodes[os.stat(os.path.join(names.NETNS_DIR, name)).st_ino] = name
+    for _ in range(40):
         pids = _pids_in(inodes)
         if not pids:
-            break
+            return
         for p in pids:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(p, signal.SIGKILL)
         time.sleep(0.05)
+
+
+def stop_processes(lab: str) -> dict[int, str]:
+    """Kill the controller, then every process inside one of the lab's namespaces."""
+    pid = LabFiles(lab).controller_pid()
+    if pid:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)  # first, so it cannot start new pods meanwhile
+    inodes = _netns_inodes(lab)
+    kill_in_namespaces(list(inodes.values()))
+    return inodes
+
+
+def teardown(lab: str) -> list[str]:
+    """Remove everything lab `lab` made: its processes, namespaces (and so every link and
+    route in them) and its state directory. Safe to run twice; touches nothing else."""
+    files = LabFiles(lab)
+    inodes = stop_processes(lab)
     removed = sorted(inodes.values(), key=lambda n: (n.count("."), n), reverse=True)
     if removed:
         with contextlib.suppress(CommandFailed):
@@ -290,6 +314,3 @@ def teardown(lab: str) -> list[str]:
 def ensure_root() -> None:
     if os.geteuid() != 0:
         raise LabError("labs build network namespaces: run as root")
-
-
-__all__ = ["Lab", "LabError", "teardown", "run"]

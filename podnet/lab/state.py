@@ -127,10 +127,11 @@ class LabFiles:
         except (FileNotFoundError, ValueError):
             return None
         try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+            with open(f"/proc/{pid}/stat") as f:
+                state = f.read().rsplit(")", 1)[1].split()[0]
+        except (FileNotFoundError, IndexError):
             return None
-        return pid
+        return None if state in ("Z", "X") else pid  # a killed child not yet reaped is no controller
 
     def wait(self, until, timeout: float, progress=None, interval: float = 0.1) -> dict:
         """Poll status.json until until(status) is true; progress(status) reports each change."""

@@ -51,9 +51,30 @@ def fetch(from_netns: str, host: str, port: int) -> tuple[str, str]:
     return pod, client
 
 
-def test_cross_node_pod_to_pod_keeps_the_senders_address(make_lab):
-    s = unique_spec({**spec.DEFAULT, **TWO_NODES})
-    make_lab(s)
+COMMAND = {
+    "name": "files",
+    "replicas": 1,
+    "workload": {"kind": "command", "port": 9000, "command": ["python3", "-m", "http.server", "9000"]},
+}
+
+
+def test_cross_node_pod_to_pod_keeps_the_senders_address():
+    s = unique_spec({**spec.DEFAULT, **TWO_NODES, "deployments": [*TWO_NODES["deployments"], COMMAND]})
+    with net.Lab(s, progress=lambda *_: None):
+        check_cross_node(s)
+        # a workload that is a command the topology names
+        (files,) = pods(s.name, "files")
+        web = pods(s.name, "web")[0]
+        get = "import urllib.request,sys;print(urllib.request.urlopen(sys.argv[1],timeout=3).status)"
+        out = Namespace(web["netns"]).run([sys.executable, "-c", get, f"http://{files['ip']}:9000/"], check=True)
+        assert out.out.strip() == "200"
+        ran = podnet(s.name, "exec", f"pod/{web['name']}", "--", "ip", "-4", "-o", "addr", "show", "dev", "eth0")
+        assert f"{web['ip']}/32" in ran.stdout
+    assert lab_namespaces(s.name) == []  # leaving the block tore it all down
+    assert not os.path.exists(LabFiles(s.name).root)
+
+
+def check_cross_node(s) -> None:
     web = pods(s.name, "web")
     assert sorted(p["node"] for p in web) == ["a", "b"]  # spread over both nodes
     src, dst = web
@@ -134,3 +155,30 @@ def test_dead_pod_is_replaced_and_scale_follows(make_lab):
     assert len(table) == 2 and "Running" in table[1]
     out = json.loads(podnet(s.name, "get", "nodes", "-o", "json").stdout)
     assert [n["name"] for n in out["items"]] == ["a", "b"]
+
+
+def test_a_killed_controller_is_started_again_and_takes_over(make_lab):
+    s = unique_spec({**spec.DEFAULT, **TWO_NODES})
+    make_lab(s)
+    files = LabFiles(s.name)
+    before = {p["name"]: p["pid"] for p in pods(s.name, "web")}
+    old = files.controller_pid()
+    os.kill(old, signal.SIGKILL)
+    wait_for(lambda: files.controller_pid() is None, timeout=5)
+    got = podnet(s.name, "get", "pods")  # any command finds it gone and starts it again
+    assert "started it again" in got.stderr
+    wait_for(lambda: status(s.name)["controllerPid"] not in (None, old), timeout=20)
+    wait_for(lambda: status(s.name)["converged"], timeout=20)
+    assert {p["name"]: p["pid"] for p in pods(s.name, "web")} == before  # pods carried on
+    assert [n["proxy"] for n in status(s.name)["nodes"]] == ["running", "running"]
+    # the new controller watches the pods it took over: a death is still replaced
+    victim = next(iter(before))
+    os.kill(before[victim], signal.SIGKILL)
+    wait_for(
+        lambda: (
+            len([p for p in pods(s.name, "web") if p["ready"]]) == 2 and victim not in {p["name"] for p in pods(s.name)}
+        ),
+        timeout=15,
+    )
+    podnet(s.name, "scale", "deploy/web", "--replicas", "3")
+    assert len([p for p in pods(s.name, "web") if p["ready"]]) == 3
