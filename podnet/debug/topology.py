@@ -74,6 +74,7 @@ class Cluster:
     pods: list[PodInfo] = field(default_factory=list)
     services: list[ServiceInfo] = field(default_factory=list)
     underlay_netns: str | None = None
+    proxy_mode: str = "iptables"
 
     def pod(self, name: str) -> PodInfo:
         for p in self.pods:
@@ -155,7 +156,11 @@ def lab_cluster(lab: str) -> Cluster:
         for s in st.get("services", [])
         if s.get("clusterIP")
     ]
-    return Cluster(lab, nodes, pods, services, underlay_netns=net["netns"])
+    try:
+        mode = files.desired_spec().network.proxy_mode
+    except Exception:  # a lab mid-change: assume the default mode
+        mode = "iptables"
+    return Cluster(lab, nodes, pods, services, underlay_netns=net["netns"], proxy_mode=mode)
 
 
 def _workload_ports(files: LabFiles) -> dict[str, int]:

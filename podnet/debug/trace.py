@@ -109,7 +109,7 @@ def trace(cluster: Cluster, source: str, to: str, proto: str = "tcp", timeout: f
     if proto != "icmp" and target.port is None:
         raise TargetError(f"--to: {to!r}: a {proto} probe needs a port (NAME:PORT)")
     flow = probe_packet.new_flow(proto)
-    tool = tool or nftrace.tool_for("iptables")
+    tool = tool or nftrace.tool_for(cluster.proxy_mode)
     result = TraceResult(f"pod/{src.name}", target.label, proto, flow.port, tool)
     node_places = [Place(n.netns, None, f"node/{n.name}") for n in cluster.nodes]
     node_ns = [(p.netns, p.label) for p in node_places]
@@ -211,6 +211,8 @@ def _verdict(cluster: Cluster, src: PodInfo, target: Target, flow, frames: list[
         h = drops[0]
         what = "the policy of" if h.kind == "policy" else "a rule in"
         return Verdict("dropped", h.where, f"dropped on {h.where} by {what} {h.table} {h.chain}", h.rule)
+    if target.service and dnat is None:
+        return _untranslated(cluster, src, target, flow)
     problem = _route_problem(cluster, src, frames, flow, r, endpoint, endpoint_ip)
     if problem is not None:
         return problem
@@ -219,6 +221,21 @@ def _verdict(cluster: Cluster, src: PodInfo, target: Target, flow, frames: list[
         return Verdict("lost", f"pod/{endpoint.name}", f"reached pod {endpoint.name}{via} but no answer came back")
     where = f"{last[-1].where} {last[-1].ifname}" if last else f"pod/{src.name}"
     return Verdict("lost", where, f"no answer; the probe was last seen on {where}")
+
+
+def _untranslated(cluster: Cluster, src: PodInfo, target: Target, flow) -> Verdict:
+    """A ClusterIP is virtual: no rule translated the probe, so nothing will ever answer it."""
+    svc = cluster.service(target.service)
+    serves = ", ".join(f"tcp {port}" for port, _ in svc.ports)
+    node = cluster.node(src.node)
+    route, error = routes.route_get(node.netns, target.ip, None, None)
+    went = f"node {node.name} routed it `{routes.describe(route)}`" if route else f"node {node.name}: {error}"
+    return Verdict(
+        "no-route",
+        f"node/{node.name}",
+        f"no rule on node {node.name} translated {flow.proto} {target.ip}:{target.port} "
+        f"(Service {svc.name} serves {serves}); a ClusterIP is virtual, so {went} and nothing answers",
+    )
 
 
 def _reached(frames: list[Frame], flow, endpoint: PodInfo | None) -> bool:
@@ -276,7 +293,9 @@ def render(r: TraceResult) -> list[str]:
     lines += ["", "address translation (conntrack):"]
     for n in r.nat:
         parts = [f"DNAT to {n.dnat}" if n.dnat else "no DNAT", f"SNAT to {n.snat}" if n.snat else "no SNAT"]
-        lines.append(f"  {n.where:<10} {n.orig_src} -> {n.orig_dst}:{n.orig_dport}  {', '.join(parts)}  [{n.state}]")
+        dst = f"{n.orig_dst}:{n.orig_dport}" if n.orig_dport else n.orig_dst
+        state = f"  [{n.state}]" if n.state else ""
+        lines.append(f"  {n.where:<10} {n.orig_src} -> {dst}  {', '.join(parts)}{state}")
     if not r.nat:
         lines.append("  (no conntrack entry for the probe)")
     for c in r.routes:

@@ -259,3 +259,16 @@ def test_bad_references_are_named(lab):
     p = podnet("capture", "--lab", lab, f"pod/{client['name']}", "--filter", "tcp port", "--count", "1")
     assert p.returncode != 0 and "--filter" in p.stderr
     no_trace_leftovers(lab)
+
+
+def test_trace_icmp_to_a_pod_and_a_port_no_service_serves(lab):
+    db, client = db_and_client(lab)
+    rc, r = trace(lab, "--from", f"pod/{client['name']}", "--to", f"pod/{db['name']}", "--proto", "icmp")
+    assert rc == 0 and r["verdict"]["result"] == "delivered" and r["verdict"]["pod"] == db["name"]
+    assert any(h["relation"] == "reply" and "echo-reply" in h["packet"] for h in r["hops"])
+    rc, r = trace(lab, "--from", f"pod/{client['name']}", "--to", "svc/db:81", "--timeout", "1")
+    assert rc != 0
+    v = r["verdict"]
+    assert (v["result"], v["where"]) == ("no-route", f"node/{client['node']}")
+    assert "no rule" in v["detail"] and "serves tcp 80" in v["detail"]
+    no_trace_leftovers(lab)
