@@ -30,6 +30,7 @@ PACKET_OUTGOING = 4
 # A burst on a veth outruns anything that prints per packet: the kernel must hold it while
 # we catch up. rmem_max (often 208 KiB) caps SO_RCVBUF; root may go past it with FORCE.
 BUFFER = 32 * 1024 * 1024
+BATCH = 4096
 
 
 @dataclass(frozen=True)
@@ -121,9 +122,12 @@ class Taps(contextlib.AbstractContextManager):
             ready, _, _ = select.select(self.taps, [], [], timeout)
             if not ready:
                 return
-            batch = []  # everything queued now, read before any is handed on (and printed)
+            batch = []  # what is queued now, read before any is handed on (and printed)
             for tap in ready:
-                while (frame := tap.read()) is not None:
+                for _ in range(BATCH):  # bounded: a flood must not keep --count/--duration from being checked
+                    frame = tap.read()
+                    if frame is None:
+                        break
                     batch.append(frame)
             yield from sorted(batch, key=lambda f: f.ts_ns)
 

@@ -116,7 +116,7 @@ def trace(cluster: Cluster, source: str, to: str, proto: str = "tcp", timeout: f
     watch = [Place(src.netns, None, f"pod/{src.name}"), *node_places]
     if cluster.underlay_netns:
         watch.append(Place(cluster.underlay_netns, None, "underlay"))
-    watch += [Place(p.netns, "eth0", f"pod/{p.name}") for p in cluster.pods if p.netns and p.running and p is not src]
+    watch += [Place(p.netns, "eth0", f"pod/{p.name}") for p in _destinations(cluster, target) if p is not src]
     expression = "icmp" if proto == "icmp" else f"({proto} port {flow.port}) or icmp"
     packet = probe_packet.build(flow, src.ip, target.ip, target.port)
     frames: list[Frame] = []
@@ -134,6 +134,16 @@ def trace(cluster: Cluster, source: str, to: str, proto: str = "tcp", timeout: f
     result.hops = _hops(frames, flow, sent)
     result.verdict = _verdict(cluster, src, target, flow, frames, result)
     return result
+
+
+def _destinations(cluster: Cluster, target: Target) -> list[PodInfo]:
+    """The pods the probe may end in: the Service's endpoints, or the pod with that address.
+    Watching only these keeps a trace in a lab of hundreds of pods to a handful of sockets."""
+    if target.service:
+        names = set(cluster.service(target.service).endpoints)
+        return [p for p in cluster.pods if p.name in names and p.netns]
+    pod = cluster.pod_by_ip(target.ip)
+    return [pod] if pod is not None and pod.netns else []
 
 
 def _collect(taps: Taps, flow, src: PodInfo, timeout: float) -> list[Frame]:
