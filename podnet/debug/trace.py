@@ -187,36 +187,14 @@ def _verdict(cluster: Cluster, src: PodInfo, target: Target, flow, frames: list[
     endpoint_ip = dnat.reply_src if dnat else target.ip
     endpoint = cluster.pod_by_ip(endpoint_ip)
     via = f" (DNAT on {dnat.where} from {dnat.orig_dst}:{dnat.orig_dport} to {dnat.dnat})" if dnat else ""
-    answer = next((f for f in frames if _is_answer(f, flow, src)), None)
     rejects = [h for h in r.rules if h.verdict in ("DROP", "REJECT") and "reject" in h.rule.lower()]
-    drops = [h for h in r.rules if h.verdict == "DROP" and h not in rejects]
-    reached = _reached(frames, flow, endpoint)
-    if answer is not None:
-        ip = probe_packet.dissect(answer.data)
-        rel = probe_packet.relation(ip, flow)
-        if rejects:
-            h = rejects[0]
-            return Verdict("rejected", h.where, f"rejected on {h.where} by a rule in {h.table} {h.chain}", h.rule)
-        if rel == "reply":
-            flags = str(ip["TCP"].flags) if flow.proto == "tcp" else ""
-            name = f"pod {endpoint.name} ({endpoint_ip})" if endpoint else endpoint_ip
-            where = f"pod/{endpoint.name}" if endpoint else endpoint_ip
-            if "R" in flags:
-                return Verdict("refused", where, f"reached {name}{via}, which refused it: nothing listens on the port")
-            return Verdict(
-                "delivered", where, f"delivered to {name}{via}; it answered", pod=endpoint.name if endpoint else ""
-            )
-        # an ICMP error that no traced rule sent
-        sender = ip.src
-        pod = cluster.pod_by_ip(sender)
-        if pod is not None:
-            return Verdict("refused", f"pod/{pod.name}", f"reached pod {pod.name}{via}, which refused it")
-        node = cluster.node_by_ip(sender)
-        where = f"node/{node.name}" if node else sender
-        return Verdict("no-route", where, f"{where} answered {describe(answer.data).split(': ', 1)[1]}")
-    if rejects:
+    if rejects:  # whether or not its ICMP error made it back (REJECTs are rate-limited)
         h = rejects[0]
         return Verdict("rejected", h.where, f"rejected on {h.where} by a rule in {h.table} {h.chain}", h.rule)
+    answer = next((f for f in frames if _is_answer(f, flow, src)), None)
+    if answer is not None:
+        return _from_answer(cluster, answer, flow, endpoint, endpoint_ip, via)
+    drops = [h for h in r.rules if h.verdict == "DROP"]
     if drops:
         h = drops[0]
         what = "the policy of" if h.kind == "policy" else "a rule in"
@@ -226,11 +204,30 @@ def _verdict(cluster: Cluster, src: PodInfo, target: Target, flow, frames: list[
     problem = _route_problem(cluster, src, frames, flow, r, endpoint, endpoint_ip)
     if problem is not None:
         return problem
-    last = [h for h in r.hops if h.relation == "request"]
-    if reached:
+    if _reached(frames, flow, endpoint):
         return Verdict("lost", f"pod/{endpoint.name}", f"reached pod {endpoint.name}{via} but no answer came back")
+    last = [h for h in r.hops if h.relation == "request"]
     where = f"{last[-1].where} {last[-1].ifname}" if last else f"pod/{src.name}"
     return Verdict("lost", where, f"no answer; the probe was last seen on {where}")
+
+
+def _from_answer(cluster: Cluster, answer: Frame, flow, endpoint: PodInfo | None, endpoint_ip: str, via: str):
+    """What came back to the source says how far the probe got."""
+    ip = probe_packet.dissect(answer.data)
+    if probe_packet.relation(ip, flow) == "reply":
+        name = f"pod {endpoint.name} ({endpoint_ip})" if endpoint else endpoint_ip
+        where = f"pod/{endpoint.name}" if endpoint else endpoint_ip
+        if flow.proto == "tcp" and "R" in str(ip["TCP"].flags):
+            return Verdict("refused", where, f"reached {name}{via}, which refused it: nothing listens on the port")
+        pod_name = endpoint.name if endpoint else ""
+        return Verdict("delivered", where, f"delivered to {name}{via}; it answered", pod=pod_name)
+    # an ICMP error that no traced rule sent: from the pod (port closed) or from a router
+    pod = cluster.pod_by_ip(ip.src)
+    if pod is not None:
+        return Verdict("refused", f"pod/{pod.name}", f"reached pod {pod.name}{via}, which refused it")
+    node = cluster.node_by_ip(ip.src)
+    where = f"node/{node.name}" if node else ip.src
+    return Verdict("no-route", where, f"{where} answered {describe(answer.data).split(': ', 1)[1]}")
 
 
 def _untranslated(cluster: Cluster, src: PodInfo, target: Target, flow) -> Verdict:
