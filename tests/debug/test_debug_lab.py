@@ -169,6 +169,9 @@ def test_trace_of_a_service_names_the_dnat_and_the_delivery(lab):
     assert {(f"node/{client['node']}", "in"), ("underlay", "in"), (f"pod/{db['name']}", "in")} <= crossed
     assert any(h["relation"] == "reply" and h["where"] == f"pod/{client['name']}" for h in r["hops"])
     no_trace_leftovers(lab)
+    for n in nodes(lab).values():  # the probe's conntrack entries went with it
+        table = Namespace(n["netns"]).run(["conntrack", "-L", "-p", "tcp", "--orig-port-src", str(r["probe_port"])])
+        assert f"sport={r['probe_port']} " not in table.out
 
 
 def test_trace_of_a_service_without_endpoints_names_the_reject_and_its_rule(lab):
