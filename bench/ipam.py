@@ -2,9 +2,12 @@
 
 Workloads, each against a baseline measured in the same run on the same store:
   clusterip  ClusterIPAllocator.allocate() from a /12 (a shared store, no lock);
-  pod-ip     AddressPool.allocate() from a node's /24, as podnet-ipam does per pod ADD, with
-             pod churn: each client deletes (untimed) its pod of LIVE_PODS/clients ADDs ago,
-             so the node holds about LIVE_PODS pods, as a busy kubelet node does;
+  pod-ip     AddressPool.allocate() from a node's /24, as podnet-ipam does per pod ADD: each
+             client is a node with its own subnet (8 clients = 8 nodes sharing one store),
+             with pod churn: each deletes (untimed) its pod of LIVE_PODS ADDs ago, so a node
+             holds about LIVE_PODS pods, as a busy kubelet node does;
+  pod-ip-1node  the same, but all clients ADD on one node at once (one pool; on etcd the
+             node's lock queues them, as podnet-ipam does);
   baseline   one bare claim of a fresh key (Store.reserve): the floor of any allocation.
 Reports allocations/s (all clients together), p50/p99 latency in ms, and the ratio of the
 p50 to the baseline's p50. Bars (issue 3): local directory p99 < 5 ms; etcd p99 < 20 ms.
@@ -28,28 +31,37 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from ipam.clusterip import ClusterIPAllocator  # noqa: E402
 from ipam.config import parse_ipam  # noqa: E402
+from ipam.etcd import EtcdStore  # noqa: E402
+from ipam.node_lock import NodeLockedStore  # noqa: E402
 from ipam.pool import AddressPool, owner_key  # noqa: E402
 from ipam.store_url import open_store  # noqa: E402
 from tests.ipam.etcd_server import EtcdServer  # noqa: E402
 
 BARS_MS = {"file": 5.0, "etcd": 20.0}
 LIVE_PODS = 110  # kubelet's default --max-pods
+LOCK_ROOT = ""  # set by run(): node lock directories (forked clients inherit it)
 
 
 def _untimed(i: int) -> None:
     pass
 
 
-def _workload(kind: str, url: str, clients: int):
+def _workload(kind: str, url: str, clients: int, client: int):
     """(one allocation, untimed work after it), fresh for each client (its own connection)."""
     store = open_store(url)
     if kind == "clusterip":
         alloc = ClusterIPAllocator(store, ["10.96.0.0/12"])
         return (lambda i: alloc.allocate(owner=f"svc-{os.getpid()}-{i}")), _untimed
-    if kind == "pod-ip":
-        ranges = parse_ipam({"ranges": [[{"subnet": "10.240.7.0/24"}]]}, "bench").range_sets
-        pool = AddressPool(store.child("pods"), ranges)
-        keep = max(LIVE_PODS // clients, 1)
+    if kind.startswith("pod-ip"):
+        node = 0 if kind == "pod-ip-1node" else client
+        subnet = f"10.240.{node}.0/24"
+        ranges = parse_ipam({"ranges": [[{"subnet": subnet}]]}, "bench").range_sets
+        # As podnet-ipam: the pool's place in the store, and a lock on the node.
+        pool_store = store.child("pods").child(subnet)
+        if isinstance(pool_store, EtcdStore):
+            pool_store = NodeLockedStore(pool_store, os.path.join(LOCK_ROOT, url.rsplit("/", 1)[1], str(node)))
+        pool = AddressPool(pool_store, ranges)
+        keep = max(LIVE_PODS // clients, 1) if kind == "pod-ip-1node" else LIVE_PODS
 
         def owner(i: int) -> str:
             return owner_key(f"ctr-{os.getpid()}-{i}", "eth0")
@@ -59,8 +71,8 @@ def _workload(kind: str, url: str, clients: int):
     return (lambda i: claims.reserve(f"key-{os.getpid()}-{i}", "bench")), _untimed
 
 
-def _client(kind: str, url: str, clients: int, count: int, barrier, out) -> None:
-    one, after = _workload(kind, url, clients)
+def _client(kind: str, url: str, clients: int, client: int, count: int, barrier, out) -> None:
+    one, after = _workload(kind, url, clients, client)
     one(-1)  # connect and warm up outside the measurement
     barrier.wait()
     latencies = []
@@ -75,7 +87,7 @@ def _client(kind: str, url: str, clients: int, count: int, barrier, out) -> None
 def measure(kind: str, url: str, clients: int, count: int) -> dict:
     ctx = multiprocessing.get_context("fork")
     barrier, out = ctx.Barrier(clients + 1), ctx.Queue()
-    procs = [ctx.Process(target=_client, args=(kind, url, clients, count, barrier, out)) for _ in range(clients)]
+    procs = [ctx.Process(target=_client, args=(kind, url, clients, i, count, barrier, out)) for i in range(clients)]
     for p in procs:
         p.start()
     barrier.wait()
@@ -96,8 +108,10 @@ def measure(kind: str, url: str, clients: int, count: int) -> dict:
 
 
 def run(count: int) -> list[dict]:
+    global LOCK_ROOT
     rows = []
     with tempfile.TemporaryDirectory(prefix="podnet-bench-ipam-") as work:
+        LOCK_ROOT = os.path.join(work, "locks")
         etcd = EtcdServer(os.path.join(work, "etcd"))
         etcd.start()
         try:
@@ -108,7 +122,7 @@ def run(count: int) -> list[dict]:
                     # Each measurement starts from an empty store: no run sees another's claims.
                     measured = {
                         kind: measure(kind, f"{base_url}-{uuid.uuid4().hex[:8]}", clients, per_client)
-                        for kind in ("baseline", "clusterip", "pod-ip")
+                        for kind in ("baseline", "clusterip", "pod-ip") + (("pod-ip-1node",) if clients > 1 else ())
                     }
                     base = measured["baseline"]["p50_ms"]
                     for row in measured.values():

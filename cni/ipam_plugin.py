@@ -19,6 +19,7 @@ from ipam.config import IPAMConf, parse_ipam
 from ipam.disk import DiskStore
 from ipam.errors import IPAMError, StoreUnavailable
 from ipam.errors import RangeFull as PoolFull
+from ipam.node_lock import NodeLockedStore
 from ipam.pool import AddressPool, owner_key
 from ipam.store import Store
 
@@ -57,7 +58,7 @@ def pool_store(ipam: IPAMConf) -> Store:
     store = ipam.store.open()
     for name in ipam.pool_path:
         store = store.child(name)
-    return store
+    return NodeLockedStore(store, ipam.pool_dir)
 
 
 def requested_ips(conf: dict, inv: Invocation) -> tuple:

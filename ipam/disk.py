@@ -144,6 +144,9 @@ class DiskStore:
                 os.unlink(self._path(key))
         return released
 
+    def held_by(self, owner: str) -> list[str]:
+        return [key for key, held_by in self.items().items() if held_by == owner]
+
     def owner(self, key: str) -> str | None:
         target = self._target(key)
         if target is None or not _live(target, time.time()):
@@ -159,10 +162,14 @@ class DiskStore:
             for e in entries:
                 if e.name.startswith(".") or not e.is_symlink():
                     continue
-                with contextlib.suppress(FileNotFoundError):
+                try:
                     target = os.readlink(e.path)
-                    if _live(target, now):
-                        out[_key(e.name)] = _parse_target(target)[0]
+                except FileNotFoundError:
+                    continue
+                if LEASE_SEP not in target:  # the common case, kept cheap: one readlink a claim
+                    out[_key(e.name)] = target
+                elif _live(target, now):
+                    out[_key(e.name)] = _parse_target(target)[0]
         return out
 
     def last_reserved(self, pool: str) -> str | None:

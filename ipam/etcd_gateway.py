@@ -108,27 +108,34 @@ class EtcdGateway:
 
     # -- key-value -------------------------------------------------------------------------
 
-    def create(self, key: str, value: str, lease: int = 0) -> bool:
-        """Put `key` only if it does not exist (create_revision == 0): one transaction."""
-        put = {"key": b64(key), "value": b64(value)}
-        if lease:
-            put["lease"] = str(lease)
+    def create(self, key: str, value: str, lease: int = 0, index: str = "") -> bool:
+        """Put `key` only if it does not exist (create_revision == 0): one transaction.
+
+        With `index`, that key (empty value, same lease) is put in the same transaction.
+        """
+        puts = [{"request_put": _put(key, value, lease)}]
+        if index:
+            puts.append({"request_put": _put(index, "", lease)})
         out = self.post(
             "/v3/kv/txn",
             {
                 "compare": [{"key": b64(key), "target": "CREATE", "result": "EQUAL", "create_revision": "0"}],
-                "success": [{"request_put": put}],
+                "success": puts,
             },
         )
         return bool(out.get("succeeded"))
 
-    def delete_if(self, key: str, value: str) -> bool:
-        """Delete `key` only while it still holds `value` (never someone's newer claim)."""
+    def delete_if(self, key: str, value: str, also: str = "") -> bool:
+        """Delete `key` (and `also`) only while `key` still holds `value` (never someone's
+        newer claim); `also` goes in any case."""
+        deletes = [{"request_delete_range": {"key": b64(key)}}]
+        extra = [{"request_delete_range": {"key": b64(also)}}] if also else []
         out = self.post(
             "/v3/kv/txn",
             {
                 "compare": [{"key": b64(key), "target": "VALUE", "result": "EQUAL", "value": b64(value)}],
-                "success": [{"request_delete_range": {"key": b64(key)}}],
+                "success": deletes + extra,
+                "failure": extra,
             },
         )
         return bool(out.get("succeeded"))
@@ -165,6 +172,13 @@ class EtcdGateway:
         except IPAMError as e:
             if "lease not found" not in str(e):  # expired already: what revoking wanted
                 raise
+
+
+def _put(key: str, value: str, lease: int) -> dict:
+    put = {"key": b64(key), "value": b64(value)}
+    if lease:
+        put["lease"] = str(lease)
+    return put
 
 
 def _kv(raw: dict) -> KeyValue:

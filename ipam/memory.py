@@ -74,6 +74,10 @@ class MemoryStore:
                 del self._held[k]
             return keys
 
+    def held_by(self, owner: str) -> list[str]:
+        with self._lock:
+            return [k for k, c in self._live().items() if c.owner == owner]
+
     def owner(self, key: str) -> str | None:
         with self._lock:
             claim = self._live().get(key)

@@ -45,6 +45,9 @@ class Store(Protocol):
     def owner(self, key: str) -> str | None:
         """Who holds `key`, or None."""
 
+    def held_by(self, owner: str) -> list[str]:
+        """The keys `owner` holds (from an index where listing every claim is dear)."""
+
     def keys(self) -> set[str]:
         """Every held key (cheaper than items() where owners live apart from keys)."""
 

@@ -115,9 +115,6 @@ class NodeSubnetAllocator:
                 registry.register(self.root, CHILD, r.cidr, str(r.node_prefix), "node-mask-size")
             self._registered = True
 
-    def _mine(self, held: dict[str, str], node: str) -> list[Network]:
-        return [ipaddress.ip_network(k) for k, owner in held.items() if owner == node]
-
     def acquire(self, node: str, ttl: int | None = None) -> list[Network]:
         """The node's subnet in each cluster CIDR: the one it holds, else a free one."""
         _check_node(node)
@@ -125,15 +122,16 @@ class NodeSubnetAllocator:
             raise IPAMError(f"ttl: {ttl!r} is not a positive number of seconds")
         self._register()
         with self.store.lock():
-            held = self.store.items()
-            mine = self._mine(held, node)
+            mine = [ipaddress.ip_network(k) for k in self.store.held_by(node)]
+            held: set[str] | None = None  # read only when a new subnet is needed
             got: list[Network] = []
             new: list[Network] = []
             try:
                 for r in self.ranges:
                     subnet = self._held_in(r, mine)
                     if subnet is None or not self.store.renew(str(subnet)):
-                        subnet = self._take(r, node, ttl, set(held))
+                        held = set(self.store.keys()) if held is None else held
+                        subnet = self._take(r, node, ttl, held)
                         new.append(subnet)
                     got.append(subnet)
             except Exception:
@@ -160,7 +158,7 @@ class NodeSubnetAllocator:
         """Restart the node's leases; the subnets still held (none once they expired)."""
         _check_node(node)
         with self.store.lock():
-            mine = self._mine(self.store.items(), node)
+            mine = [ipaddress.ip_network(k) for k in self.store.held_by(node)]
             return sorted((s for s in mine if self.store.renew(str(s))), key=_order)
 
     def release(self, node: str) -> None:

@@ -66,6 +66,9 @@ def cni_server() -> None:
 cli.add_command(ipam)
 cli.add_command(lab_group)
 register_debug(cli)
+from podnet.proxy_cli import proxy  # noqa: E402 (one line per command group)
+
+cli.add_command(proxy)
 
 
 def main() -> None:

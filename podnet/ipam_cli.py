@@ -75,8 +75,8 @@ def node_subnet() -> None:
 
 def _subnet_allocator(store: Store, cidrs: tuple[str, ...], masks: tuple[int, ...]) -> NodeSubnetAllocator | None:
     if cidrs:
-        if not masks:
-            raise IPAMError("node-mask-size: missing (give --node-mask-size with --cluster-cidr)")
+        if not masks:  # kube-controller-manager's defaults
+            masks = tuple(64 if ":" in c else 24 for c in cidrs)
         return NodeSubnetAllocator(store, list(cidrs), list(masks) if len(masks) > 1 else masks[0])
     known = [r for r in registry.registered(store) if r.kind == "node-subnets"]
     if not known:
@@ -86,7 +86,13 @@ def _subnet_allocator(store: Store, cidrs: tuple[str, ...], masks: tuple[int, ..
 
 cidr_options = [
     click.option("--cluster-cidr", "cidrs", multiple=True, help="Cluster CIDR (repeat once for dual stack)."),
-    click.option("--node-mask-size", "masks", type=int, multiple=True, help="Node subnet prefix length (per CIDR)."),
+    click.option(
+        "--node-mask-size",
+        "masks",
+        type=int,
+        multiple=True,
+        help="Node subnet prefix length: one for all, or one per CIDR (default 24 for IPv4, 64 for IPv6).",
+    ),
 ]
 
 

@@ -94,6 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cleanup", default=False, **flag, help="remove all podnet-proxy rules and exit")
     p.add_argument("--node-ip", action="append", type=parse_ip, default=[], help="this node's IP (repeatable)")
     p.add_argument("--once", action="store_true", help="program the rules once and exit")
+    p.add_argument("--iptables-flavor", choices=("auto", "nft", "legacy"), default="auto",
+                   help="iptables backend (default: whatever `iptables` is on this machine)")  # fmt: skip
     p.add_argument("-v", "--v", dest="verbosity", type=int, default=2, help="log verbosity (0-4)")
     return p
 
@@ -210,7 +212,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=level, format="%(asctime)s podnet-proxy %(levelname)s %(message)s", stream=sys.stderr)
     try:
         node = node_context(args)
-        backend = backend_for(args.proxy_mode, node)
+        options = {"flavor": None if args.iptables_flavor == "auto" else args.iptables_flavor}
+        backend = backend_for(args.proxy_mode, node, **options)
     except UnsupportedMode as e:
         print(f"podnet-proxy: {e}", file=sys.stderr)
         return 2

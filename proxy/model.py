@@ -59,16 +59,13 @@ class ServicePortName:
 class EndpointInfo:
     ip: str
     port: int
+    address: str  # ip:port, [ip]:port for IPv6
     ready: bool
     serving: bool
     terminating: bool
     is_local: bool
     zone_hints: frozenset[str] | None = None
     node_hints: frozenset[str] | None = None
-
-    @property
-    def address(self) -> str:
-        return f"{self.ip}:{self.port}" if ":" not in self.ip else f"[{self.ip}]:{self.port}"
 
 
 @dataclass(frozen=True)
@@ -88,6 +85,7 @@ class ServicePortModel:
     endpoints: tuple[EndpointInfo, ...] = ()  # all of them, whatever their state
     cluster_endpoints: tuple[EndpointInfo, ...] = ()
     local_endpoints: tuple[EndpointInfo, ...] = ()
+    any_usable: bool = False  # usable endpoints exist anywhere in the cluster (else: REJECT)
 
     @property
     def externally_reachable(self) -> bool:
@@ -131,7 +129,7 @@ class ProxyModel:
         changed (what a partial sync must rewrite), with its (old, new) models."""
         keys = set(trackers.services.state) | set(self.by_service) if changes.everything else changes.services
         changed: dict[ServicePortName, tuple[ServicePortModel | None, ServicePortModel | None]] = {}
-        for key in keys:
+        for key in sorted(keys):  # a stable order, so renderings are reproducible
             old = {n: self.ports.pop(n) for n in self.by_service.pop(key, ())}
             svc = trackers.services.state.get(key)
             new = build_service(svc, trackers.slices_of(key), self.node) if svc is not None else {}
@@ -183,7 +181,12 @@ def build_service(
             zone=node.zone,
         )
         out[name] = ServicePortModel(
-            **{**partial.__dict__, "cluster_endpoints": sets.cluster, "local_endpoints": sets.local}
+            **{
+                **partial.__dict__,
+                "cluster_endpoints": sets.cluster,
+                "local_endpoints": sets.local,
+                "any_usable": sets.any_usable,
+            }
         )
     return out
 
@@ -202,9 +205,11 @@ def _endpoints_for(
             if p.name != port_name or p.protocol != protocol:
                 continue
             for e in s.endpoints:
+                ip = e.addresses[0]  # kube-proxy uses the first address only
                 info = EndpointInfo(
-                    ip=e.addresses[0],  # kube-proxy uses the first address only
+                    ip=ip,
                     port=p.port,
+                    address=f"{ip}:{p.port}" if ":" not in ip else f"[{ip}]:{p.port}",
                     ready=e.ready,
                     serving=e.serving,
                     terminating=e.terminating,

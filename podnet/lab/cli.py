@@ -69,6 +69,8 @@ def files_of(ctx) -> LabFiles:
 
 def wait_converged(files: LabFiles, generation: int, what: str) -> dict:
     def progress(st: dict) -> str:
+        if st.get("observedGeneration", 0) < generation:
+            return ""  # the controller has not seen the change yet: old numbers would mislead
         parts = [
             f"{d['name']} {d['ready']}/{d['replicas']} ready, {d['updated']} updated" for d in st.get("deployments", [])
         ]

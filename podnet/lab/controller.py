@@ -53,7 +53,7 @@ LIVE = (PENDING, ATTACHING, STARTING, RUNNING)
 # seconds after an endpoint turns terminating it has left them.
 SLICE_EVERY = 0.25
 SETTLE = float(os.environ.get("PODNET_LAB_SETTLE", "1.5"))
-DRAIN = float(os.environ.get("PODNET_LAB_DRAIN", "2.0"))
+DRAIN = float(os.environ.get("PODNET_LAB_DRAIN", "3.0"))
 GRACE = 10.0  # SIGTERM -> SIGKILL
 MAX_CNI = int(os.environ.get("PODNET_LAB_CNI_PARALLEL", "4"))
 

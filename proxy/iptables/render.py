@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 
 from proxy.iptables import chains as C
 from proxy.iptables.transaction import Transaction
-from proxy.model import EndpointInfo, NodeContext, ProxyModel, ServicePortModel, ServicePortName
+from proxy.model import NodeContext, ProxyModel, ServicePortModel, ServicePortName
 
 Chain = tuple[str, str]  # (table, chain)
 
@@ -83,8 +83,8 @@ def render(
             wanted[table].add(chain)
 
     _write_shared(tx, ports, model.node)
-    rewrite = ports.keys() if full else (changed & ports.keys())
-    for name in sorted(rewrite):
+    rewrite = ports.keys() if full else sorted(changed & ports.keys())
+    for name in rewrite:
         for (table, chain), lines in ports[name].own.items():
             tx.tables[table].declare.append(chain)
             tx.tables[table].rules.extend(lines)
@@ -126,8 +126,8 @@ def _all_lines(ports: dict[ServicePortName, PortRules], table: str):
 def _write_shared(tx: Transaction, ports: dict[ServicePortName, PortRules], node: NodeContext) -> None:
     """Rewrite every shared chain: they hold a line per service port, from the cache."""
     shared: dict[Chain, list[str]] = {(t, c): [] for t in C.TABLES for c in C.SHARED_CHAINS[t]}
-    for name in sorted(ports):
-        for key, lines in ports[name].shared.items():
+    for pr in ports.values():  # the model's order: stable, and no sort of 10,000 names per sync
+        for key, lines in pr.shared.items():
             shared[key].extend(lines)
     shared[("nat", C.SERVICES)].extend(_nodeport_jumps(node))
     shared[("nat", C.POSTROUTING)] = [
@@ -198,7 +198,7 @@ def render_port(p: ServicePortModel, node: NodeContext) -> PortRules:
     def top(table: str, chain: str, line: str) -> None:  # a line in a shared chain
         shared.setdefault((table, chain), []).append(f"-A {chain} {line}")
 
-    has_endpoints = bool(p.all_reachable)
+    has_endpoints = p.any_usable
     cluster_chain = C.service_chain("SVC", name, proto) if p.uses_cluster_endpoints and p.cluster_endpoints else None
     local_chain = C.service_chain("SVL", name, proto) if p.uses_local_endpoints and p.local_endpoints else None
     internal_chain = local_chain if p.internal_local else cluster_chain
@@ -263,6 +263,7 @@ def render_port(p: ServicePortModel, node: NodeContext) -> PortRules:
             own.setdefault(("nat", fw), [])
 
     # policy chains and endpoints
+    seps = {ep.address: C.endpoint_chain(name, proto, ep.address) for ep in p.all_reachable}
     for chain, endpoints in ((cluster_chain, p.cluster_endpoints), (local_chain, p.local_endpoints)):
         if chain is None:
             continue
@@ -270,13 +271,16 @@ def render_port(p: ServicePortModel, node: NodeContext) -> PortRules:
             masq = _internal_masquerade(node)
             if masq is not None:
                 nat(chain, f'{cmt} cluster IP" {_match(p, p.cluster_ip, p.port)} {masq}-j {C.MARK_MASQ}')
-        _write_endpoint_choice(nat, chain, p, endpoints)
+        _write_endpoint_choice(nat, chain, p, [seps[ep.address] for ep in endpoints])
+    # Endpoint rules carry no comments: there are many of them, the chain names and DNAT targets
+    # say what they are, and every comment is one more match for the kernel to load (kube-proxy
+    # drops them in large clusters for the same reason).
     lproto = proto.lower()
     for ep in p.all_reachable:
-        sep = C.endpoint_chain(name, proto, ep.address)
-        nat(sep, f'{cmt}" -s {ep.ip}/32 -j {C.MARK_MASQ}')  # hairpin: a pod reaching itself
+        sep = seps[ep.address]
+        nat(sep, f"-s {ep.ip}/32 -j {C.MARK_MASQ}")  # hairpin: a pod reaching itself
         affinity = f"-m recent --set --name {sep} --mask 255.255.255.255 --rsource " if p.affinity_seconds else ""
-        nat(sep, f'{cmt}" -p {lproto} {affinity}-m {lproto} -j DNAT --to-destination {ep.address}')
+        nat(sep, f"-p {lproto} {affinity}-j DNAT --to-destination {ep.address}")
     return PortRules(
         shared={k: tuple(v) for k, v in shared.items()},
         own={k: tuple(v) for k, v in own.items()},
@@ -292,16 +296,15 @@ def _internal_masquerade(node: NodeContext) -> str | None:
     return None
 
 
-def _write_endpoint_choice(nat, chain: str, p: ServicePortModel, endpoints: tuple[EndpointInfo, ...]) -> None:
-    name = str(p.name)
-    seps = [C.endpoint_chain(name, p.protocol, ep.address) for ep in endpoints]
+def _write_endpoint_choice(nat, chain: str, p: ServicePortModel, seps: list[str]) -> None:
+    """Session affinity first (a client seen recently goes back to its endpoint), then an equal
+    random choice: the i-th of n rules matches with probability 1/(n-i)."""
     if p.affinity_seconds:
-        for ep, sep in zip(endpoints, seps, strict=True):
-            nat(chain,
-                f'-m comment --comment "{name} -> {ep.address}" -m recent --rcheck --seconds {p.affinity_seconds} '
-                f"--reap --name {sep} --mask 255.255.255.255 --rsource -j {sep}")  # fmt: skip
+        for sep in seps:
+            nat(chain, f"-m recent --rcheck --seconds {p.affinity_seconds} --reap --name {sep} "
+                       f"--mask 255.255.255.255 --rsource -j {sep}")  # fmt: skip
     n = len(seps)
-    for i, (ep, sep) in enumerate(zip(endpoints, seps, strict=True)):
+    for i, sep in enumerate(seps):
         left = n - i
         chance = f"-m statistic --mode random --probability {1 / left:.11f} " if left > 1 else ""
-        nat(chain, f'-m comment --comment "{name} -> {ep.address}" {chance}-j {sep}')
+        nat(chain, f"{chance}-j {sep}")

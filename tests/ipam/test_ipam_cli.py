@@ -37,6 +37,8 @@ def test_node_subnets_from_the_command_line(store_url):
     }
     podnet(store_url, "node-subnet", "release", "n1")
     assert podnet(store_url, "node-subnet", "list") == "n2\t10.244.1.0/24 fd00:10:244:1::/64\n"
+    # Without --node-mask-size: kube-controller-manager's /24 and /64.
+    assert podnet(store_url, "node-subnet", "acquire", "n3", *CLUSTER) == "10.244.2.0/24\nfd00:10:244:2::/64\n"
 
 
 def test_clusterips_show_and_gc_from_the_command_line(store_url):

@@ -65,8 +65,8 @@ def test_pods_fill_the_range_then_get_code_11_and_del_frees(cni_bin, store, tmp_
     assert run_ipam(cni_bin, "DEL", conf, "ctr-3")[0] == 0  # already gone
     rc, out = run_ipam(cni_bin, "ADD", conf, "ctr-5")
     assert rc == 0 and out["ips"][0]["address"] == got[3]
-    if store is not None:
-        assert not (tmp_path / "data").exists(), "with a store, nothing goes to dataDir"
+    if store is not None:  # with a shared store, dataDir holds only the node's lock
+        assert [p.name for p in (tmp_path / "data" / "podnet-store-test").iterdir()] == [".lock"]
 
 
 def test_an_unreachable_etcd_is_code_11_try_again(cni_bin, etcd, tmp_path):
@@ -76,7 +76,10 @@ def test_an_unreachable_etcd_is_code_11_try_again(cni_bin, etcd, tmp_path):
     rc, out = run_ipam(cni_bin, "ADD", conf, "ctr-b")
     assert (rc, out["code"]) == (1, 11)
     assert "try again" in out["msg"] and str(etcd.client_port) in out["msg"]
+    rc, out = run_ipam(cni_bin, "STATUS", {**conf, "cniVersion": "1.1.0"}, "")
+    assert (rc, out["code"]) == (1, 50) and out["msg"].startswith("ipam.store: etcd at")
     etcd.start()
+    assert run_ipam(cni_bin, "STATUS", {**conf, "cniVersion": "1.1.0"}, "")[0] == 0
     rc, out = run_ipam(cni_bin, "ADD", conf, "ctr-b")
     assert rc == 0 and out["ips"][0]["address"] == "10.77.0.3/29"
 
@@ -87,3 +90,36 @@ def test_a_store_url_that_does_not_parse_is_code_7_naming_it(cni_bin, tmp_path, 
     assert (rc, out["code"]) == (1, 7)
     assert out["msg"].startswith(f"ipam.store: {url!r}")
     assert not (tmp_path / "data").exists()
+
+
+def _adds(conf: dict, worker: int, count: int, barrier, out) -> None:
+    from cni.config import Invocation
+    from cni.ipam_plugin import add
+
+    barrier.wait()
+    got = []
+    for i in range(count):
+        inv = Invocation("ADD", container_id=f"w{worker}-{i}", netns="/unused", ifname="eth0")
+        got.append(add(conf, inv)["ips"][0]["address"])
+    out.put(got)
+
+
+def test_concurrent_adds_on_one_node_with_etcd_get_distinct_addresses(etcd_module, tmp_path):
+    import multiprocessing
+
+    conf = ipam_conf(etcd_url(etcd_module), tmp_path / "data", subnet="10.78.0.0/24")
+    ctx = multiprocessing.get_context("fork")
+    barrier, out = ctx.Barrier(4), ctx.Queue()
+    procs = [ctx.Process(target=_adds, args=(conf, w, 50, barrier, out)) for w in range(4)]
+    for p in procs:
+        p.start()
+    try:
+        got = [a for _ in procs for a in out.get(timeout=120)]
+    finally:
+        for p in procs:
+            p.join(timeout=30)
+            if p.is_alive():
+                p.kill()
+    assert len(got) == 200 and len(set(got)) == 200
+    # host-local's order survives the concurrency: the first 200 addresses after the gateway
+    assert sorted(got, key=lambda a: int(a.split(".")[3].split("/")[0])) == [f"10.78.0.{i}/24" for i in range(2, 202)]

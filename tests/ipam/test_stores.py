@@ -28,12 +28,24 @@ def test_claim_is_exclusive_and_released(store):
     assert store.reserve("10.0.0.0/24", "node-1")
     assert store.items() == {"10.0.0.2": "a\neth0", "10.0.0.0/24": "node-1"}
     assert store.keys() == {"10.0.0.2", "10.0.0.0/24"}
+    assert store.held_by("a\neth0") == ["10.0.0.2"]
     store.release("10.0.0.2")
+    assert store.held_by("a\neth0") == []
     store.release("10.0.0.2")  # already gone: no error
     assert store.owner("10.0.0.2") is None
     assert store.reserve("10.0.0.3", "node-1")
+    assert sorted(store.held_by("node-1")) == ["10.0.0.0/24", "10.0.0.3"]
     assert sorted(store.release_owner("node-1")) == ["10.0.0.0/24", "10.0.0.3"]
     assert store.items() == {}
+    assert store.held_by("node-1") == []
+
+
+def test_owners_with_slashes_do_not_blur(store):
+    assert store.reserve("10.96.0.10", "kube-system/dns")
+    assert store.reserve("10.96.0.11", "kube-system")
+    assert store.held_by("kube-system") == ["10.96.0.11"]
+    assert store.release_owner("kube-system") == ["10.96.0.11"]
+    assert store.items() == {"10.96.0.10": "kube-system/dns"}
 
 
 def test_children_do_not_mix(store):
@@ -61,6 +73,7 @@ def test_a_lease_expires_unless_renewed(store):
     # node-2 never renewed: gone, and its key can be claimed again by someone else.
     assert store.items() == {"10.244.1.0/24": "node-1"}
     assert not store.renew("10.244.2.0/24")
+    assert store.held_by("node-2") == []
     with store.lock():
         store.expire()
         assert store.reserve("10.244.2.0/24", "node-3", ttl=5)

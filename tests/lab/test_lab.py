@@ -182,3 +182,16 @@ def test_a_killed_controller_is_started_again_and_takes_over(make_lab):
     )
     podnet(s.name, "scale", "deploy/web", "--replicas", "3")
     assert len([p for p in pods(s.name, "web") if p["ready"]]) == 3
+
+
+def test_bad_topology_is_refused_naming_the_field_and_changes_nothing(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    name = f"t{os.urandom(3).hex()}"
+    bad.write_text(f"name: {name}\nnodes: [n1]\nnetwork: {{clusterCIDR: 10.244.0.0/33}}\n")
+    before = set(names.list_netns())
+    p = subprocess.run([os.path.join(os.path.dirname(sys.executable), "podnet"), "lab", "up", str(bad)],
+                       capture_output=True, text=True, timeout=30)  # fmt: skip
+    assert p.returncode != 0
+    assert "network.clusterCIDR" in p.stderr and "10.244.0.0/33" in p.stderr
+    assert not os.path.exists(LabFiles(name).root)
+    assert not [n for n in set(names.list_netns()) - before if names.is_lab_netns(name, n)]
