@@ -1,4 +1,5 @@
-"""IPAM allocation speed per store backend, with 1 and 8 concurrent clients (processes).
+"""IPAM allocation speed per store backend, with 1 and 8 concurrent clients
+(processes, or threads of one process with --threads).
 
 Workloads, each against a baseline measured in the same run on the same store:
   clusterip  ClusterIPAllocator.allocate() from a /12 (a shared store, no lock);
@@ -12,7 +13,7 @@ Workloads, each against a baseline measured in the same run on the same store:
 Reports allocations/s (all clients together), p50/p99 latency in ms, and the ratio of the
 p50 to the baseline's p50. Bars (issue 3): local directory p99 < 5 ms; etcd p99 < 20 ms.
 
-    python bench/ipam.py [--count 300] [--json]
+    python bench/ipam.py [--count 800] [--threads] [--json]
 """
 
 from __future__ import annotations
@@ -21,9 +22,11 @@ import argparse
 import json
 import multiprocessing
 import os
+import queue
 import statistics
 import sys
 import tempfile
+import threading
 import time
 import uuid
 
@@ -51,7 +54,7 @@ def _workload(kind: str, url: str, clients: int, client: int):
     store = open_store(url)
     if kind == "clusterip":
         alloc = ClusterIPAllocator(store, ["10.96.0.0/12"])
-        return (lambda i: alloc.allocate(owner=f"svc-{os.getpid()}-{i}")), _untimed
+        return (lambda i: alloc.allocate(owner=f"svc-c{client}-{i}")), _untimed
     if kind.startswith("pod-ip"):
         node = 0 if kind == "pod-ip-1node" else client
         subnet = f"10.240.{node}.0/24"
@@ -64,11 +67,11 @@ def _workload(kind: str, url: str, clients: int, client: int):
         keep = max(LIVE_PODS // clients, 1) if kind == "pod-ip-1node" else LIVE_PODS
 
         def owner(i: int) -> str:
-            return owner_key(f"ctr-{os.getpid()}-{i}", "eth0")
+            return owner_key(f"ctr-c{client}-{i}", "eth0")
 
         return (lambda i: pool.allocate(owner(i))), (lambda i: pool.release(owner(i - keep)))
     claims = store.child("baseline")
-    return (lambda i: claims.reserve(f"key-{os.getpid()}-{i}", "bench")), _untimed
+    return (lambda i: claims.reserve(f"key-c{client}-{i}", "bench")), _untimed
 
 
 def _client(kind: str, url: str, clients: int, client: int, count: int, barrier, out) -> None:
@@ -84,10 +87,18 @@ def _client(kind: str, url: str, clients: int, client: int, count: int, barrier,
     out.put((latencies, time.perf_counter()))
 
 
-def measure(kind: str, url: str, clients: int, count: int) -> dict:
-    ctx = multiprocessing.get_context("fork")
-    barrier, out = ctx.Barrier(clients + 1), ctx.Queue()
-    procs = [ctx.Process(target=_client, args=(kind, url, clients, i, count, barrier, out)) for i in range(clients)]
+def measure(kind: str, url: str, clients: int, count: int, as_threads: bool = False) -> dict:
+    """Clients as processes (separate machines or plugin executions) or as threads of one
+    process (podnet's warm cni-server, a controller with workers)."""
+    if as_threads:
+        barrier, out = threading.Barrier(clients + 1), queue.Queue()
+        procs = [
+            threading.Thread(target=_client, args=(kind, url, clients, i, count, barrier, out)) for i in range(clients)
+        ]
+    else:
+        ctx = multiprocessing.get_context("fork")
+        barrier, out = ctx.Barrier(clients + 1), ctx.Queue()
+        procs = [ctx.Process(target=_client, args=(kind, url, clients, i, count, barrier, out)) for i in range(clients)]
     for p in procs:
         p.start()
     barrier.wait()
@@ -99,7 +110,7 @@ def measure(kind: str, url: str, clients: int, count: int) -> dict:
     wall = max(end for _, end in results) - start  # includes pod-ip's untimed deletes
     return {
         "workload": kind,
-        "clients": clients,
+        "clients": f"{clients} {'threads' if as_threads else 'processes'}" if clients > 1 else "1",
         "allocations": len(latencies),
         "per_s": len(latencies) / wall,
         "p50_ms": statistics.median(latencies) * 1000,
@@ -107,7 +118,7 @@ def measure(kind: str, url: str, clients: int, count: int) -> dict:
     }
 
 
-def run(count: int) -> list[dict]:
+def run(count: int, as_threads: bool) -> list[dict]:
     global LOCK_ROOT
     rows = []
     with tempfile.TemporaryDirectory(prefix="podnet-bench-ipam-") as work:
@@ -121,7 +132,7 @@ def run(count: int) -> list[dict]:
                     per_client = max(count // clients, 20)
                     # Each measurement starts from an empty store: no run sees another's claims.
                     measured = {
-                        kind: measure(kind, f"{base_url}-{uuid.uuid4().hex[:8]}", clients, per_client)
+                        kind: measure(kind, f"{base_url}-{uuid.uuid4().hex[:8]}", clients, per_client, as_threads)
                         for kind in ("baseline", "clusterip", "pod-ip") + (("pod-ip-1node",) if clients > 1 else ())
                     }
                     base = measured["baseline"]["p50_ms"]
@@ -154,10 +165,11 @@ def table(rows: list[dict]) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--count", type=int, default=400, help="allocations per measurement (split over clients)")
+    parser.add_argument("--count", type=int, default=800, help="allocations per measurement (split over clients)")
     parser.add_argument("--json", action="store_true", help="print the rows as JSON")
+    parser.add_argument("--threads", action="store_true", help="concurrent clients as threads of one process")
     args = parser.parse_args()
-    rows = run(args.count)
+    rows = run(args.count, args.threads)
     print(json.dumps(rows, indent=2) if args.json else table(rows))
     missed = [r for r in rows if r["bar_p99_ms"] is not None and r["p99_ms"] >= r["bar_p99_ms"]]
     return 1 if missed else 0

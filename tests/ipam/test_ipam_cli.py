@@ -117,7 +117,7 @@ def test_an_unreachable_etcd_says_try_again(etcd):
 def _acquire_keep(url: str) -> subprocess.Popen:
     args = ["node-subnet", "acquire", "n1", "--cluster-cidr", "10.244.0.0/16", "--node-mask-size", "24"]
     return subprocess.Popen(
-        [PODNET, "ipam", "--store", url, *args, "--ttl", "2", "--keep"], stdout=subprocess.PIPE, text=True
+        [PODNET, "ipam", "--store", url, *args, "--ttl", "3", "--keep"], stdout=subprocess.PIPE, text=True
     )
 
 
@@ -127,7 +127,7 @@ def test_a_live_node_keeps_its_subnet_across_podnet_restarts_and_a_dead_one_lose
     first = _acquire_keep(url)
     try:
         assert first.stdout.readline() == "10.244.1.0/24\n"
-        time.sleep(3)  # longer than the TTL: only renewal keeps it
+        time.sleep(4)  # longer than the TTL: only renewal keeps it
         assert "n1\t10.244.1.0/24" in podnet(url, "node-subnet", "list")
     finally:
         first.terminate()
@@ -138,5 +138,5 @@ def test_a_live_node_keeps_its_subnet_across_podnet_restarts_and_a_dead_one_lose
     finally:
         second.kill()  # the node dies: nobody renews
         second.wait()
-    time.sleep(3)
+    time.sleep(4)
     assert podnet(url, "node-subnet", "list") == "n0\t10.244.0.0/24\n"

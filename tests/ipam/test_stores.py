@@ -67,10 +67,16 @@ def test_a_lease_expires_unless_renewed(store):
     with store.lock():
         assert store.reserve("10.244.1.0/24", "node-1", ttl=2)
         assert store.reserve("10.244.2.0/24", "node-2", ttl=2)
-    for _ in range(3):
-        time.sleep(0.8)
+    start = time.monotonic()
+    # node-1 renews every 0.5 s; node-2 never does. etcd sweeps expired leases every 0.5 s.
+    while (node_2 := store.owner("10.244.2.0/24")) is not None or time.monotonic() - start < 2.5:
+        elapsed = time.monotonic() - start
+        assert elapsed < 10, "node-2's lease did not expire"
+        if elapsed < 1.5:
+            assert node_2 == "node-2", "expired before its TTL"
+        time.sleep(0.5)
         assert store.renew("10.244.1.0/24")
-    # node-2 never renewed: gone, and its key can be claimed again by someone else.
+    # node-2 is gone, and its key can be claimed again by someone else.
     assert store.items() == {"10.244.1.0/24": "node-1"}
     assert not store.renew("10.244.2.0/24")
     assert store.held_by("node-2") == []
