@@ -95,7 +95,7 @@ def up(topology, name, wait_s) -> None:
     try:
         s = spec.load(topology) if topology else spec.default()
         if name:
-            s = spec.check(dataclasses.replace(s, name=spec._name(name, "--name")))
+            s = spec.check(dataclasses.replace(s, name=spec.check_name(name, "--name")))
     except spec.SpecError as e:
         fail(str(e))
     start = time.monotonic()

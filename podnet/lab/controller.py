@@ -18,11 +18,9 @@ Services and EndpointSlices they read. Single-threaded on purpose: it forks work
 from __future__ import annotations
 
 import contextlib
-import http.client
 import json
 import os
 import random
-import shutil
 import signal
 import socket
 import string
@@ -35,6 +33,7 @@ from dataclasses import dataclass, field
 from ipam.clusterip import ClusterIPAllocator
 from ipam.store_url import open_store
 from podnet.lab import names, objects, selectors, workloads
+from podnet.lab.daemons import NodeDaemons
 from podnet.lab.node import Namespace, ip_batch
 from podnet.lab.spec import Deployment, LabSpec, Service
 from podnet.lab.state import LabFiles, read_json, write_json
@@ -106,20 +105,16 @@ class Controller:
         self.cluster_ips: dict[str, str] = {}
         self.service_ips: ClusterIPAllocator | None = None
         self.node_ports: dict[tuple[str, int], int] = {}
-        self.daemons: dict[tuple[str, str], object] = {}  # (what, node) -> Popen
-        self.daemon_started: dict[tuple[str, str], float] = {}
         self.restarts: dict[str, int] = {}
         self.backoff: dict[str, float] = {}
         self.dirty = True
         self.last_publish = 0.0
         self.child_exited = True
         self.stopping = False
-        self.proxy_bin = _proxy_binary()
-        self.proxies_since = float("inf")  # when every node's proxy had started
         self.last_slices = 0.0
-        self.last_health = 0.0
         self.slices_dirty = True
         self.started = time.monotonic()
+        self.node_daemons = NodeDaemons(files, self.nodes, self.started)
         self.adopted_left = False
         self.last_adopted_check = 0.0
 
@@ -198,11 +193,13 @@ class Controller:
             for dep in self.spec.deployments:
                 self.reconcile(dep, now)
             self.drop_orphans()
-        self.supervise_cni_servers(now)
+        self.dirty |= self.node_daemons.cni_servers(now)
         self.make_namespaces()
         self.start_cni()
         self.sync_services()
-        self.supervise_proxies(now)
+        if self.spec:
+            first_pods = any(p.phase != RUNNING for p in self.pods.values())
+            self.dirty |= self.node_daemons.proxies(now, self.spec, first_pods)
         self.publish()
 
     # -- desired state ------------------------------------------------------------------
@@ -431,7 +428,7 @@ class Controller:
         if old:
             if len(new) < dep.replicas and len(new) + len(old) < dep.replicas + 1:
                 self.create(dep, template)
-            available = [p for p in new if p.available(now, self.proxies_since)]
+            available = [p for p in new if p.available(now, self.node_daemons.proxies_since)]
             for pod in old[: max(0, len(available) + len(old) - dep.replicas)]:
                 log(f"pod {pod.name}: replaced by the rollout of {dep.name} to {dep.version}")
                 self.terminate(pod)
@@ -541,72 +538,12 @@ class Controller:
                 eps.append(objects.Endpoint(p.name, p.ip, p.node, False, True, True))
         return eps
 
-    def _keep_running(self, key: tuple[str, str], node: dict, args: list[str], now: float) -> None:
-        """Start a node daemon, and start it again (at most every 2 s) when it exits."""
-        proc = self.daemons.get(key)
-        if proc is not None and proc.poll() is None:
-            return
-        if proc is not None:
-            log(f"{key[0]} on {key[1]} exited with {proc.returncode}; restarting")
-        if now - self.daemon_started.get(key, -10) < 2.0:
-            return
-        logf = open(self.files.path(f"{key[0]}-{key[1]}.log"), "a")  # noqa: SIM115
-        self.daemons[key] = Namespace(node["netns"]).popen(
-            args, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
-        )
-        logf.close()
-        self.daemon_started[key] = now
-        self.dirty = True
-
-    def supervise_cni_servers(self, now: float) -> None:
-        """A warm `podnet cni-server` per node: the plugin executables (still executed per pod,
-        with the CNI protocol) hand their work to it instead of starting an interpreter's
-        worth of imports each. Abstract sockets are per network namespace, so each node's
-        plugins reach their own node's server."""
-        podnet = os.path.join(os.path.dirname(sys.executable), "podnet")
-        if not os.access(podnet, os.X_OK):
-            return
-        for name, node in self.nodes.items():
-            self._keep_running(("cni-server", name), node, [podnet, "cni-server"], now)
-
-    def supervise_proxies(self, now: float) -> None:
-        if self.spec is None:
-            return
-        if self.proxy_bin is None or not self.spec.services:
-            # nothing will program endpoints (or none exist): readiness is all there is
-            self.proxies_since = min(self.proxies_since, self.started)
-            if self.proxy_bin is None:
-                return
-        if (
-            not any(k[0] == "proxy" for k in self.daemons)
-            and any(p.phase != RUNNING for p in self.pods.values())
-            and now - self.started < 60
-        ):
-            # While the first pods come up, proxies would resync once per batch of new
-            # endpoints; started afterwards, each programs everything in one sync.
-            return
-        for name, node in self.nodes.items():
-            args = [
-                self.proxy_bin,
-                "--objects-dir", self.files.objects_dir,
-                "--hostname-override", name,
-                "--node-ip", node["ip"],
-                "--cluster-cidr", self.spec.network.cluster_cidr,
-                "--proxy-mode", self.spec.network.proxy_mode,
-                # a lab's endpoints change in bursts a person watches: program them quickly
-                "--iptables-min-sync-period", "200ms",
-            ]  # fmt: skip
-            self._keep_running(("proxy", name), node, args, now)
-        if self.proxies_since == float("inf") and now - self.last_health >= 0.2:
-            self.last_health = now
-            if all(_proxy_synced(node["ip"]) for node in self.nodes.values()):
-                self.proxies_since = now
-                log("every node's podnet-proxy has synced")
-
     # -- what we observe ----------------------------------------------------------------
     def publish(self) -> None:
         now = time.monotonic()
-        settling = any(p.phase == RUNNING and not p.available(now, self.proxies_since) for p in self.pods.values())
+        settling = any(
+            p.phase == RUNNING and not p.available(now, self.node_daemons.proxies_since) for p in self.pods.values()
+        )
         # a status of many pods costs a moment to write: write it less often while it changes
         often = max(0.1, len(self.pods) * 0.0005)
         if now - self.last_publish < (often if self.dirty else 0.2 if settling else 1.0):
@@ -632,7 +569,7 @@ class Controller:
                     "replicas": dep.replicas,
                     "updated": len(updated),
                     "ready": len(ready),
-                    "available": sum(1 for p in ready if p.available(now, self.proxies_since)),
+                    "available": sum(1 for p in ready if p.available(now, self.node_daemons.proxies_since)),
                     "version": dep.version,
                     "restarts": self.restarts.get(dep.name, 0),
                     "done": done,
@@ -659,13 +596,7 @@ class Controller:
             )
         nodes = []
         for name, node in self.nodes.items():
-            proc = self.daemons.get(("proxy", name))
-            proxy = "not installed" if self.proxy_bin is None else "running" if proc and proc.poll() is None else "down"
-            cni = self.daemons.get(("cni-server", name))
-            cni_state = "running" if cni and cni.poll() is None else "down"
-            nodes.append(
-                {**{k: node[k] for k in ("name", "ip", "subnet", "netns")}, "proxy": proxy, "cniServer": cni_state}
-            )
+            nodes.append({**{k: node[k] for k in ("name", "ip", "subnet", "netns")}, **self.node_daemons.state(name)})
         pods = [
             {
                 "name": p.name,
@@ -710,28 +641,6 @@ def _alive(pid: int) -> bool:
             return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
     except (FileNotFoundError, IndexError):
         return False
-
-
-def _proxy_synced(node_ip: str) -> bool:
-    """podnet-proxy's /healthz (kube-proxy's, on the node's address) reports a first sync."""
-    try:
-        conn = http.client.HTTPConnection(node_ip, 10256, timeout=0.3)
-        conn.request("GET", "/healthz")
-        resp = conn.getresponse()
-        body = json.loads(resp.read() or b"{}")
-        conn.close()
-    except (OSError, ValueError, http.client.HTTPException):
-        return False
-    return resp.status == 200 and not str(body.get("lastUpdated", "1970")).startswith("1970")
-
-
-def _proxy_binary() -> str | None:
-    here = os.path.join(os.path.dirname(os.path.realpath(sys.executable)), "podnet-proxy")
-    venv = os.path.join(os.path.dirname(sys.executable), "podnet-proxy")
-    for path in (venv, here):
-        if os.access(path, os.X_OK):
-            return path
-    return shutil.which("podnet-proxy")
 
 
 def main() -> None:

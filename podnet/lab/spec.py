@@ -450,3 +450,11 @@ DEFAULT = {
 
 def default() -> LabSpec:
     return parse(DEFAULT)
+
+
+def check_name(value, where: str) -> str:
+    """A lab, node or object name as the spec accepts it (for names given on a command line)."""
+    name = _name(value, where)
+    if len(name) > MAX_LAB_NAME:
+        raise SpecError(f"{where}: {name!r} is longer than {MAX_LAB_NAME} characters")
+    return name

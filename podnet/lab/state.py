@@ -136,15 +136,17 @@ class LabFiles:
     def wait(self, until, timeout: float, progress=None, interval: float = 0.1) -> dict:
         """Poll status.json until until(status) is true; progress(status) reports each change."""
         deadline = time.monotonic() + timeout
-        last = None
+        last, printed = None, 0.0
         while True:
             status = self.read_status()
+            done = bool(status) and until(status)
             if progress:
                 line = progress(status)
-                if line != last and line:
+                # a line per change, but not a flood of them when hundreds of pods start
+                if line and line != last and (done or time.monotonic() - printed >= 0.5):
                     progress_print(line)
-                    last = line
-            if status and until(status):
+                    last, printed = line, time.monotonic()
+            if done:
                 return status
             if status.get("fatal"):
                 raise RuntimeError(f"lab controller failed: {status['fatal']}")
