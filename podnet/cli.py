@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from cni import install
+from podnet.debug.cli import register as register_debug
 from podnet.ipam_cli import ipam
 from podnet.lab.cli import lab as lab_group
 
@@ -64,6 +65,7 @@ def cni_server() -> None:
 
 cli.add_command(ipam)
 cli.add_command(lab_group)
+register_debug(cli)
 from podnet.proxy_cli import proxy  # noqa: E402 (one line per command group)
 
 cli.add_command(proxy)

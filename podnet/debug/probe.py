@@ -1,0 +1,157 @@
+"""`podnet probe`: every chosen pod connects to every chosen pod and Service, all at once.
+
+For each source pod the connecting sockets are opened inside its namespace (a socket stays
+in the namespace it was born in), then every connection of every source is waited for in
+one poll, so a whole matrix costs about one timeout, not one per pair.
+
+What is expected to connect: a Running pod on its workload port, and a Service that has
+ready endpoints. A Service without endpoints is expected to refuse; that is not a failure.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import select
+import socket
+import time
+from dataclasses import dataclass, field
+
+from cni.netns import inside, open_netns
+from podnet.debug.topology import Cluster, PodInfo, TargetError, split_ref
+
+
+@dataclass(frozen=True)
+class Target:
+    label: str
+    ip: str
+    port: int
+    expected: bool
+
+
+@dataclass(frozen=True)
+class Cell:
+    source: str
+    target: str
+    expected: bool
+    ok: bool
+    outcome: str  # ok | refused | timeout | unreachable | ...
+
+    @property
+    def failed(self) -> bool:
+        return self.expected and not self.ok
+
+
+@dataclass
+class Matrix:
+    sources: list[str]
+    targets: list[str]
+    cells: dict[tuple[str, str], Cell] = field(default_factory=dict)
+
+    def failures(self) -> list[Cell]:
+        return [c for c in self.cells.values() if c.failed]
+
+    def to_dict(self) -> dict:
+        return {
+            "sources": self.sources,
+            "targets": self.targets,
+            "cells": [vars(c) | {"failed": c.failed} for c in self.cells.values()],
+        }
+
+
+def pick_sources(cluster: Cluster, refs: tuple[str, ...]) -> list[PodInfo]:
+    if not refs:
+        return [p for p in cluster.pods if p.running and p.netns and p.ip]
+    out = []
+    for ref in refs:
+        _, name = split_ref(ref, ("pod",), "--from")
+        pod = cluster.pod(name)
+        if not pod.netns or not pod.ip:
+            raise TargetError(f"--from: pod/{name} has no namespace or address yet")
+        out.append(pod)
+    return out
+
+
+def pick_targets(cluster: Cluster, refs: tuple[str, ...]) -> list[Target]:
+    pods = [p for p in cluster.pods if p.ip and p.port]
+    if not refs:
+        chosen = [("pod", p.name) for p in pods] + [("svc", s.name) for s in cluster.services]
+    else:
+        chosen = [split_ref(r, ("pod", "svc"), "--to") for r in refs]
+    out = []
+    for kind, name in chosen:
+        if kind == "pod":
+            p = cluster.pod(name)
+            if not p.ip or not p.port:
+                raise TargetError(f"--to: pod/{name} has no address or known port yet")
+            out.append(Target(f"pod/{name}", p.ip, p.port, p.running))
+        else:
+            s = cluster.service(name)
+            out.append(Target(f"svc/{name}", s.cluster_ip, s.ports[0][0], bool(s.endpoints)))
+    return out
+
+
+def socket_in(netns: str) -> socket.socket:
+    """A TCP socket born in the namespace: its connections leave from there."""
+    fd = open_netns(os.path.join("/run/netns", netns), field="namespace")
+    try:
+        with inside(fd):
+            return socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    finally:
+        os.close(fd)
+
+
+def _connect_from(netns: str, target: Target) -> socket.socket:
+    sock = socket_in(netns)
+    sock.setblocking(False)
+    sock.connect_ex((target.ip, target.port))
+    return sock
+
+
+OUTCOMES = {
+    0: "ok",
+    errno.ECONNREFUSED: "refused",
+    errno.EHOSTUNREACH: "unreachable",
+    errno.ENETUNREACH: "unreachable",
+    errno.ETIMEDOUT: "timeout",
+}
+
+
+def probe(cluster: Cluster, sources: list[PodInfo], targets: list[Target], timeout: float = 1.0) -> Matrix:
+    matrix = Matrix([f"pod/{s.name}" for s in sources], [t.label for t in targets])
+    pending: dict[int, tuple[socket.socket, str, Target]] = {}
+    poller = select.poll()
+    try:
+        for src in sources:
+            for t in targets:
+                sock = _connect_from(src.netns, t)
+                pending[sock.fileno()] = (sock, f"pod/{src.name}", t)
+                poller.register(sock, select.POLLOUT)
+        deadline = time.monotonic() + timeout
+        while pending and (left := deadline - time.monotonic()) > 0:
+            for fd, _ev in poller.poll(left * 1000):
+                sock, source, t = pending.pop(fd)
+                poller.unregister(fd)
+                err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                outcome = OUTCOMES.get(err, os.strerror(err))
+                matrix.cells[(source, t.label)] = Cell(source, t.label, t.expected, err == 0, outcome)
+                sock.close()
+        for _sock, source, t in pending.values():
+            matrix.cells[(source, t.label)] = Cell(source, t.label, t.expected, False, "timeout")
+    finally:
+        for sock, _, _ in pending.values():
+            sock.close()
+    return matrix
+
+
+def mark(cell: Cell) -> str:
+    if cell.ok:
+        return "ok"
+    return f"FAIL {cell.outcome}" if cell.expected else f"({cell.outcome})"
+
+
+def table(m: Matrix) -> list[list[str]]:
+    rows = [["FROM \\ TO", *m.targets]]
+    for s in m.sources:
+        rows.append([s, *(mark(m.cells[(s, t)]) for t in m.targets)])
+    return rows

@@ -1,0 +1,75 @@
+"""Is there a route? The kernel's own answer (`ip route get` as a forwarded packet), checked
+against what host-gw routing promises: a pod subnet of node X is reached through X's
+address, and a pod on this node through its own veth."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import subprocess
+from dataclasses import dataclass
+
+from podnet.debug.topology import Cluster, NodeInfo
+
+
+@dataclass(frozen=True)
+class RouteCheck:
+    node: str
+    dst: str
+    ok: bool
+    route: str  # the route the kernel chose, or its error
+    problem: str  # why this is no route for the cluster ("" when ok)
+
+
+def route_get(netns: str | None, dst: str, src: str | None, iif: str | None) -> tuple[dict | None, str]:
+    args = ["ip", "-j", *(["-n", netns] if netns else []), "route", "get", dst]
+    if src and iif:
+        args += ["from", src, "iif", iif]
+    r = subprocess.run(args, capture_output=True, text=True)
+    if r.returncode != 0:
+        return None, r.stderr.strip().removeprefix("RTNETLINK answers: ")
+    routes = json.loads(r.stdout or "[]")
+    return (routes[0] if routes else None), ""
+
+
+def describe(route: dict) -> str:
+    parts = [route.get("type", "unicast") if route.get("type") not in (None, "unicast") else "", route.get("dst", "")]
+    if route.get("gateway"):
+        parts.append(f"via {route['gateway']}")
+    if route.get("dev"):
+        parts.append(f"dev {route['dev']}")
+    return " ".join(p for p in parts if p)
+
+
+def check(cluster: Cluster, node: NodeInfo, dst: str, src: str | None, iif: str | None) -> RouteCheck:
+    route, error = route_get(node.netns, dst, src, iif)
+    if route is None:
+        return RouteCheck(node.name, dst, False, error, f"no route on node {node.name} to {dst} ({error})")
+    chosen = describe(route)
+    if route.get("type") in ("unreachable", "prohibit", "blackhole"):
+        return RouteCheck(node.name, dst, False, chosen, f"no route on node {node.name} to {dst} ({route['type']})")
+    owner = owner_of(cluster, dst)
+    if owner is None:
+        return RouteCheck(node.name, dst, True, chosen, "")
+    if owner.name == node.name:
+        pod = cluster.pod_by_ip(dst)
+        if pod and route.get("dev") != pod.host_veth:
+            return RouteCheck(
+                node.name, dst, False, chosen, f"no route on node {node.name} to its pod {pod.name} ({dst}): {chosen}"
+            )
+        return RouteCheck(node.name, dst, True, chosen, "")
+    if route.get("gateway") != owner.ip:
+        return RouteCheck(
+            node.name,
+            dst,
+            False,
+            chosen,
+            f"no route on node {node.name} to {owner.subnet} (node {owner.name}'s pods): "
+            f"the packet for {dst} took `{chosen}` instead of via {owner.ip}",
+        )
+    return RouteCheck(node.name, dst, True, chosen, "")
+
+
+def owner_of(cluster: Cluster, ip: str) -> NodeInfo | None:
+    addr = ipaddress.ip_address(ip)
+    return next((n for n in cluster.nodes if addr in ipaddress.ip_network(n.subnet)), None)
