@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass
 
 from proxy import addresses
-from proxy.backend import ApplyError, Backend, UnsupportedMode, backend_for
+from proxy.backend import ApplyError, Backend, UnsupportedMode, backend_for, cleanup_all
 from proxy.health import Health, HealthCheckNodePorts, parse_bind, serve
 from proxy.metrics import Metrics
 from proxy.model import NodeContext
@@ -80,7 +80,7 @@ def parse_ip(text: str) -> str:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="podnet-proxy", description=__doc__.split("\n\n")[0])
     flag = {"nargs": "?", "const": True, "type": parse_bool}
-    p.add_argument("--proxy-mode", default="iptables", help="iptables (nftables and ipvs: not supported yet)")
+    p.add_argument("--proxy-mode", default="iptables", help="iptables or nftables (ipvs: see --ipvs-scheduler)")
     p.add_argument("--objects-dir", help="directory of Service/EndpointSlice/Node/ServiceCIDR YAML or JSON")
     p.add_argument("--hostname-override", default=None, help="this node's name (which endpoints are local)")
     p.add_argument("--cluster-cidr", type=parse_cidrs, default=[], help="pod CIDR(s): traffic from elsewhere is SNATed")
@@ -215,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"podnet-proxy: {e}", file=sys.stderr)
         return 2
     if args.cleanup:
-        removed = backend.cleanup()
+        removed = cleanup_all(node)
         log.info("cleanup removed %d rules and chains", len(removed))
         return 0
     if not args.objects_dir:
