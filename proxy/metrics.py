@@ -87,5 +87,6 @@ class Metrics:
                 for (n, labels), value in sorted(self._values.items()):
                     if n == name:
                         lab = ",".join(f'{k}="{v}"' for k, v in labels)
-                        lines.append(f"{name}{{{lab}}} {value:g}" if lab else f"{name} {value:g}")
+                        text = str(int(value)) if float(value).is_integer() else repr(float(value))
+                        lines.append(f"{name}{{{lab}}} {text}" if lab else f"{name} {text}")
         return "\n".join(lines) + "\n"

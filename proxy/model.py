@@ -88,6 +88,7 @@ class ServicePortModel:
     endpoints: tuple[EndpointInfo, ...] = ()  # all of them, whatever their state
     cluster_endpoints: tuple[EndpointInfo, ...] = ()
     local_endpoints: tuple[EndpointInfo, ...] = ()
+    any_usable: bool = False  # usable endpoints exist anywhere in the cluster (else: REJECT)
 
     @property
     def externally_reachable(self) -> bool:
@@ -183,7 +184,12 @@ def build_service(
             zone=node.zone,
         )
         out[name] = ServicePortModel(
-            **{**partial.__dict__, "cluster_endpoints": sets.cluster, "local_endpoints": sets.local}
+            **{
+                **partial.__dict__,
+                "cluster_endpoints": sets.cluster,
+                "local_endpoints": sets.local,
+                "any_usable": sets.any_usable,
+            }
         )
     return out
 

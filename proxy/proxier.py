@@ -45,6 +45,11 @@ class Proxier:
 
     def __post_init__(self) -> None:
         self.model = ProxyModel(self.node)
+        for counter in (  # counters exist from the start, so a rate() over them never misses the first failure
+            "kubeproxy_sync_proxy_rules_iptables_restore_failures_total",
+            "kubeproxy_sync_proxy_rules_iptables_partial_restore_failures_total",
+        ):
+            self.metrics.inc(counter, 0)
 
     def queued(self) -> None:
         now = time.time()

@@ -29,7 +29,7 @@ class Hinted(Protocol):
 class Categorized:
     cluster: tuple  # endpoints for traffic policy Cluster
     local: tuple  # this node's endpoints, for traffic policy Local
-    any_endpoints: bool  # the Service has endpoints at all (DROP rather than REJECT when unusable)
+    any_usable: bool  # usable endpoints anywhere: unusable here means DROP, none at all means REJECT
 
 
 def topology_filter(endpoints: Sequence[Hinted], node_name: str, zone: str) -> Callable[[Hinted], bool] | None:
@@ -61,4 +61,5 @@ def categorize(
         cluster = _usable(endpoints, hint or (lambda e: True))
     if uses_local:
         local = _usable(endpoints, lambda e: e.is_local)
-    return Categorized(cluster=cluster, local=local, any_endpoints=bool(endpoints))
+    any_usable = any(e.ready or (e.serving and e.terminating) for e in endpoints)
+    return Categorized(cluster=cluster, local=local, any_usable=any_usable)

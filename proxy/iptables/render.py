@@ -198,7 +198,7 @@ def render_port(p: ServicePortModel, node: NodeContext) -> PortRules:
     def top(table: str, chain: str, line: str) -> None:  # a line in a shared chain
         shared.setdefault((table, chain), []).append(f"-A {chain} {line}")
 
-    has_endpoints = bool(p.all_reachable)
+    has_endpoints = p.any_usable
     cluster_chain = C.service_chain("SVC", name, proto) if p.uses_cluster_endpoints and p.cluster_endpoints else None
     local_chain = C.service_chain("SVL", name, proto) if p.uses_local_endpoints and p.local_endpoints else None
     internal_chain = local_chain if p.internal_local else cluster_chain

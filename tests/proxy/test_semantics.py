@@ -1,0 +1,237 @@
+"""kube-proxy's semantics, checked by what arrives: real TCP/UDP/SCTP traffic through the rules
+a proxy programs inside a node namespace (see lab.py for the topology). One suite for every
+proxy mode (`mode` fixture)."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from tests.proxy.lab import CLIENT_IP, NODE_IP, PODS, endpoint, endpoint_slice, node_object, sctp_supported, service
+
+pytestmark = pytest.mark.integration
+
+CIP = "10.96.0.10"
+HTTP = [{"name": "http", "port": 80, "targetPort": 8080}]
+EP_HTTP = [{"name": "http", "port": 8080, "protocol": "TCP"}]
+
+
+def programmed(lab, mode, *objects_files, extra=()):
+    for filename, objs in objects_files:
+        lab.write(filename, *objs)
+    r = lab.once(*extra, mode=mode)
+    assert r.returncode == 0, r.stderr
+    return r
+
+
+def names(results) -> Counter:
+    return Counter(r.get("name") or r["error"] for r in results)
+
+
+def peers(results) -> set[str]:
+    return {r["peer"].split(":")[0] for r in results if "peer" in r}
+
+
+def web(lab, mode, pods=("e1", "e2", "e3"), extra=(), **spec):
+    ports = spec.pop("ports", HTTP)
+    svc = service("web", CIP, ports, **spec)
+    eps = endpoint_slice("web", [endpoint(p) for p in pods], EP_HTTP)
+    return programmed(lab, mode, ("web.yaml", [svc, eps]), extra=extra)
+
+
+def test_cluster_ip_spreads_evenly_and_keeps_pod_source(lab, mode):
+    web(lab, mode)
+    results = lab.probe("pc", "tcp", CIP, 80, 300)
+    counts = names(results)
+    assert set(counts) == {"e1", "e2", "e3"}, counts
+    # 300 draws, p=1/3: sd ~8.2; 65..135 is more than 4 sd either side
+    assert all(65 <= counts[e] <= 135 for e in ("e1", "e2", "e3")), counts
+    assert peers(results) == {PODS["pc"]}  # pod-to-Service inside the cluster: not masqueraded
+
+
+def test_traffic_from_outside_the_cluster_is_masqueraded(lab, mode):
+    web(lab, mode)
+    results = lab.probe("client", "tcp", CIP, 80, 10)
+    assert "error" not in names(results)
+    assert CLIENT_IP not in peers(results)
+    assert peers(results) <= {"10.244.1.1", "10.244.2.1", "10.244.3.1"}  # the node's side of each pod link
+
+
+def test_masquerade_all(lab, mode):
+    web(lab, mode, extra=("--masquerade-all",))
+    results = lab.probe("pc", "tcp", CIP, 80, 10)
+    assert "error" not in names(results)
+    assert PODS["pc"] not in peers(results)
+
+
+def test_hairpin_is_masqueraded_to_the_node(lab, mode):
+    web(lab, mode, pods=("e1",))
+    results = lab.probe("e1", "tcp", CIP, 80, 5)
+    assert names(results) == {"e1": 5}
+    assert peers(results) == {"10.244.1.1"}
+
+
+def test_no_endpoints_are_rejected_not_dropped(lab, mode):
+    web(lab, mode, pods=(), ports=[*HTTP, {"name": "dns", "port": 53, "protocol": "UDP"}])
+    results = lab.probe("pc", "tcp", CIP, 80, 20, timeout=2)
+    assert names(results) == {"refused": 20}
+    results = lab.probe("client", "udp", CIP, 53, 5, timeout=2)
+    assert names(results) == {"refused": 5}
+
+
+def test_node_port_external_ip_and_load_balancer(lab, mode):
+    web(
+        lab,
+        mode,
+        type="LoadBalancer",
+        ports=[{"name": "http", "port": 80, "nodePort": 30080}],
+        externalIPs=["192.168.50.1"],
+        status={"loadBalancer": {"ingress": [{"ip": "192.168.60.1"}]}},
+    )
+    for host, port in ((NODE_IP, 30080), ("192.168.50.1", 80), ("192.168.60.1", 80)):
+        results = lab.probe("client", "tcp", host, port, 6)
+        assert "error" not in names(results), (host, results)
+        assert CLIENT_IP not in peers(results)  # externalTrafficPolicy Cluster: SNATed
+    # the node port answers on the node's other addresses too (default --nodeport-addresses)
+    assert "error" not in names(lab.probe("pc", "tcp", "10.244.9.1", 30080, 3))
+
+
+def test_nodeport_addresses_restricts_the_addresses(lab, mode):
+    web(lab, mode, type="NodePort", ports=[{"name": "http", "port": 80, "nodePort": 30080}],
+        extra=("--nodeport-addresses", f"{NODE_IP}/32"))  # fmt: skip
+    assert "error" not in names(lab.probe("client", "tcp", NODE_IP, 30080, 3))
+    assert names(lab.probe("pc", "tcp", "10.244.9.1", 30080, 3)) == {"refused": 3}  # nothing listens there
+
+
+def test_localhost_node_ports(lab, mode):
+    web(lab, mode, type="NodePort", ports=[{"name": "http", "port": 80, "nodePort": 30080}])
+    assert "error" not in names(lab.probe("node", "tcp", "127.0.0.1", 30080, 3))
+    web(lab, mode, type="NodePort", ports=[{"name": "http", "port": 80, "nodePort": 30080}],
+        extra=("--iptables-localhost-nodeports=false",))  # fmt: skip
+    assert names(lab.probe("node", "tcp", "127.0.0.1", 30080, 1, timeout=1)) == {"refused": 1}  # nothing listens
+
+
+def test_load_balancer_source_ranges(lab, mode):
+    lb = {"loadBalancer": {"ingress": [{"ip": "192.168.60.1"}]}}
+    ports = [{"name": "http", "port": 80, "nodePort": 30080}]
+    web(lab, mode, type="LoadBalancer", ports=ports, status=lb, loadBalancerSourceRanges=["192.168.1.0/24"])
+    assert "error" not in names(lab.probe("client", "tcp", "192.168.60.1", 80, 3))
+    web(lab, mode, type="LoadBalancer", ports=ports, status=lb, loadBalancerSourceRanges=["10.0.0.0/8"])
+    assert names(lab.probe("client", "tcp", "192.168.60.1", 80, 2, timeout=1)) == {"timeout": 2}  # dropped
+
+
+def test_external_traffic_policy_local(lab, mode):
+    ports = [{"name": "http", "port": 80, "nodePort": 30080}]
+    web(lab, mode, type="NodePort", ports=ports, externalTrafficPolicy="Local", healthCheckNodePort=32000,
+        pods=("e1", "e3"))  # fmt: skip
+    results = lab.probe("client", "tcp", NODE_IP, 30080, 20)
+    assert names(results) == {"e1": 20}  # only this node's endpoint
+    assert peers(results) == {CLIENT_IP}  # client source preserved
+    # inside the cluster, the cluster IP still reaches every endpoint
+    assert set(names(lab.probe("pc", "tcp", CIP, 80, 40))) == {"e1", "e3"}
+    # no endpoint here: external traffic is dropped, not sent elsewhere
+    web(lab, mode, type="NodePort", ports=ports, externalTrafficPolicy="Local", pods=("e3",))
+    assert names(lab.probe("client", "tcp", NODE_IP, 30080, 2, timeout=1)) == {"timeout": 2}
+
+
+def test_internal_traffic_policy_local(lab, mode):
+    web(lab, mode, internalTrafficPolicy="Local")
+    assert set(names(lab.probe("pc", "tcp", CIP, 80, 40))) == {"e1", "e2"}
+    web(lab, mode, internalTrafficPolicy="Local", pods=("e3",))
+    assert names(lab.probe("pc", "tcp", CIP, 80, 2, timeout=1)) == {"timeout": 2}  # dropped: none local
+
+
+def test_session_affinity_holds(lab, mode):
+    web(lab, mode, sessionAffinity="ClientIP", sessionAffinityConfig={"clientIP": {"timeoutSeconds": 60}})
+    results = lab.probe("client", "tcp", CIP, 80, 50)
+    assert len(names(results)) == 1 and "error" not in names(results), names(results)
+
+
+def test_terminating_endpoints_are_used_only_when_none_is_ready(lab, mode):
+    svc = service("web", CIP, HTTP)
+    draining = [
+        endpoint("e1", ready=False, serving=True, terminating=True),
+        endpoint("e2", ready=False, serving=False, terminating=True),
+    ]
+    programmed(lab, mode, ("web.yaml", [svc, endpoint_slice("web", draining, EP_HTTP)]))
+    assert names(lab.probe("pc", "tcp", CIP, 80, 20)) == {"e1": 20}
+    programmed(lab, mode, ("web.yaml", [svc, endpoint_slice("web", [*draining, endpoint("e3")], EP_HTTP)]))
+    assert names(lab.probe("pc", "tcp", CIP, 80, 20)) == {"e3": 20}
+
+
+def test_topology_hints(lab, mode):
+    svc = service("web", CIP, HTTP)
+
+    def hinted(*zones):
+        return [endpoint(p, hints={"forZones": [{"name": z}]}) for p, z in zip(("e1", "e2", "e3"), zones, strict=False)]
+
+    eps = endpoint_slice("web", hinted("zone-a", "zone-b", "zone-b"), EP_HTTP)
+    programmed(lab, mode, ("web.yaml", [svc, eps]), ("node.yaml", [node_object("zone-a")]))
+    assert names(lab.probe("pc", "tcp", CIP, 80, 20)) == {"e1": 20}
+    # one endpoint without a hint: hints are ignored, as kube-proxy does
+    partial = endpoint_slice("web", [*hinted("zone-a", "zone-b"), endpoint("e3")], EP_HTTP)
+    programmed(lab, mode, ("web.yaml", [svc, partial]))
+    assert set(names(lab.probe("pc", "tcp", CIP, 80, 40))) == {"e1", "e2", "e3"}
+    # node hints win over zone hints
+    by_node = [endpoint("e1", hints={"forNodes": [{"name": "node-b"}]}),
+               endpoint("e2", hints={"forNodes": [{"name": "node-a"}]})]  # fmt: skip
+    programmed(lab, mode, ("web.yaml", [svc, endpoint_slice("web", by_node, EP_HTTP)]))
+    assert names(lab.probe("pc", "tcp", CIP, 80, 20)) == {"e2": 20}
+
+
+def test_many_ports_and_protocols(lab, mode):
+    ports = [
+        {"name": "http", "port": 80},
+        {"name": "alt", "port": 81},
+        {"name": "dns", "port": 53, "protocol": "UDP"},
+        {"name": "sig", "port": 99, "protocol": "SCTP"},
+    ]
+    ep_ports = [
+        {"name": "http", "port": 8080},
+        {"name": "alt", "port": 8081},
+        {"name": "dns", "port": 5353, "protocol": "UDP"},
+        {"name": "sig", "port": 9999, "protocol": "SCTP"},
+    ]
+    svc = service("web", CIP, ports)
+    programmed(lab, mode, ("web.yaml", [svc, endpoint_slice("web", [endpoint("e2")], ep_ports)]))
+    assert names(lab.probe("pc", "tcp", CIP, 80, 3)) == {"e2": 3}
+    assert names(lab.probe("pc", "tcp", CIP, 81, 3)) == {"e2": 3}
+    assert names(lab.probe("pc", "udp", CIP, 53, 3)) == {"e2": 3}
+    if not sctp_supported():
+        pytest.skip("SCTP rules were programmed, but this kernel has no SCTP sockets to send real SCTP traffic")
+    assert names(lab.probe("pc", "sctp", CIP, 99, 3)) == {"e2": 3}
+
+
+def test_headless_and_external_name_services_are_ignored(lab, mode):
+    headless = service("headless", "None", HTTP)
+    extname = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "ext"},
+               "spec": {"type": "ExternalName", "externalName": "example.com"}}  # fmt: skip
+    programmed(lab, mode, ("svc.yaml", [headless, extname, endpoint_slice("headless", [endpoint("e1")], EP_HTTP)]))
+    assert "PODNET-SVC-" not in lab.node.run("iptables-save").stdout
+
+
+def test_invalid_objects_are_reported_and_skipped(lab, mode):
+    good = service("web", CIP, HTTP)
+    bad_port = service("bad", "10.96.0.11", [{"name": "http", "port": 70000}])
+    bad_ip = service("badip", "10.96.0.300", HTTP)
+    bad_proto = service("badproto", "10.96.0.12", [{"name": "x", "port": 80, "protocol": "ICMP"}])
+    lab.write("broken.yaml", bad_port, bad_ip, bad_proto)
+    with open(f"{lab.objects_dir}/unparsable.yaml", "w") as f:
+        f.write("kind: Service\n  metadata: [\n")
+    r = programmed(lab, mode, ("web.yaml", [good, endpoint_slice("web", [endpoint("e1")], EP_HTTP)]))
+    assert "broken.yaml" in r.stderr and "Service default/bad" in r.stderr and "spec.ports[0].port" in r.stderr
+    assert "Service default/badip" in r.stderr and "spec.clusterIP" in r.stderr
+    assert "spec.ports[0].protocol" in r.stderr and "unparsable.yaml" in r.stderr
+    assert names(lab.probe("pc", "tcp", CIP, 80, 3)) == {"e1": 3}
+
+
+def test_leading_zero_ipv4_is_accepted(lab, mode):
+    svc = service("web", "10.96.0.010", HTTP)
+    programmed(lab, mode, ("web.yaml", [svc, endpoint_slice("web", [endpoint("e1")], EP_HTTP)]))
+    assert names(lab.probe("pc", "tcp", "10.96.0.10", 80, 2)) == {"e1": 2}
+
+
+def test_unsupported_mode_is_a_clear_error(lab):
+    r = lab.once(mode="nftables")
+    assert r.returncode != 0 and "not supported yet" in r.stderr
