@@ -59,33 +59,33 @@ class BaseChain:
 NEW = "ct state new"
 
 BASE_CHAINS = (
-    BaseChain("filter-prerouting", "filter", "prerouting", "dstnat - 10", (f"{NEW} jump firewall-check",)),
+    BaseChain("filter-prerouting", "filter", "prerouting", "-110", (f"{NEW} jump firewall-check",)),
     BaseChain(
         "filter-input",
         "filter",
         "input",
-        "dstnat - 10",
+        "-110",
         (f"{NEW} jump nodeport-endpoints-check", f"{NEW} jump service-endpoints-check"),
     ),
     BaseChain(
         "filter-forward",
         "filter",
         "forward",
-        "dstnat - 10",
+        "-110",
         (f"{NEW} jump service-endpoints-check", f"{NEW} jump cluster-ips-check"),
     ),
     BaseChain(
         "filter-output",
         "filter",
         "output",
-        "dstnat - 10",
+        "-110",
         (f"{NEW} jump service-endpoints-check", f"{NEW} jump firewall-check"),
     ),
     # after DNAT: whatever still goes to a cluster IP matched no port of it
-    BaseChain("filter-output-post-dnat", "filter", "output", "dstnat + 10", (f"{NEW} jump cluster-ips-check",)),
-    BaseChain("nat-prerouting", "nat", "prerouting", "dstnat", ("jump services",)),
-    BaseChain("nat-output", "nat", "output", "dstnat", ("jump services",)),
-    BaseChain("nat-postrouting", "nat", "postrouting", "srcnat", ("jump masquerading",)),
+    BaseChain("filter-output-post-dnat", "filter", "output", "-90", (f"{NEW} jump cluster-ips-check",)),
+    BaseChain("nat-prerouting", "nat", "prerouting", "-100", ("jump services",)),
+    BaseChain("nat-output", "nat", "output", "-100", ("jump services",)),
+    BaseChain("nat-postrouting", "nat", "postrouting", "100", ("jump masquerading",)),
 )
 
 

@@ -89,7 +89,7 @@ def contribution(p: ServicePortModel, node: NodeContext, f: Family) -> Contribut
     chains: dict[str, tuple[str, ...]] = {}
     sets: dict[str, str] = {}
 
-    has_endpoints = bool(p.all_reachable)
+    has_endpoints = p.any_usable
     unusable = "goto reject-chain" if not has_endpoints else "drop"
     internal = p.internal_endpoints
     external = p.external_endpoints

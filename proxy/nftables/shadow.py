@@ -58,7 +58,7 @@ def plan(model: ProxyModel, changed: set[ServicePortName], full: bool, old: Shad
     tx = Transaction(full=full, table=f.table, recreate=recreate)
     node = model.node
     if recreate:
-        tx.declare.append(f"add table {f.table} {{ comment \"podnet service proxy\" ; }}")
+        tx.declare.append(f'add table {f.table} {{ comment "podnet service proxy" ; }}')
         tx.declare += [f"add {body}" for body in _prefix(layout.maps(f), f)]
         for bc in layout.BASE_CHAINS:
             tx.declare.append(
