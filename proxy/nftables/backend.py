@@ -3,6 +3,8 @@ interface."""
 
 from __future__ import annotations
 
+import logging
+
 from proxy.backend import ApplyError
 from proxy.model import NodeContext, ProxyModel, ServicePortName
 from proxy.nftables import executor
@@ -11,11 +13,15 @@ from proxy.nftables.shadow import Shadow, plan
 from proxy.nftables.transaction import Transaction
 
 
+log = logging.getLogger("podnet.proxy")
+
+
 class NftablesBackend:
     mode = "nftables"
 
-    def __init__(self, node: NodeContext):
+    def __init__(self, node: NodeContext, netns: str | None = None):
         self.node = node
+        self.netns = netns
         self.family = FAMILIES[node.family]
         self.shadow: Shadow | None = None  # None: the kernel's table is unknown; rebuild it
 
@@ -24,8 +30,11 @@ class NftablesBackend:
         return plan(model, changed, full, self.shadow, self.family)
 
     def apply(self, tx: Transaction) -> None:
+        text = tx.text()
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("nft transaction (%d lines):\n%s", text.count("\n"), text if len(text) < 20000 else text[:20000])
         try:
-            executor.run(tx.text())
+            executor.run(text, self.netns)
         except executor.NftError as e:
             self.shadow = None  # unknown now: the next sync rebuilds the table in one transaction
             raise ApplyError(str(e)) from e
@@ -33,4 +42,4 @@ class NftablesBackend:
 
     def cleanup(self) -> list[str]:
         self.shadow = None
-        return executor.cleanup()
+        return executor.cleanup(self.netns)

@@ -12,10 +12,16 @@ class NftError(RuntimeError):
     pass
 
 
-def run(text: str) -> None:
+def _nft(netns: str | None) -> list[str]:
+    # a namespace other than the process's own is for tests and benchmarks that drive the
+    # proxier in-process; the daemon always works in its own namespace
+    return ["ip", "netns", "exec", netns, "nft"] if netns else ["nft"]
+
+
+def run(text: str, netns: str | None = None) -> None:
     if not text:
         return
-    r = subprocess.run(["nft", "-f", "-"], input=text, capture_output=True, text=True)
+    r = subprocess.run([*_nft(netns), "-f", "-"], input=text, capture_output=True, text=True)
     if r.returncode != 0:
         raise NftError(f"nft -f failed ({r.returncode}): {_explain(r.stderr)}")
 
@@ -25,9 +31,9 @@ def _explain(stderr: str) -> str:
     return " | ".join(line.strip() for line in stderr.strip().splitlines()[:3])
 
 
-def our_tables() -> list[str]:
+def our_tables(netns: str | None = None) -> list[str]:
     """podnet's tables present in this network namespace ("ip podnet", "ip6 podnet")."""
-    r = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True)
+    r = subprocess.run([*_nft(netns), "list", "tables"], capture_output=True, text=True)
     if r.returncode != 0:
         return []
     ours = {f"{f.name} {TABLE}" for f in FAMILIES.values()}
@@ -35,7 +41,7 @@ def our_tables() -> list[str]:
             and line.removeprefix("table ").strip() in ours]  # fmt: skip
 
 
-def cleanup() -> list[str]:
-    tables = our_tables()
-    run("".join(f"delete table {t}\n" for t in tables))
+def cleanup(netns: str | None = None) -> list[str]:
+    tables = our_tables(netns)
+    run("".join(f"delete table {t}\n" for t in tables), netns)
     return [f"delete table {t}" for t in tables]

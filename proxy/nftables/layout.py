@@ -92,20 +92,22 @@ BASE_CHAINS = (
 def maps(f: Family) -> dict[str, str]:
     """name -> the `add map/set` body (without the table)."""
     a = f.addr_type
-    key = f"{f.name} daddr . meta l4proto . th dport"
-    slot = "numgen random mod 1"
-    target = f"{f.name} daddr . th dport"
-    return {
+    out = {
         # dispatch
         "service-ips": f"map service-ips {{ type {a} . inet_proto . inet_service : verdict ; }}",
         "service-nodeports": "map service-nodeports { type inet_proto . inet_service : verdict ; }",
         "cluster-dispatch": f"map cluster-dispatch {{ type {a} . inet_proto . inet_service : verdict ; }}",
         "np-cluster-dispatch": "map np-cluster-dispatch { type inet_proto . inet_service : verdict ; }",
-        # endpoint slots
-        "slots": f"map slots {{ typeof {key} . {slot} : {target} ; }}",
-        "slots-cluster": f"map slots-cluster {{ typeof {key} . {slot} : {target} ; }}",
-        "np-slots": f"map np-slots {{ typeof meta l4proto . th dport . {slot} : {target} ; }}",
-        "np-slots-cluster": f"map np-slots-cluster {{ typeof meta l4proto . th dport . {slot} : {target} ; }}",
+    }
+    # Endpoint slots, one map per protocol: a DNAT through a map whose data names the port as
+    # `tcp dport` is only valid for TCP (nft adds that dependency), and `th dport` on the data
+    # side cannot be read back by nft 1.0.6 ("conflicting protocols" in every later run).
+    for proto in PROTOCOLS:
+        target = f"{f.name} daddr . {proto} dport"
+        for name in slot_maps(proto):
+            key = "th dport" if name.startswith("np-") else f"{f.name} daddr . th dport"
+            out[name] = f"map {name} {{ typeof {key} . numgen random mod 1 : {target} ; }}"
+    return out | {
         # filtering
         "no-endpoint-services": f"map no-endpoint-services {{ type {a} . inet_proto . inet_service : verdict ; }}",
         "no-endpoint-nodeports": "map no-endpoint-nodeports { type inet_proto . inet_service : verdict ; }",
@@ -117,6 +119,13 @@ def maps(f: Family) -> dict[str, str]:
         # endpoint pairs (ip . ip): a pod that reached itself through a Service (hairpin)
         "hairpin": f"set hairpin {{ type {a} . {a} ; }}",
     }
+
+
+PROTOCOLS = ("tcp", "udp", "sctp")
+
+
+def slot_maps(proto: str) -> tuple[str, ...]:
+    return (f"slots-{proto}", f"slots-cluster-{proto}", f"np-slots-{proto}", f"np-slots-cluster-{proto}")
 
 
 def fixed_chains(f: Family, nodeport_match: str) -> dict[str, tuple[str, ...]]:

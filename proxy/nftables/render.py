@@ -48,15 +48,20 @@ def masquerade_rule(node: NodeContext, f: Family) -> str | None:
     return None
 
 
+def picker(kind: str, proto: str, n: int, np: bool = False) -> str:
+    """The shared chain that picks one of n endpoints: [np-]{int,ext,extl,pickc}-PROTO-N."""
+    return f"{'np-' if np else ''}{kind}-{proto}-{n}"
+
+
 def picker_rules(name: str, node: NodeContext, f: Family) -> tuple[str, ...]:
-    """The rules of a shared picker chain, from its name: [np-]{int,ext,extl,pickc}-N."""
+    """The rules of a shared picker chain, from its name (see `picker`)."""
     np = name.startswith("np-")
-    kind, _, n = name.removeprefix("np-").rpartition("-")
+    kind, proto, n = name.removeprefix("np-").rsplit("-", 2)
     ip = f.name
-    key = "meta l4proto . th dport" if np else f"{ip} daddr . meta l4proto . th dport"
     prefix = "np-" if np else ""
-    slots = f"{prefix}slots-cluster" if kind == "pickc" else f"{prefix}slots"
-    dnat = f"dnat {ip} to {key} . numgen random mod {n} map @{slots}"
+    slot_key = "th dport" if np else f"{ip} daddr . th dport"
+    slots = f"{prefix}slots-cluster-{proto}" if kind == "pickc" else f"{prefix}slots-{proto}"
+    dnat = f"meta l4proto {proto} dnat {ip} to {slot_key} . numgen random mod {n} map @{slots}"
     if kind == "int":
         masq = masquerade_rule(node, f)
         return (masq, dnat) if masq else (dnat,)
@@ -65,6 +70,7 @@ def picker_rules(name: str, node: NodeContext, f: Family) -> tuple[str, ...]:
     if kind == "extl":
         # pods and the node itself reach external destinations as if from outside and back in
         # through a load balancer: subject to neither traffic policy, so all cluster endpoints
+        key = "meta l4proto . th dport" if np else f"{ip} daddr . meta l4proto . th dport"
         to_cluster = f"{key} vmap @{prefix}cluster-dispatch"
         pods = [f"{ip} saddr {node.cluster_cidrs[0]} {to_cluster}"] if node.cluster_cidrs else []
         return (
@@ -98,7 +104,8 @@ def contribution(p: ServicePortModel, node: NodeContext, f: Family) -> Contribut
 
     elements.add(("cluster-ips", p.cluster_ip, ""))
     ip_keys = {"internal": [port_key(p, p.cluster_ip, f)]}
-    ip_keys["external"] = [port_key(p, a, f) for a in (*p.external_ips, *p.load_balancer_ips)]
+    external_addrs = (*p.external_ips, *p.load_balancer_ips)
+    ip_keys["external"] = [port_key(p, a, f) for a in external_addrs]
     np_key = f"{proto} . {p.node_port}" if p.node_port else None
 
     if not internal:
@@ -125,21 +132,26 @@ def contribution(p: ServicePortModel, node: NodeContext, f: Family) -> Contribut
 
     if internal:
         k = ip_keys["internal"][0]
-        pickers.add(f"int-{len(internal)}")
-        elements.add(("service-ips", k, f"goto int-{len(internal)}"))
-        slots("slots", k, internal)
+        chain = picker("int", proto, len(internal))
+        pickers.add(chain)
+        elements.add(("service-ips", k, f"goto {chain}"))
+        slots(f"slots-{proto}", f"{p.cluster_ip} . {p.port}", internal)
     if uses_ext and external:
         kind = "extl" if p.external_local else "ext"
-        for k, table, vmap, prefix in [(k, "slots", "service-ips", "") for k in ip_keys["external"]] + (
-            [(np_key, "np-slots", "service-nodeports", "np-")] if np_key else []
-        ):
-            pickers.add(f"{prefix}{kind}-{len(external)}")
-            elements.add((vmap, k, f"goto {prefix}{kind}-{len(external)}"))
-            slots(table, k, external)
+        targets = [(k, f"{a} . {p.port}", False) for k, a in zip(ip_keys["external"], external_addrs, strict=True)]
+        if np_key:
+            targets.append((np_key, str(p.node_port), True))
+        for k, slot_key, np in targets:
+            prefix = "np-" if np else ""
+            chain = picker(kind, proto, len(external), np)
+            pickers.add(chain)
+            elements.add(("service-nodeports" if np else "service-ips", k, f"goto {chain}"))
+            slots(f"{prefix}slots-{proto}", slot_key, external)
             if kind == "extl" and cluster:
-                pickers.add(f"{prefix}pickc-{len(cluster)}")
-                elements.add((f"{prefix}cluster-dispatch", k, f"goto {prefix}pickc-{len(cluster)}"))
-                slots(f"{table}-cluster", k, cluster)
+                chain = picker("pickc", proto, len(cluster), np)
+                pickers.add(chain)
+                elements.add((f"{prefix}cluster-dispatch", k, f"goto {chain}"))
+                slots(f"{prefix}slots-cluster-{proto}", slot_key, cluster)
     return Contribution(frozenset(elements), chains, frozenset(pickers), sets)
 
 

@@ -75,7 +75,7 @@ def plan(model: ProxyModel, changed: set[ServicePortName], full: bool, old: Shad
         _replace(new, NODE, Contribution(frozenset(node_elements(node, f))))
         new.node = node
     todo = model.ports.keys() if (full or recreate) else changed
-    for name in set(todo) | ({n for n in new.ports if n not in model.ports} if full else set()):
+    for name in set(todo) | ({n for n in new.ports if n not in model.ports and n != NODE} if full else set()):
         p = model.ports.get(name)
         _replace(new, name, contribution(p, node, f) if p is not None else None)
     _emit(tx, new, node, f)
@@ -94,7 +94,8 @@ def _prefix(bodies: dict[str, str], f) -> list[str]:
 
 
 def _is_picker(name: str) -> bool:
-    return name.removeprefix("np-").split("-")[0] in ("int", "ext", "extl", "pickc") and name[-1].isdigit()
+    parts = name.removeprefix("np-").split("-")
+    return len(parts) == 3 and parts[0] in ("int", "ext", "extl", "pickc") and parts[2].isdigit()
 
 
 def _set_chain(tx: Transaction, s: Shadow, name: str, rules: tuple[str, ...]) -> None:

@@ -38,8 +38,9 @@ class Transaction:
                 chunk = items[i : i + 5000]
                 body = ", ".join(f"{k} : {v}" if v else k for k, v in chunk)
                 out.append(f"add element {t} {name} {{ {body} }}")
-        for c in self.delete_chains:
-            out += [f"flush chain {t} {c}", f"delete chain {t} {c}"]
+        # every doomed chain is emptied before any is deleted: they may jump to each other
+        out += [f"flush chain {t} {c}" for c in self.delete_chains]
+        out += [f"delete chain {t} {c}" for c in self.delete_chains]
         out += [f"delete set {t} {s}" for s in self.delete_sets]
         return "\n".join(out) + "\n" if out else ""
 
