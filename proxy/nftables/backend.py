@@ -12,7 +12,6 @@ from proxy.nftables.layout import FAMILIES
 from proxy.nftables.shadow import Shadow, plan
 from proxy.nftables.transaction import Transaction
 
-
 log = logging.getLogger("podnet.proxy")
 
 
