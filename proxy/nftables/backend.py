@@ -29,11 +29,13 @@ class NftablesBackend:
         return plan(model, changed, full, self.shadow, self.family)
 
     def apply(self, tx: Transaction) -> None:
-        text = tx.text()
-        if log.isEnabledFor(logging.DEBUG):
-            log.debug("nft transaction (%d lines):\n%s", text.count("\n"), text if len(text) < 20000 else text[:20000])
         try:
-            executor.run(text, self.netns)
+            if tx.stream is None or log.isEnabledFor(logging.DEBUG):
+                text = tx.text()
+                log.debug("nft transaction (%d lines):\n%s", text.count("\n"), text[:20000])
+                executor.run(text, self.netns)
+            else:  # a rebuild: nft parses while the rest is planned
+                executor.run_stream(tx.chunks(), self.netns)
         except executor.NftError as e:
             self.shadow = None  # unknown now: the next sync rebuilds the table in one transaction
             raise ApplyError(str(e)) from e

@@ -5,6 +5,7 @@ deleted last, once nothing refers to them). All of it is applied or none of it."
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 
@@ -21,8 +22,25 @@ class Transaction:
     delete_sets: list[str] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
     state: object = None  # the backend's shadow once this transaction has been applied
+    # more of the transaction, produced lazily (a rebuild streams to nft while it is planned)
+    stream: Iterator[str] | None = None
+    _streamed: list[str] | None = None
+
+    def chunks(self) -> Iterator[str]:
+        """The text in pieces, planning the streamed part as it goes (once)."""
+        yield self._eager_text()
+        if self._streamed is not None:
+            yield from self._streamed
+        elif self.stream is not None:
+            self._streamed = []
+            for piece in self.stream:
+                self._streamed.append(piece)
+                yield piece
 
     def text(self) -> str:
+        return "".join(self.chunks())
+
+    def _eager_text(self) -> str:
         t = self.table
         out: list[str] = []
         if self.recreate:

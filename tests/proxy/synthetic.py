@@ -21,14 +21,14 @@ def endpoint_ip(i: int, j: int) -> str:
 
 def service(i: int, **spec) -> Service:
     ports = spec.pop("ports", (ServicePort(name="http", protocol="TCP", port=80),))
-    return Service(namespace="bench", name=f"svc-{i}", cluster_ips=(cluster_ip(i),), ports=ports, **spec)
+    return Service(namespace="bench", name=f"svc-{i:05d}", cluster_ips=(cluster_ip(i),), ports=ports, **spec)
 
 
 def endpoint_slice(i: int, endpoints: int, local: set[int] = frozenset(), port: int = 8080) -> EndpointSlice:
     eps = tuple(
         Endpoint(addresses=(endpoint_ip(i, j),), node_name=NODE if j in local else "node-b") for j in range(endpoints)
     )
-    return EndpointSlice("bench", f"svc-{i}-x", f"svc-{i}", "IPv4", eps, (EndpointPort("http", "TCP", port),))
+    return EndpointSlice("bench", f"svc-{i:05d}-x", f"svc-{i:05d}", "IPv4", eps, (EndpointPort("http", "TCP", port),))
 
 
 def feed(trackers: Trackers, *objects) -> None:
