@@ -56,17 +56,17 @@ for i in range(count + warm):
 print(json.dumps(out))
 """
 
-SERVER = """
+SERVER = f"""
 import socket
 s = socket.socket()
 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("0.0.0.0", %d))
+s.bind(("0.0.0.0", {SERVER_PORT}))
 s.listen(4096)
 print("ready", flush=True)
 while True:
     c, _ = s.accept()
     c.close()
-""" % SERVER_PORT
+"""
 
 
 # ------------------------------------------------------------------ inside the node namespace
@@ -178,7 +178,8 @@ def run_child(names, mode, services, work, changes, connects) -> dict:
         raise RuntimeError(f"{mode} at {services}: {r.stderr[-2000:]}")
     out = json.loads(r.stdout.strip().splitlines()[-1])
     out["floor"] = floor(mode, text_file)
-    out["text_lines"] = sum(1 for _ in open(text_file))
+    with open(text_file) as f:
+        out["text_lines"] = sum(1 for _ in f)
     return out
 
 
@@ -230,14 +231,17 @@ def report(results, sizes, small, big) -> None:
     for mode, by_size in results.items():
         for s in sizes:
             r = by_size[s]
-            print(f"{mode:10}{s:>7}{r['text_lines']:>12}{r['full']:>10.3f}{r['floor']:>10.3f}{r['full'] / r['floor']:>8.2f}")
+            ratio = r["full"] / r["floor"]
+            print(f"{mode:10}{s:>7}{r['text_lines']:>12}{r['full']:>10.3f}{r['floor']:>10.3f}{ratio:>8.2f}")
     print("\none endpoint added to one Service: EndpointSlice change -> committed in the kernel")
     print(f"{'mode':10}{'S':>7}{'p50 ms':>9}{'max ms':>9}{'lines sent':>12}")
     for mode, by_size in results.items():
         for s in sizes:
             r = by_size[s]
-            print(f"{mode:10}{s:>7}{statistics.median(r['one']) * 1e3:>9.1f}{max(r['one']) * 1e3:>9.1f}"
-                  f"{statistics.median(r['lines']):>12.0f}")  # fmt: skip
+            print(
+                f"{mode:10}{s:>7}{statistics.median(r['one']) * 1e3:>9.1f}{max(r['one']) * 1e3:>9.1f}"
+                f"{statistics.median(r['lines']):>12.0f}"
+            )
     print("\nTCP connect to the Service matched last (client pod -> cluster IP -> real server)")
     print(f"{'mode':10}{'S':>7}{'p50 us':>9}{'p99 us':>9}")
     for mode, by_size in results.items():

@@ -40,8 +40,9 @@ class Backend(Protocol):
 MODES = {
     "iptables": "proxy.iptables.backend:IptablesBackend",
     "nftables": "proxy.nftables.backend:NftablesBackend",
+    "ipvs": "proxy.ipvs.backend:IpvsBackend",
 }
-PLANNED = ("ipvs",)
+PLANNED: tuple[str, ...] = ()
 
 
 class UnsupportedMode(ValueError):

@@ -70,6 +70,15 @@ def parse_cidrs(text: str) -> list[str]:
     return out
 
 
+def parse_scheduler(text: str) -> str:
+    from proxy.ipvs.desired import InvalidScheduler, check_scheduler
+
+    try:
+        return check_scheduler(text)
+    except InvalidScheduler as e:
+        raise argparse.ArgumentTypeError(str(e).removeprefix("--ipvs-scheduler: ")) from None
+
+
 def parse_ip(text: str) -> str:
     try:
         return str(ipaddress.ip_address(text))
@@ -80,7 +89,8 @@ def parse_ip(text: str) -> str:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="podnet-proxy", description=__doc__.split("\n\n")[0])
     flag = {"nargs": "?", "const": True, "type": parse_bool}
-    p.add_argument("--proxy-mode", default="iptables", help="iptables or nftables (ipvs: see --ipvs-scheduler)")
+    p.add_argument("--proxy-mode", default="iptables", help="iptables, nftables or ipvs")
+    p.add_argument("--ipvs-scheduler", type=parse_scheduler, default="rr", help="rr, lc or sh (ipvs mode)")
     p.add_argument("--objects-dir", help="directory of Service/EndpointSlice/Node/ServiceCIDR YAML or JSON")
     p.add_argument("--hostname-override", default=None, help="this node's name (which endpoints are local)")
     p.add_argument("--cluster-cidr", type=parse_cidrs, default=[], help="pod CIDR(s): traffic from elsewhere is SNATed")
@@ -210,7 +220,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=level, format="%(asctime)s podnet-proxy %(levelname)s %(message)s", stream=sys.stderr)
     try:
         node = node_context(args)
-        backend = backend_for(args.proxy_mode, node)
+        options = {"scheduler": args.ipvs_scheduler} if args.proxy_mode == "ipvs" else {}
+        backend = backend_for(args.proxy_mode, node, **options)
     except UnsupportedMode as e:
         print(f"podnet-proxy: {e}", file=sys.stderr)
         return 2

@@ -24,11 +24,13 @@ def service(i: int, **spec) -> Service:
     return Service(namespace="bench", name=f"svc-{i:05d}", cluster_ips=(cluster_ip(i),), ports=ports, **spec)
 
 
-def endpoint_slice(i: int, endpoints: int, local: set[int] = frozenset(), port: int = 8080) -> EndpointSlice:
+def endpoint_slice(
+    i: int, endpoints: int, local: set[int] = frozenset(), port: int = 8080, name: str = "http", protocol: str = "TCP"
+) -> EndpointSlice:
     eps = tuple(
         Endpoint(addresses=(endpoint_ip(i, j),), node_name=NODE if j in local else "node-b") for j in range(endpoints)
     )
-    return EndpointSlice("bench", f"svc-{i:05d}-x", f"svc-{i:05d}", "IPv4", eps, (EndpointPort("http", "TCP", port),))
+    return EndpointSlice("bench", f"svc-{i:05d}-x", f"svc-{i:05d}", "IPv4", eps, (EndpointPort(name, protocol, port),))
 
 
 def feed(trackers: Trackers, *objects) -> None:
