@@ -5,6 +5,7 @@ No verb touches raw JSON or os.environ: they get an Invocation and a NetConf.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 from dataclasses import dataclass, field
@@ -118,6 +119,7 @@ class NetConf:
     ipam: dict
     mtu: int | None = None
     ip_masq: bool = False
+    cluster_cidrs: tuple = ()
     dns: DNS = field(default_factory=DNS)
     prev_result: dict | None = None
     raw: dict = field(default_factory=dict, repr=False, compare=False)
@@ -146,6 +148,9 @@ def parse_netconf(conf: dict) -> NetConf:
     ip_masq = conf.get("ipMasq", False)
     if not isinstance(ip_masq, bool):
         raise InvalidConfig(f"ipMasq: {ip_masq!r} is not a boolean")
+    cluster_cidrs = parse_cidrs(conf.get("clusterCIDR", []), "clusterCIDR")
+    if ip_masq and not cluster_cidrs:
+        raise InvalidConfig("clusterCIDR: required with ipMasq (what pods reach without NAT)")
     prev = conf.get("prevResult")
     if prev is not None and not isinstance(prev, dict):
         raise InvalidConfig("prevResult: not a JSON object")
@@ -155,10 +160,25 @@ def parse_netconf(conf: dict) -> NetConf:
         ipam=ipam,
         mtu=mtu,
         ip_masq=ip_masq,
+        cluster_cidrs=cluster_cidrs,
         dns=parse_dns(conf.get("dns")),
         prev_result=prev,
         raw=conf,
     )
+
+
+def parse_cidrs(raw, field: str) -> tuple:
+    """A CIDR or a list of CIDRs."""
+    items = [raw] if isinstance(raw, str) else raw
+    if not isinstance(items, list):
+        raise InvalidConfig(f"{field}: not a CIDR or a list of CIDRs")
+    out = []
+    for i, item in enumerate(items):
+        try:
+            out.append(ipaddress.ip_network(item, strict=False))
+        except (ValueError, TypeError):
+            raise InvalidConfig(f"{field}[{i}]: {item!r} is not a CIDR") from None
+    return tuple(out)
 
 
 def parse_dns(dns) -> DNS:

@@ -13,11 +13,11 @@ import sys
 
 from cni import version
 from cni.config import Invocation, common_fields, valid_attachments
-from cni.errors import InvalidConfig, RangeFull, StateDiffers, TryAgainLater
+from cni.errors import InvalidConfig, NotAvailable, RangeFull, StateDiffers, TryAgainLater
 from cni.skel import Call, run
 from ipam.config import IPAMConf, parse_ipam
 from ipam.disk import DiskStore
-from ipam.errors import AlreadyAllocated, IPAMError, StoreUnavailable
+from ipam.errors import IPAMError, StoreUnavailable
 from ipam.errors import RangeFull as PoolFull
 from ipam.pool import AddressPool, owner_key
 
@@ -31,9 +31,7 @@ def cni_errors():
         raise RangeFull(str(e)) from None
     except StoreUnavailable as e:
         raise TryAgainLater(str(e)) from None
-    except AlreadyAllocated as e:
-        raise InvalidConfig(str(e)) from None
-    except IPAMError as e:
+    except IPAMError as e:  # bad config, or a requested address already taken
         raise InvalidConfig(str(e)) from None
 
 
@@ -115,8 +113,6 @@ def gc(conf: dict, inv: Invocation) -> list[str]:
 def status(conf: dict) -> None:
     """Can we serve ADDs: the data directory must be writable."""
     _, ipam = load(conf)
-    from cni.errors import NotAvailable
-
     try:
         DiskStore(ipam.pool_dir)
     except StoreUnavailable as e:

@@ -163,7 +163,7 @@ class Netlink:
         return [p for _, p in self._replies(self._send(msg_type, NLM_F_DUMP, payload))]
 
     # -- links ------------------------------------------------------------------------
-    def add_veth(self, name: str, peer: str, peer_netns_fd: int, mtu: int, alias: str = "") -> None:
+    def add_veth(self, name: str, peer: str, peer_netns_fd: int, mtu: int) -> None:
         """Create a veth pair whose peer is born inside the namespace of `peer_netns_fd`.
 
         One request: moving a link between namespaces afterwards is the most expensive step
@@ -181,12 +181,11 @@ class Netlink:
             nested(IFLA_INFO_DATA, attr(VETH_INFO_PEER, peer_info)),
         )
         attrs = attr_str(IFLA_IFNAME, name) + attr_u32(IFLA_MTU, mtu) + linkinfo
-        if alias:
-            attrs += attr_str(IFLA_IFALIAS, alias)
         self.request(RTM_NEWLINK, _IFINFOMSG.pack(0, 0, 0, 0, 0) + attrs, NLM_F_CREATE | NLM_F_EXCL)
 
-    def get_link(self, name: str) -> Link | None:
-        msg = _IFINFOMSG.pack(0, 0, 0, 0, 0) + attr_str(IFLA_IFNAME, name)
+    def get_link(self, name: str = "", index: int = 0) -> Link | None:
+        """One link, by name or by index; None when there is no such link."""
+        msg = _IFINFOMSG.pack(0, 0, index, 0, 0) + (attr_str(IFLA_IFNAME, name) if name else b"")
         try:
             replies = [p for _, p in self._replies(self._send(RTM_GETLINK, NLM_F_ACK, msg))]
         except OSError as e:
@@ -200,6 +199,11 @@ class Netlink:
 
     def set_up(self, index: int) -> None:
         self.request(RTM_NEWLINK, _IFINFOMSG.pack(0, 0, index, IFF_UP, IFF_UP))
+
+    def set_up_with_alias(self, name: str, alias: str) -> None:
+        """Bring a link up and label it, in one request (the kernel ignores an alias at creation)."""
+        msg = _IFINFOMSG.pack(0, 0, 0, IFF_UP, IFF_UP) + attr_str(IFLA_IFNAME, name) + attr_str(IFLA_IFALIAS, alias)
+        self.request(RTM_NEWLINK, msg)
 
     def del_link(self, name: str) -> bool:
         """Delete a link by name; False when it did not exist."""
@@ -257,6 +261,23 @@ class Netlink:
             oif = struct.unpack("=I", attrs[RTA_OIF])[0] if RTA_OIF in attrs else 0
             out.append(Route(dst, str(ipaddress.ip_address(gw)) if gw else None, oif))
         return out
+
+    def route_to(self, dst) -> Route | None:
+        """The route the kernel would use towards `dst` (as `ip route get`), or None."""
+        dst = ipaddress.ip_address(dst)
+        msg = _RTMSG.pack(_family(dst), dst.max_prefixlen, 0, 0, 0, 0, 0, 0, 0) + attr(RTA_DST, dst.packed)
+        try:
+            replies = [p for _, p in self._replies(self._send(RTM_GETROUTE, NLM_F_ACK, msg))]
+        except OSError as e:
+            if e.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH):
+                return None
+            raise
+        if not replies or _RTMSG.unpack_from(replies[0])[7] != RTN_UNICAST:
+            return None  # no route, or a local address of this node
+        attrs = parse_attrs(replies[0][_RTMSG.size :])
+        gw = attrs.get(RTA_GATEWAY)
+        oif = struct.unpack("=I", attrs[RTA_OIF])[0] if RTA_OIF in attrs else 0
+        return Route(ipaddress.ip_network(dst), str(ipaddress.ip_address(gw)) if gw else None, oif)
 
     # -- neighbours -------------------------------------------------------------------
     def add_permanent_neighbour(self, index: int, ip, mac: str) -> None:

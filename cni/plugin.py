@@ -5,30 +5,43 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import os
+import signal
+import socket
 import sys
 
-from cni import delegate, ipam_plugin, routing, version, veth
+from cni import delegate, ipam_plugin, masq, routing, version, veth
 from cni.config import NetConf, parse_netconf, valid_attachments
 from cni.errors import CNIError, InvalidConfig, IOFailure, StateDiffers
 from cni.netlink import Netlink
 from cni.netns import inside, open_netns
 from cni.skel import Call, run
+from ipam.config import parse_routes
 
 IN_PROCESS_IPAM = "podnet-ipam"
+# Fault injection for the crash tests: the plugin stops itself (SIGSTOP) at the named step of
+# ADD, so a test can SIGKILL it exactly there. Unset in production; costs one dict lookup.
+STOP_AT = "PODNET_CNI_STOP_AT"
+
+
+def checkpoint(call: Call, step: str) -> None:
+    if call.environ.get(STOP_AT) == step:
+        os.kill(os.getpid(), signal.SIGSTOP)
 
 
 # -- IPAM: in-process for podnet-ipam, executed for any other plugin ------------------
-def ipam_add(conf: NetConf, call: Call) -> dict:
-    if conf.ipam["type"] == IN_PROCESS_IPAM:
-        return ipam_plugin.add(conf.raw, call.inv)
-    return delegate.execute(conf.ipam["type"], "ADD", conf.raw, os.environ, call.inv.path) or {}
+IN_PROCESS = {
+    "ADD": ipam_plugin.add,
+    "DEL": ipam_plugin.delete,
+    "CHECK": ipam_plugin.check,
+    "GC": ipam_plugin.gc,
+    "STATUS": lambda conf, _inv: ipam_plugin.status(conf),
+}
 
 
-def ipam_del(conf: NetConf, call: Call) -> None:
+def ipam(verb: str, conf: NetConf, call: Call):
     if conf.ipam["type"] == IN_PROCESS_IPAM:
-        ipam_plugin.delete(conf.raw, call.inv)
-    else:
-        delegate.execute(conf.ipam["type"], "DEL", conf.raw, os.environ, call.inv.path)
+        return IN_PROCESS[verb](conf.raw, call.inv)
+    return delegate.execute(conf.ipam["type"], verb, conf.raw, call.environ, call.inv.path)
 
 
 def _quietly(what: str, fn, *args) -> None:
@@ -66,8 +79,9 @@ def cmd_add(call: Call) -> dict:
     inv = call.inv
     host_ifname = veth.host_name(inv.container_id, inv.ifname)
     with namespaces(inv.netns) as (host, pod, pod_fd), contextlib.ExitStack() as undo:
-        ipam_result = ipam_add(conf, call)
-        undo.callback(_quietly, "IPAM allocation", ipam_del, conf, call)
+        ipam_result = ipam("ADD", conf, call) or {}
+        undo.callback(_quietly, "IPAM allocation", ipam, "DEL", conf, call)
+        checkpoint(call, "ipam")
         ips = pod_ips(ipam_result)
         mtu = conf.mtu or routing.uplink_mtu(host)
         tag = veth.alias(conf.name, inv.container_id, inv.ifname)
@@ -78,20 +92,26 @@ def cmd_add(call: Call) -> dict:
                 f"CNI_IFNAME: {inv.ifname!r} or host link {host_ifname} already exists for this container"
             ) from None
         undo.callback(_quietly, f"veth {host_ifname}", host.del_link, host_ifname)
-        routing.setup_pod(pod, pair, ips, _routes(ipam_result))
+        checkpoint(call, "veth")
+        routes = ipam_routes(ipam_result)
+        routing.setup_pod(pod, pair, ips, routes)
+        checkpoint(call, "pod")
         routing.setup_host(host, pair, ips)
-        result = build_result(conf, inv, pair, ips, mtu)
+        checkpoint(call, "host")
+        if conf.ip_masq:
+            undo.callback(_quietly, "ipMasq rules", masq.remove, conf.name, inv.container_id, inv.ifname)
+            masq.add(ips, conf.cluster_cidrs, conf.name, inv.container_id, inv.ifname)
+        result = build_result(conf, inv, pair, ips, routes, mtu)
         undo.pop_all()
     return version.convert_result(result, conf.cni_version)
 
 
-def _routes(ipam_result: dict):
-    from ipam.config import parse_routes
+def ipam_routes(ipam_result: dict):
+    with ipam_plugin.cni_errors():
+        return parse_routes(ipam_result.get("routes") or [])
 
-    return parse_routes(ipam_result.get("routes") or [])
 
-
-def build_result(conf: NetConf, inv, pair: veth.VethPair, ips, mtu: int) -> dict:
+def build_result(conf: NetConf, inv, pair: veth.VethPair, ips, routes, mtu: int) -> dict:
     host_if = {"name": pair.host.name, "mac": pair.host.mac}
     pod_if = {"name": pair.pod.name, "mac": pair.pod.mac, "sandbox": inv.netns}
     if version.at_least(conf.cni_version, "1.1.0"):
@@ -110,6 +130,11 @@ def build_result(conf: NetConf, inv, pair: veth.VethPair, ips, mtu: int) -> dict
         "routes": [
             {"dst": str(routing.DEFAULT[v]), "gw": str(routing.gateway_for(v, pair))}
             for v in sorted({ip.version for ip in ips})
+        ]
+        + [
+            {"dst": str(r.dst), "gw": str(r.gw or routing.gateway_for(r.dst.version, pair))}
+            for r in routes
+            if r.dst.prefixlen
         ],
     }
     dns = conf.dns.to_json()
@@ -124,7 +149,7 @@ def cmd_del(call: Call) -> None:
     inv = call.inv
     failures = []
     try:
-        ipam_del(conf, call)
+        ipam("DEL", conf, call)
     except CNIError as e:
         failures.append(e.msg)
     try:
@@ -132,6 +157,11 @@ def cmd_del(call: Call) -> None:
             host.del_link(veth.host_name(inv.container_id, inv.ifname))
     except OSError as e:
         failures.append(f"removing veth: {e}")
+    if conf.ip_masq:
+        try:
+            masq.remove(conf.name, inv.container_id, inv.ifname)
+        except CNIError as e:
+            failures.append(e.msg)
     if failures:
         raise IOFailure("DEL incomplete: " + "; ".join(failures))
 
@@ -143,10 +173,7 @@ def cmd_check(call: Call) -> None:
     if conf.prev_result is None:
         raise InvalidConfig("prevResult: CHECK needs the result of ADD")
     inv = call.inv
-    if conf.ipam["type"] == IN_PROCESS_IPAM:
-        ipam_plugin.check(conf.raw, inv)
-    else:
-        delegate.execute(conf.ipam["type"], "CHECK", conf.raw, os.environ, inv.path)
+    ipam("CHECK", conf, call)
     with namespaces(inv.netns) as (host, pod, _fd):
         problems = differences(conf.prev_result, inv, host, pod)
     if problems:
@@ -177,8 +204,6 @@ def differences(prev: dict, inv, host: Netlink, pod: Netlink) -> list[str]:
         ips.append(ipaddress.ip_interface(ip["address"]).ip)
         if ip["address"] not in have:
             problems.append(f"interface {inv.ifname}: address {ip['address']} is missing")
-    import socket
-
     pod_routes = {(str(r.dst), r.gateway) for fam in (socket.AF_INET, socket.AF_INET6) for r in pod.routes(fam)}
     for route in prev.get("routes") or []:
         dst = str(ipaddress.ip_network(route["dst"], strict=False))
@@ -205,23 +230,18 @@ def cmd_gc(call: Call) -> None:
     """Release allocations and remove host veths of attachments the runtime no longer has."""
     conf = parse_netconf(call.conf)
     valid = valid_attachments(call.conf)
-    if conf.ipam["type"] == IN_PROCESS_IPAM:
-        ipam_plugin.gc(conf.raw, call.inv)
-    else:
-        delegate.execute(conf.ipam["type"], "GC", conf.raw, os.environ, call.inv.path)
+    ipam("GC", conf, call)
     with Netlink() as host:
         for link in host.links():
             owner = veth.parse_alias(link.alias)
             if owner and owner[0] == conf.name and (owner[1], owner[2]) not in valid:
                 host.del_link(link.name)
+    if conf.ip_masq:
+        masq.remove_matching(lambda net, cid, ifname: net == conf.name and (cid, ifname) not in valid)
 
 
 def cmd_status(call: Call) -> None:
-    conf = parse_netconf(call.conf)
-    if conf.ipam["type"] == IN_PROCESS_IPAM:
-        ipam_plugin.status(conf.raw)
-    else:
-        delegate.execute(conf.ipam["type"], "STATUS", conf.raw, os.environ, call.inv.path)
+    ipam("STATUS", parse_netconf(call.conf), call)
 
 
 HANDLERS = {"ADD": cmd_add, "DEL": cmd_del, "CHECK": cmd_check, "GC": cmd_gc, "STATUS": cmd_status}

@@ -10,7 +10,6 @@ node having a default route.
 from __future__ import annotations
 
 import ipaddress
-import socket
 
 from cni.netlink import RT_SCOPE_LINK, Netlink
 from cni.veth import VethPair
@@ -58,7 +57,7 @@ def setup_pod(pod: Netlink, pair: VethPair, ips, extra_routes) -> None:
 
 
 def setup_host(host: Netlink, pair: VethPair, ips) -> None:
-    host.set_up(pair.host.index)
+    """Route each pod address to the pod's veth (brought up when it was made) and forward."""
     for ip in ips:
         host.add_route(host_route(ip).network, pair.host.index, scope=RT_SCOPE_LINK, replace=True)
     for v in sorted({ip.version for ip in ips}):
@@ -73,12 +72,17 @@ def enable_forwarding(version: int) -> None:
             f.write("1\n")
 
 
+# Where the node's traffic to the world leaves; no packet is sent, the kernel only looks up
+# the route (the default route, if there is one).
+_WORLD = ("192.0.2.1", "2001:db8::1")
+
+
 def uplink_mtu(host: Netlink, default: int = 1500) -> int:
     """The MTU of the link that holds the node's default route."""
-    for family in (socket.AF_INET, socket.AF_INET6):
-        for route in host.routes(family):
-            if route.dst.prefixlen == 0 and route.oif:
-                for link in host.links():
-                    if link.index == route.oif:
-                        return link.mtu
+    for dst in _WORLD:
+        route = host.route_to(dst)
+        if route is not None and route.oif:
+            link = host.get_link(index=route.oif)
+            if link is not None:
+                return link.mtu
     return default

@@ -23,6 +23,7 @@ class Call:
 
     inv: Invocation
     conf: dict
+    environ: dict  # the caller's whole environment, passed on to delegated plugins
 
 
 Handler = Callable[[Call], dict | None]
@@ -41,7 +42,7 @@ def run(handlers: dict[str, Handler], environ=None, stdin=None, stdout=None) -> 
         conf = decode(stdin.read())
         if isinstance(conf.get("cniVersion"), str) and conf["cniVersion"] in version.SUPPORTED:
             reply_version = conf["cniVersion"]
-        result = handlers[inv.command](Call(inv, conf))
+        result = handlers[inv.command](Call(inv, conf, dict(environ)))
         if result is not None:
             _write(stdout, result)
         return 0

@@ -40,7 +40,8 @@ class VethPair:
 def create(
     host: Netlink, pod: Netlink, pod_netns_fd: int, host_ifname: str, ifname: str, mtu: int, tag: str
 ) -> VethPair:
-    host.add_veth(host_ifname, ifname, pod_netns_fd, mtu, alias=tag)
+    host.add_veth(host_ifname, ifname, pod_netns_fd, mtu)
+    host.set_up_with_alias(host_ifname, tag)
     host_link = host.get_link(host_ifname)
     pod_link = pod.get_link(ifname)
     if host_link is None or pod_link is None:

@@ -3,8 +3,9 @@
 A claim is a symlink named for the key whose target is the owner. symlink(2) creates the
 name and its content in one step and fails with EEXIST when the name is taken, so a claim
 is atomic and exclusive without a lock, and a process killed at any point leaves either a
-whole claim or none -- never a half-written file that reads as valid. The directory is
-fsynced after each change so an acknowledged claim also survives a power loss. The lock
+whole claim or none -- never a half-written file that reads as valid. There is no fsync:
+a power loss can forget the newest claims but never half-write one, and after a reboot
+the pods that held them are gone too (host-local makes the same trade). The lock
 (flock on .lock) only serialises the allocation policy (which free key to try next).
 Dot-files hold bookkeeping, never claims.
 """
@@ -38,13 +39,6 @@ class DiskStore:
     def _path(self, key: str) -> str:
         return os.path.join(self.directory, _name(key))
 
-    def _sync(self) -> None:
-        fd = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
     @contextlib.contextmanager
     def lock(self):
         fd = os.open(os.path.join(self.directory, ".lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
@@ -59,21 +53,17 @@ class DiskStore:
             os.symlink(owner, self._path(key))
         except FileExistsError:
             return False
-        self._sync()
         return True
 
     def release(self, key: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self._path(key))
-            self._sync()
 
     def release_owner(self, owner: str) -> list[str]:
         released = [key for key, held_by in self.items().items() if held_by == owner]
         for key in released:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self._path(key))
-        if released:
-            self._sync()
         return released
 
     def owner(self, key: str) -> str | None:

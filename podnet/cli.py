@@ -43,5 +43,31 @@ def install_cni(bin_dir, conf_dir, name, subnets, mtu, chain, data_dir, no_confl
         click.echo(f"installed {install.write_conflist(conf_dir, opts)}")
 
 
+@cli.command("cni-server")
+def cni_server() -> None:
+    """Serve podnet-cni and podnet-ipam calls from a warm process, in this network namespace.
+
+    The plugin executables hand their work to it when it runs, which spares each pod the
+    interpreter's start-up; without it they do the same work themselves.
+    """
+    from cni.server import CNIServer
+
+    server = CNIServer()
+    click.echo("podnet cni-server: listening (abstract socket @podnet-cni)", err=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        server.close()
+
+
+from podnet.proxy_cli import proxy  # noqa: E402 (one line per command group)
+
+cli.add_command(proxy)
+
+
 def main() -> None:
     cli()
+
+
+if __name__ == "__main__":
+    main()

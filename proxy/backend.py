@@ -58,10 +58,10 @@ def backend_for(mode: str, node: NodeContext, **options) -> Backend:
     return getattr(importlib.import_module(module), factory)(node, **options)
 
 
-def cleanup_all(node: NodeContext) -> list[str]:
+def cleanup_all(node: NodeContext, options: dict[str, dict] | None = None) -> list[str]:
     """What `--cleanup` does, as kube-proxy's does: remove what every mode ever made (a node
     may have switched modes), each mode touching only its own objects."""
     removed: list[str] = []
     for mode in MODES:
-        removed += backend_for(mode, node).cleanup()
+        removed += backend_for(mode, node, **(options or {}).get(mode, {})).cleanup()
     return removed

@@ -104,6 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cleanup", default=False, **flag, help="remove all podnet-proxy rules and exit")
     p.add_argument("--node-ip", action="append", type=parse_ip, default=[], help="this node's IP (repeatable)")
     p.add_argument("--once", action="store_true", help="program the rules once and exit")
+    p.add_argument("--iptables-flavor", choices=("auto", "nft", "legacy"), default="auto",
+                   help="iptables backend (default: whatever `iptables` is on this machine)")  # fmt: skip
     p.add_argument("-v", "--v", dest="verbosity", type=int, default=2, help="log verbosity (0-4)")
     return p
 
@@ -176,6 +178,7 @@ class Daemon:
             retry_interval=max(self.args.iptables_min_sync_period, 0.5),
         )
         poll = min(1.0, max(0.1, self.args.iptables_min_sync_period / 2))
+        self.source.scan(self.trackers)  # the first complete view, before the first sync
         runner.start()
         try:
             while not self.stop.is_set():
@@ -220,13 +223,16 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=level, format="%(asctime)s podnet-proxy %(levelname)s %(message)s", stream=sys.stderr)
     try:
         node = node_context(args)
-        options = {"scheduler": args.ipvs_scheduler} if args.proxy_mode == "ipvs" else {}
-        backend = backend_for(args.proxy_mode, node, **options)
+        options = {  # each mode's own options
+            "iptables": {"flavor": None if args.iptables_flavor == "auto" else args.iptables_flavor},
+            "ipvs": {"scheduler": args.ipvs_scheduler},
+        }
+        backend = backend_for(args.proxy_mode, node, **options.get(args.proxy_mode, {}))
     except UnsupportedMode as e:
         print(f"podnet-proxy: {e}", file=sys.stderr)
         return 2
     if args.cleanup:
-        removed = cleanup_all(node)
+        removed = cleanup_all(node, options)
         log.info("cleanup removed %d rules and chains", len(removed))
         return 0
     if not args.objects_dir:

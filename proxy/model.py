@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from proxy import topology
 from proxy.objects import ZONE_LABEL, EndpointSlice, Service, ip_family
@@ -55,20 +56,19 @@ class ServicePortName:
         return (self.namespace, self.name)
 
 
-@dataclass(frozen=True)
-class EndpointInfo:
+class EndpointInfo(NamedTuple):
+    """One endpoint of one service port (a tuple: there are 100,000 of them in a big cluster,
+    and tuples are built and compared in C)."""
+
     ip: str
     port: int
+    address: str  # ip:port, [ip]:port for IPv6
     ready: bool
     serving: bool
     terminating: bool
     is_local: bool
     zone_hints: frozenset[str] | None = None
     node_hints: frozenset[str] | None = None
-
-    @property
-    def address(self) -> str:
-        return f"{self.ip}:{self.port}" if ":" not in self.ip else f"[{self.ip}]:{self.port}"
 
 
 @dataclass(frozen=True)
@@ -89,6 +89,7 @@ class ServicePortModel:
     cluster_endpoints: tuple[EndpointInfo, ...] = ()
     local_endpoints: tuple[EndpointInfo, ...] = ()
     any_usable: bool = False  # usable endpoints exist anywhere in the cluster (else: REJECT)
+    all_reachable: tuple[EndpointInfo, ...] = ()  # cluster and local endpoints together
 
     @property
     def externally_reachable(self) -> bool:
@@ -96,11 +97,11 @@ class ServicePortModel:
 
     @property
     def uses_cluster_endpoints(self) -> bool:
-        return not self.internal_local or (self.externally_reachable and not self.external_local)
+        return _uses_cluster(self.internal_local, self.external_local, self.externally_reachable)
 
     @property
     def uses_local_endpoints(self) -> bool:
-        return self.internal_local or (self.externally_reachable and self.external_local)
+        return _uses_local(self.internal_local, self.external_local, self.externally_reachable)
 
     @property
     def internal_endpoints(self) -> tuple[EndpointInfo, ...]:
@@ -111,12 +112,6 @@ class ServicePortModel:
     def external_endpoints(self) -> tuple[EndpointInfo, ...]:
         """Where traffic to NodePorts, externalIPs and load-balancer IPs from outside goes."""
         return self.local_endpoints if self.external_local else self.cluster_endpoints
-
-    @property
-    def all_reachable(self) -> tuple[EndpointInfo, ...]:
-        seen = dict.fromkeys(self.cluster_endpoints)
-        seen.update(dict.fromkeys(self.local_endpoints))
-        return tuple(seen)
 
 
 @dataclass
@@ -132,7 +127,7 @@ class ProxyModel:
         changed (what a partial sync must rewrite), with its (old, new) models."""
         keys = set(trackers.services.state) | set(self.by_service) if changes.everything else changes.services
         changed: dict[ServicePortName, tuple[ServicePortModel | None, ServicePortModel | None]] = {}
-        for key in keys:
+        for key in sorted(keys):  # a stable order, so renderings are reproducible
             old = {n: self.ports.pop(n) for n in self.by_service.pop(key, ())}
             svc = trackers.services.state.get(key)
             new = build_service(svc, trackers.slices_of(key), self.node) if svc is not None else {}
@@ -155,43 +150,50 @@ def build_service(
     if cluster_ip is None:
         return {}
     same_family = lambda ips: tuple(ip for ip in ips if ip_family(ip) == node.family)  # noqa: E731
+    external_ips = same_family(svc.external_ips)
+    lb_ips = same_family(svc.load_balancer_ips)
+    ranges = tuple(c for c in svc.load_balancer_source_ranges if ipaddress.ip_network(c).version == node.family)
     out: dict[ServicePortName, ServicePortModel] = {}
     for sp in svc.ports:
         name = ServicePortName(svc.namespace, svc.name, sp.name, sp.protocol)
         endpoints = _endpoints_for(sp.name, sp.protocol, slices, node)
-        partial = ServicePortModel(
+        reachable = bool(sp.node_port or external_ips or lb_ips)
+        ext_local, int_local = svc.external_traffic_local, svc.internal_traffic_local
+        sets = topology.categorize(
+            endpoints,
+            uses_cluster=_uses_cluster(int_local, ext_local, reachable),
+            uses_local=_uses_local(int_local, ext_local, reachable),
+            node_name=node.name,
+            zone=node.zone,
+        )
+        out[name] = ServicePortModel(
             name=name,
             cluster_ip=cluster_ip,
             port=sp.port,
             protocol=sp.protocol,
             node_port=sp.node_port,
-            external_ips=same_family(svc.external_ips),
-            load_balancer_ips=same_family(svc.load_balancer_ips),
-            load_balancer_source_ranges=tuple(
-                c for c in svc.load_balancer_source_ranges if ipaddress.ip_network(c).version == node.family
-            ),
+            external_ips=external_ips,
+            load_balancer_ips=lb_ips,
+            load_balancer_source_ranges=ranges,
             affinity_seconds=svc.session_affinity_seconds,
-            external_local=svc.external_traffic_local,
-            internal_local=svc.internal_traffic_local,
-            health_check_node_port=svc.health_check_node_port if svc.external_traffic_local else 0,
+            external_local=ext_local,
+            internal_local=int_local,
+            health_check_node_port=svc.health_check_node_port if ext_local else 0,
             endpoints=endpoints,
-        )
-        sets = topology.categorize(
-            endpoints,
-            uses_cluster=partial.uses_cluster_endpoints,
-            uses_local=partial.uses_local_endpoints,
-            node_name=node.name,
-            zone=node.zone,
-        )
-        out[name] = ServicePortModel(
-            **{
-                **partial.__dict__,
-                "cluster_endpoints": sets.cluster,
-                "local_endpoints": sets.local,
-                "any_usable": sets.any_usable,
-            }
+            cluster_endpoints=sets.cluster,
+            local_endpoints=sets.local,
+            any_usable=sets.any_usable,
+            all_reachable=tuple(dict.fromkeys(sets.cluster + sets.local)),
         )
     return out
+
+
+def _uses_cluster(internal_local: bool, external_local: bool, externally_reachable: bool) -> bool:
+    return not internal_local or (externally_reachable and not external_local)
+
+
+def _uses_local(internal_local: bool, external_local: bool, externally_reachable: bool) -> bool:
+    return internal_local or (externally_reachable and external_local)
 
 
 def _endpoints_for(
@@ -208,15 +210,17 @@ def _endpoints_for(
             if p.name != port_name or p.protocol != protocol:
                 continue
             for e in s.endpoints:
+                ip = e.addresses[0]  # kube-proxy uses the first address only
                 info = EndpointInfo(
-                    ip=e.addresses[0],  # kube-proxy uses the first address only
-                    port=p.port,
-                    ready=e.ready,
-                    serving=e.serving,
-                    terminating=e.terminating,
-                    is_local=bool(e.node_name) and e.node_name == node.name,
-                    zone_hints=e.zone_hints,
-                    node_hints=e.node_hints,
+                    ip,
+                    p.port,
+                    f"{ip}:{p.port}" if ":" not in ip else f"[{ip}]:{p.port}",
+                    e.ready,
+                    e.serving,
+                    e.terminating,
+                    bool(e.node_name) and e.node_name == node.name,
+                    e.zone_hints,
+                    e.node_hints,
                 )
                 found.setdefault(info.address, info)
     return tuple(found[k] for k in sorted(found))

@@ -207,7 +207,8 @@ def parse_ip(text: str) -> str:
 
 
 def ip_family(address: str) -> int:
-    return ipaddress.ip_address(address).version
+    """4 or 6, for an address already in canonical form."""
+    return 6 if ":" in address else 4
 
 
 # ---------------------------------------------------------------- objects

@@ -3,9 +3,11 @@ or by executing a plugin directly (for spec 1.1.0 verbs libcni 1.1.2 does not sp
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
+import threading
 from dataclasses import dataclass, field
 
 from tests.netns import Namespace
@@ -30,10 +32,15 @@ class Runtime:
         env.update(extra)
         return env
 
-    def write(self, conflist: dict, name: str = "net") -> str:
-        path = os.path.join(self.workdir, f"{name}.conflist")
-        with open(path, "w") as f:
-            json.dump(conflist, f)
+    def write(self, conflist: dict) -> str:
+        """The conflist as a file named for its content (parallel calls never see it half-written)."""
+        text = json.dumps(conflist)
+        path = os.path.join(self.workdir, f"net-{hashlib.sha256(text.encode()).hexdigest()[:12]}.conflist")
+        if not os.path.exists(path):
+            tmp = f"{path}.{threading.get_ident()}"
+            with open(tmp, "w") as f:
+                f.write(text)
+            os.replace(tmp, path)
         return path
 
     def client_run(

@@ -22,17 +22,19 @@ class IptablesBackend:
         self.state = RenderState()
 
     def render(self, model: ProxyModel, changed: set[ServicePortName], full: bool) -> Transaction:
+        hooks = None
         if self.state.present is None:
             full = True
-            self.state.present = self.executor.chains_present()
-        hooks = self.executor.hook_changes() if full or not self.state.hooks_ok else None
+            self.state.present, hooks = self.executor.inspect()
+        elif full or not self.state.hooks_ok:
+            hooks = self.executor.hook_changes()
         return render(model, changed, full, self.state, hooks)
 
     def apply(self, tx: Transaction) -> None:
         if tx.full and self.node.localhost_nodeports and self.node.family == 4:
             _enable_route_localnet()
         try:
-            self.executor.restore(tx.text())
+            self.executor.restore(tx.chunks())
         except RestoreError as e:
             self.state = RenderState()  # unknown now: the next sync reads the kernel and is full
             raise ApplyError(str(e)) from e
@@ -40,7 +42,8 @@ class IptablesBackend:
 
     def cleanup(self) -> list[str]:
         text = self.executor.cleanup_text()
-        self.executor.restore(text)
+        if text:
+            self.executor.restore([text])
         self.state = RenderState()
         return [line for line in text.splitlines() if line.startswith(("-D", "-X"))]
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import shlex
 import subprocess
+import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from proxy.iptables import chains as C
@@ -38,38 +40,71 @@ class Executor:
             cmd.append("-w")  # the legacy backend serialises writers with a lock file
         return cmd
 
-    def restore(self, text: str) -> None:
-        if not text:
-            return
-        r = subprocess.run([*self._cmd("-restore"), "--noflush"], input=text, capture_output=True, text=True)
-        if r.returncode != 0:
-            raise RestoreError(f"iptables-restore failed ({r.returncode}): {_explain(r.stderr, text)}")
+    def restore(self, chunks: Iterable[str]) -> None:
+        """Feed one transaction to iptables-restore as it is produced: restore parses while the
+        rest is still being rendered (two cores work at once); it commits only at the end."""
+        with tempfile.TemporaryFile(mode="w+") as errors:
+            proc = subprocess.Popen([*self._cmd("-restore"), "--noflush"], stdin=subprocess.PIPE, stderr=errors,
+                                    stdout=subprocess.DEVNULL, text=True)  # fmt: skip
+            sent: list[str] = []
+            try:
+                buffered: list[str] = []
+                size = 0
+                for chunk in chunks:
+                    sent.append(chunk)
+                    buffered.append(chunk)
+                    size += len(chunk)
+                    if size >= 1 << 16:
+                        proc.stdin.write("".join(buffered))
+                        buffered, size = [], 0
+                proc.stdin.write("".join(buffered))
+                proc.stdin.close()
+            except BrokenPipeError:
+                pass  # restore gave up early; its exit status and message say why
+            finally:
+                code = proc.wait()
+            if code != 0:
+                errors.seek(0)
+                raise RestoreError(f"iptables-restore failed ({code}): {_explain(errors.read(), ''.join(sent))}")
 
     def save(self, table: str) -> str:
         cmd = [f"iptables-{self.flavor}-save", "-t", table]
         return subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
 
-    def chains_present(self) -> dict[str, set[str]]:
-        out = {}
+    def inspect(self) -> tuple[dict[str, set[str]], tuple[list[tuple[str, str]], list[tuple[str, str]]]]:
+        """Our chains in the kernel, per table, and the hook changes needed: from one
+        iptables-save per table (what a first sync, or one after a failure, needs to know)."""
+        present: dict[str, set[str]] = {}
+        builtin_rules: dict[tuple[str, str], list[str]] = {}
         for table in C.TABLES:
-            out[table] = {line[1:].split()[0] for line in self.save(table).splitlines() if line.startswith(":")}
-            out[table] = {c for c in out[table] if C.is_ours(c)}
-        return out
+            present[table] = set()
+            for line in self.save(table).splitlines():
+                if line.startswith(":"):
+                    chain = line[1:].split()[0]
+                    if C.is_ours(chain):
+                        present[table].add(chain)
+                elif line.startswith("-A "):
+                    chain = line[3:].split(" ", 1)[0]
+                    if (table, chain) in C.BUILTINS:
+                        builtin_rules.setdefault((table, chain), []).append(line)
+        return present, self.hook_changes(lambda table, chain: builtin_rules.get((table, chain), []))
 
     def list_chain(self, table: str, chain: str) -> list[str]:
         r = subprocess.run([*self._cmd(""), "-t", table, "-S", chain], capture_output=True, text=True)
         return r.stdout.splitlines() if r.returncode == 0 else []
 
-    def hook_changes(self) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    def hook_changes(self, listing=None) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
         """(deletes, inserts) that make each built-in chain start with exactly our jumps, in order.
-        A built-in chain whose jumps are already right is left alone."""
+        A built-in chain whose jumps are already right is left alone. `listing(table, chain)`
+        gives a chain's `-A` lines (default: `iptables -S` of just that chain, which spares
+        dumping a table of 100,000 rules)."""
+        listing = listing or self.list_chain
         deletes: list[tuple[str, str]] = []
         inserts: list[tuple[str, str]] = []
         for table, builtin in sorted(C.BUILTINS):
             want = [j.spec() for j in C.JUMPS if (j.table, j.builtin) == (table, builtin)]
-            rules = [
-                line[len(f"-A {builtin} ") :] for line in self.list_chain(table, builtin) if line.startswith("-A ")
-            ]
+            listed = listing(table, builtin)
+            rules = [line[len(f"-A {builtin} ") :] for line in listed if line.startswith("-A ")]
             ours = [r for r in rules if _jumps_to_ours(r)]
             if rules[: len(want)] == want and len(ours) == len(want):
                 continue

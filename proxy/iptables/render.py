@@ -26,21 +26,36 @@ of service ports that went away.
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from proxy.iptables import chains as C
 from proxy.iptables.transaction import Transaction
-from proxy.model import EndpointInfo, NodeContext, ProxyModel, ServicePortModel, ServicePortName
+from proxy.model import NodeContext, ProxyModel, ServicePortModel, ServicePortName
 
 Chain = tuple[str, str]  # (table, chain)
 
 
-@dataclass(frozen=True)
+@dataclass
 class PortRules:
-    """What one service port contributes: lines in the shared chains, and its own chains."""
+    """What one service port contributes: lines in the shared chains, and its own chains.
 
-    shared: dict[Chain, tuple[str, ...]]
-    own: dict[Chain, tuple[str, ...]]
+    The endpoint chains (SVC/SVL/SEP: most of all rules) are built on first use, so that a full
+    sync can stream them into iptables-restore while it is already parsing: their names are
+    known up front (to declare and to delete), their lines when `own` is first read.
+    """
+
+    shared: dict[Chain, list[str]]
+    chains: tuple[Chain, ...]  # every chain of its own
+    _own: dict[Chain, list[str] | tuple[str, ...]]
+    _bulk: Callable[[], dict[Chain, list[str] | tuple[str, ...]]] | None = None
+
+    @property
+    def own(self) -> dict[Chain, list[str] | tuple[str, ...]]:
+        if self._bulk is not None:
+            self._own.update(self._bulk())
+            self._bulk = None
+        return self._own
 
 
 @dataclass
@@ -79,29 +94,37 @@ def render(
     tx = Transaction(full=full)
     wanted: dict[str, set[str]] = {t: set(C.SHARED_CHAINS[t]) for t in C.TABLES}
     for pr in ports.values():
-        for table, chain in pr.own:
+        for table, chain in pr.chains:
             wanted[table].add(chain)
 
     _write_shared(tx, ports, model.node)
-    rewrite = ports.keys() if full else (changed & ports.keys())
-    for name in sorted(rewrite):
-        for (table, chain), lines in ports[name].own.items():
+    rewrite = [ports[n] for n in (ports if full else sorted(changed & ports.keys()))]
+    for pr in rewrite:
+        for table, chain in pr.chains:
             tx.tables[table].declare.append(chain)
-            tx.tables[table].rules.extend(lines)
+    for table in C.TABLES:
+        tx.tables[table].lazy.append(lambda table=table: _own_lines(rewrite, table))
     present = state.present or {t: set() for t in C.TABLES}
     for table in C.TABLES:
         stale = present[table] - wanted[table]
         if not full:  # a partial sync removes only chains of the service ports it rewrote
-            old = {ch for n in changed if n in state.ports for (t, ch) in state.ports[n].own if t == table}
+            old = {ch for n in changed if n in state.ports for (t, ch) in state.ports[n].chains if t == table}
             stale &= old
         tx.tables[table].delete.extend(sorted(stale))
     if hooks is not None:
         for table, line in hooks[0] + hooks[1]:
             tx.tables[table].hooks.append(line)
 
-    tx.counts = {t: sum(len(tx_lines) for tx_lines in _all_lines(ports, t)) for t in C.TABLES}
+    tx.counter = lambda: {t: sum(len(lines) for lines in _all_lines(ports, t)) for t in C.TABLES}
     tx.state = RenderState(ports=ports, present=_present_after(present, wanted, full, tx), hooks_ok=True)
     return tx
+
+
+def _own_lines(rewrite: list[PortRules], table: str) -> Iterator[str]:
+    for pr in rewrite:
+        for (t, _), lines in pr.own.items():
+            if t == table and lines:
+                yield "\n".join(lines) + "\n"
 
 
 def _present_after(present: dict[str, set[str]], wanted: dict[str, set[str]], full: bool, tx) -> dict[str, set[str]]:
@@ -126,8 +149,8 @@ def _all_lines(ports: dict[ServicePortName, PortRules], table: str):
 def _write_shared(tx: Transaction, ports: dict[ServicePortName, PortRules], node: NodeContext) -> None:
     """Rewrite every shared chain: they hold a line per service port, from the cache."""
     shared: dict[Chain, list[str]] = {(t, c): [] for t in C.TABLES for c in C.SHARED_CHAINS[t]}
-    for name in sorted(ports):
-        for key, lines in ports[name].shared.items():
+    for pr in ports.values():  # the model's order: stable, and no sort of 10,000 names per sync
+        for key, lines in pr.shared.items():
             shared[key].extend(lines)
     shared[("nat", C.SERVICES)].extend(_nodeport_jumps(node))
     shared[("nat", C.POSTROUTING)] = [
@@ -187,8 +210,9 @@ def _match(p: ServicePortModel, dst: str | None, port: int) -> str:
 def render_port(p: ServicePortModel, node: NodeContext) -> PortRules:
     name = str(p.name)
     proto = p.protocol
-    ext = C.service_chain("EXT", name, proto)
-    fw = C.service_chain("FW", name, proto)
+    reachable_outside = p.externally_reachable
+    ext = C.service_chain("EXT", name, proto) if reachable_outside else ""
+    fw = C.service_chain("FW", name, proto) if p.load_balancer_source_ranges and p.load_balancer_ips else ""
     shared: dict[Chain, list[str]] = {}
     own: dict[Chain, list[str]] = {}
 
@@ -262,25 +286,37 @@ def render_port(p: ServicePortModel, node: NodeContext) -> PortRules:
                 nat(fw, f'{cmt} loadbalancer IP" -s {cidr} -j {ext}')
             own.setdefault(("nat", fw), [])
 
-    # policy chains and endpoints
-    for chain, endpoints in ((cluster_chain, p.cluster_endpoints), (local_chain, p.local_endpoints)):
-        if chain is None:
-            continue
-        if chain == internal_chain:
-            masq = _internal_masquerade(node)
-            if masq is not None:
-                nat(chain, f'{cmt} cluster IP" {_match(p, p.cluster_ip, p.port)} {masq}-j {C.MARK_MASQ}')
-        _write_endpoint_choice(nat, chain, p, endpoints)
-    lproto = proto.lower()
-    for ep in p.all_reachable:
-        sep = C.endpoint_chain(name, proto, ep.address)
-        nat(sep, f'{cmt}" -s {ep.ip}/32 -j {C.MARK_MASQ}')  # hairpin: a pod reaching itself
-        affinity = f"-m recent --set --name {sep} --mask 255.255.255.255 --rsource " if p.affinity_seconds else ""
-        nat(sep, f'{cmt}" -p {lproto} {affinity}-m {lproto} -j DNAT --to-destination {ep.address}')
-    return PortRules(
-        shared={k: tuple(v) for k, v in shared.items()},
-        own={k: tuple(v) for k, v in own.items()},
-    )
+    # policy chains and endpoints: the bulk of all rules, built when first read
+    reachable = p.all_reachable
+    seps = {ep.address: C.endpoint_chain(name, proto, ep.address) for ep in reachable}
+    policy = [(c, eps) for c, eps in ((cluster_chain, p.cluster_endpoints), (local_chain, p.local_endpoints)) if c]
+
+    def bulk() -> dict[Chain, list[str] | tuple[str, ...]]:
+        out: dict[Chain, list[str] | tuple[str, ...]] = {}
+        for chain, endpoints in policy:
+            lines = []
+            if chain == internal_chain:
+                masq = _internal_masquerade(node)
+                if masq is not None:
+                    match = _match(p, p.cluster_ip, p.port)
+                    lines.append(f'-A {chain} {cmt} cluster IP" {match} {masq}-j {C.MARK_MASQ}')
+            lines += _endpoint_choice(chain, p.affinity_seconds, [seps[ep.address] for ep in endpoints])
+            out[("nat", chain)] = lines
+        # Endpoint rules carry no comments: there are many of them, the chain names and DNAT
+        # targets say what they are, and every comment is one more match for the kernel to load
+        # (kube-proxy drops them in large clusters for the same reason).
+        lproto = proto.lower()
+        for ep in reachable:
+            sep = seps[ep.address]
+            affinity = f"-m recent --set --name {sep} --mask 255.255.255.255 --rsource " if p.affinity_seconds else ""
+            out[("nat", sep)] = (
+                f"-A {sep} -s {ep.ip}/32 -j {C.MARK_MASQ}",  # hairpin: a pod reaching itself
+                f"-A {sep} -p {lproto} {affinity}-j DNAT --to-destination {ep.address}",
+            )
+        return out
+
+    chains = (*own, *(("nat", c) for c, _ in policy), *(("nat", sep) for sep in seps.values()))
+    return PortRules(shared=shared, chains=chains, _own=own, _bulk=bulk)
 
 
 def _internal_masquerade(node: NodeContext) -> str | None:
@@ -292,16 +328,19 @@ def _internal_masquerade(node: NodeContext) -> str | None:
     return None
 
 
-def _write_endpoint_choice(nat, chain: str, p: ServicePortModel, endpoints: tuple[EndpointInfo, ...]) -> None:
-    name = str(p.name)
-    seps = [C.endpoint_chain(name, p.protocol, ep.address) for ep in endpoints]
-    if p.affinity_seconds:
-        for ep, sep in zip(endpoints, seps, strict=True):
-            nat(chain,
-                f'-m comment --comment "{name} -> {ep.address}" -m recent --rcheck --seconds {p.affinity_seconds} '
-                f"--reap --name {sep} --mask 255.255.255.255 --rsource -j {sep}")  # fmt: skip
+def _endpoint_choice(chain: str, affinity_seconds: int, seps: list[str]) -> list[str]:
+    """Session affinity first (a client seen recently goes back to its endpoint), then an equal
+    random choice: the i-th of n rules matches with probability 1/(n-i)."""
+    lines = []
+    if affinity_seconds:
+        for sep in seps:
+            lines.append(f"-A {chain} -m recent --rcheck --seconds {affinity_seconds} --reap --name {sep} "
+                         f"--mask 255.255.255.255 --rsource -j {sep}")  # fmt: skip
     n = len(seps)
-    for i, (ep, sep) in enumerate(zip(endpoints, seps, strict=True)):
+    for i, sep in enumerate(seps):
         left = n - i
-        chance = f"-m statistic --mode random --probability {1 / left:.11f} " if left > 1 else ""
-        nat(chain, f'-m comment --comment "{name} -> {ep.address}" {chance}-j {sep}')
+        if left > 1:
+            lines.append(f"-A {chain} -m statistic --mode random --probability {1 / left:.11f} -j {sep}")
+        else:
+            lines.append(f"-A {chain} -j {sep}")
+    return lines

@@ -7,6 +7,7 @@ and golden tests show.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from proxy.iptables.chains import TABLES
@@ -16,6 +17,7 @@ from proxy.iptables.chains import TABLES
 class TableChanges:
     declare: list[str] = field(default_factory=list)  # chains created or flushed, then filled
     rules: list[str] = field(default_factory=list)  # "-A CHAIN …" lines
+    lazy: list[Callable[[], Iterable[str]]] = field(default_factory=list)  # more, rendered while streaming
     hooks: list[str] = field(default_factory=list)  # "-I BUILTIN …" / "-D BUILTIN …" lines
     delete: list[str] = field(default_factory=list)  # chains removed (flushed first)
 
@@ -24,26 +26,34 @@ class TableChanges:
 class Transaction:
     full: bool
     tables: dict[str, TableChanges] = field(default_factory=lambda: {t: TableChanges() for t in TABLES})
-    counts: dict[str, int] = field(default_factory=dict)  # rules of ours per table after this
+    counter: Callable[[], dict[str, int]] | None = None  # rules of ours per table after this
     state: object = None  # the renderer's state once this transaction has been applied
+    _text: str | None = None
 
-    def text(self) -> str:
-        out: list[str] = []
+    def chunks(self) -> Iterator[str]:
+        """The iptables-restore input, piece by piece: an executor can stream it into a running
+        iptables-restore while the endpoint chains are still being rendered."""
+        if self._text is not None:
+            yield self._text
+            return
         for name in TABLES:
             t = self.tables[name]
-            if not (t.declare or t.rules or t.hooks or t.delete):
-                continue
-            out.append(f"*{name}")
-            out += [f":{c} - [0:0]" for c in t.declare]
-            out += [f":{c} - [0:0]" for c in t.delete if c not in t.declare]
-            out += t.rules
-            out += t.hooks
-            out += [f"-X {c}" for c in t.delete]
-            out.append("COMMIT")
-        return "\n".join(out) + "\n" if out else ""
+            head = [f"*{name}"]
+            declared = set(t.declare)
+            head += [f":{c} - [0:0]" for c in t.declare]
+            head += [f":{c} - [0:0]" for c in t.delete if c not in declared]
+            head += t.rules
+            yield "\n".join(head) + "\n"
+            for produce in t.lazy:
+                yield from produce()
+            tail = [*t.hooks, *(f"-X {c}" for c in t.delete), "COMMIT"]
+            yield "\n".join(tail) + "\n"
+
+    def text(self) -> str:
+        """The whole input as one text (for logs and golden tests); renders what is still lazy."""
+        if self._text is None:
+            self._text = "".join(self.chunks())
+        return self._text
 
     def rule_counts(self) -> dict[str, int]:
-        return dict(self.counts)
-
-    def empty(self) -> bool:
-        return not self.text()
+        return self.counter() if self.counter else {}

@@ -1,0 +1,184 @@
+"""ADD and DEL latency of podnet-cni + podnet-ipam against the reference ptp + host-local,
+both driven by cni-client (libcni) in the same run, interleaved pod by pod so that machine
+load falls on both alike. Reports p50/p95 and the ratio podnet / reference.
+
+    python bench/cni.py [--pods 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from cni import install  # noqa: E402
+
+REFERENCE = "/usr/lib/cni"
+
+
+def sh(*args: str) -> None:
+    subprocess.run(args, check=True, capture_output=True)
+
+
+def networks(work: str) -> dict[str, dict]:
+    ref = {
+        "cniVersion": "1.0.0",
+        "name": "bench-ref",
+        "plugins": [
+            {
+                "type": "ptp",
+                "ipam": {
+                    "type": "host-local",
+                    "ranges": [[{"subnet": "10.201.0.0/16"}]],
+                    "routes": [{"dst": "0.0.0.0/0"}],
+                    "dataDir": f"{work}/host-local",
+                },
+            }
+        ],
+    }
+    podnet = {
+        "cniVersion": "1.0.0",
+        "name": "bench-podnet",
+        "plugins": [
+            {
+                "type": "podnet-cni",
+                "ipam": {
+                    "type": "podnet-ipam",
+                    "ranges": [[{"subnet": "10.202.0.0/16"}]],
+                    "dataDir": f"{work}/podnet-ipam",
+                },
+            }
+        ],
+    }
+    return {"reference ptp+host-local": ref, "podnet-cni+podnet-ipam": podnet}
+
+
+def percentile(values: list[float], p: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
+
+
+def inner(args) -> None:
+    """Runs inside the node namespace: time cni-client for each pod and verb."""
+    work = args.work
+    confs = networks(work)
+    files = {}
+    for label, conf in confs.items():
+        files[label] = os.path.join(work, f"{conf['name']}.conflist")
+        with open(files[label], "w") as f:
+            json.dump(conf, f)
+    env = dict(os.environ, CNI_PATH=f"{work}/bin:{REFERENCE}", CNI_CACHE_DIR=f"{work}/cache")
+    times: dict[tuple[str, str], list[float]] = {(label, verb): [] for label in confs for verb in ("add", "del")}
+
+    def run(verb: str, label: str, i: int) -> None:
+        netns = f"/var/run/netns/{args.prefix}-{label[:3]}-{i}"
+        start = time.perf_counter()
+        proc = subprocess.run(
+            [args.client, verb, files[label], netns, f"bench-{i}", "eth0"], env=env, capture_output=True
+        )
+        elapsed = time.perf_counter() - start
+        if proc.returncode != 0:
+            sys.exit(f"{label} {verb} failed: {proc.stderr.decode()}")
+        times[(label, verb)].append(elapsed * 1000)
+
+    for verb in ("add", "del"):
+        for i in range(args.pods):
+            order = list(confs) if i % 2 == 0 else list(reversed(confs))
+            for label in order:
+                run(verb, label, i)
+    print(json.dumps({f"{label}|{verb}": v for (label, verb), v in times.items()}))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--pods", type=int, default=200)
+    parser.add_argument("--inner", action="store_true")
+    parser.add_argument("--work")
+    parser.add_argument("--prefix")
+    parser.add_argument("--client")
+    parser.add_argument("--server", action="store_true", help="run podnet's warm CNI server in the node")
+    args = parser.parse_args()
+    if args.inner:
+        inner(args)
+        return 0
+    client = shutil.which("cni-client") or "/var/tmp/podnet-tools/cni-client"
+    prefix = f"pnb-{uuid.uuid4().hex[:6]}"
+    node = f"{prefix}-node"
+    made = []
+    work = tempfile.mkdtemp(prefix="podnet-bench-cni-")
+    try:
+        install.write_launchers(os.path.join(work, "bin"))
+        sh("ip", "netns", "add", node)
+        made.append(node)
+        sh("ip", "-n", node, "link", "set", "lo", "up")
+        sh("ip", "-n", node, "addr", "add", "192.0.2.1/32", "dev", "lo")
+        for label in ("ref", "pod"):
+            for i in range(args.pods):
+                name = f"{prefix}-{label}-{i}"
+                sh("ip", "netns", "add", name)
+                made.append(name)
+        server = None
+        if args.server:
+            server = subprocess.Popen(
+                ["ip", "netns", "exec", node, sys.executable, "-m", "podnet.cli", "cni-server"],
+                stderr=subprocess.DEVNULL,
+            )
+            time.sleep(1.5)
+        inner_cmd = [
+            sys.executable,
+            os.path.abspath(__file__),
+            "--inner",
+            "--pods",
+            str(args.pods),
+            "--work",
+            work,
+            "--prefix",
+            prefix,
+            "--client",
+            client,
+        ]
+        try:
+            out = subprocess.run(["ip", "netns", "exec", node, *inner_cmd], check=True, capture_output=True, text=True)
+        finally:
+            if server:
+                server.kill()
+                server.wait()
+        report(json.loads(out.stdout), args.pods, "with podnet cni-server" if args.server else "standalone")
+        return 0
+    finally:
+        for name in reversed(made):
+            subprocess.run(["ip", "netns", "del", name], check=False)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def report(raw: dict, pods: int, mode: str) -> None:
+    rows = {}
+    for key, values in raw.items():
+        label, verb = key.split("|")
+        rows[(label, verb)] = (statistics.median(values), percentile(values, 95))
+    print(f"CNI ADD/DEL latency through cni-client (libcni), {pods} pods each, interleaved, ms; podnet {mode}")
+    print(f"{'plugin':28} {'ADD p50':>8} {'ADD p95':>8} {'DEL p50':>8} {'DEL p95':>8}")
+    for label in ("reference ptp+host-local", "podnet-cni+podnet-ipam"):
+        a, d = rows[(label, "add")], rows[(label, "del")]
+        print(f"{label:28} {a[0]:8.1f} {a[1]:8.1f} {d[0]:8.1f} {d[1]:8.1f}")
+    ref, pn = "reference ptp+host-local", "podnet-cni+podnet-ipam"
+    print(
+        f"{'ratio podnet/reference':28} {rows[(pn, 'add')][0] / rows[(ref, 'add')][0]:8.2f} "
+        f"{rows[(pn, 'add')][1] / rows[(ref, 'add')][1]:8.2f} {rows[(pn, 'del')][0] / rows[(ref, 'del')][0]:8.2f} "
+        f"{rows[(pn, 'del')][1] / rows[(ref, 'del')][1]:8.2f}"
+    )
+    ratio = rows[(pn, "add")][0] / rows[(ref, "add")][0]
+    print(f"bar: ADD p50 at most 1.5x the reference -> {ratio:.2f}x {'MET' if ratio <= 1.5 else 'NOT MET'}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,65 @@
+"""The node's warm podnet CNI server: it runs the plugins' verbs for the shims (cni/shim.py).
+
+One thread per call; each call enters the pod's namespace on its own thread (setns moves
+only the calling thread), so calls run side by side as separate plugin processes would.
+Only root may call: the server does what a root-run plugin would.
+"""
+
+from __future__ import annotations
+
+import io
+import socket
+import struct
+import sys
+import threading
+
+from cni import skel
+from cni.shim import SOCKET_NAME, decode_request, handlers
+
+SO_PEERCRED = getattr(socket, "SO_PEERCRED", 17)
+
+
+class CNIServer:
+    def __init__(self, name: bytes = SOCKET_NAME) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            self.sock.bind(name)
+        except OSError as e:
+            self.sock.close()
+            raise OSError(
+                e.errno, f"a podnet CNI server already listens in this network namespace ({e.strerror})"
+            ) from None
+        self.sock.listen(256)
+        self._closing = threading.Event()
+
+    def serve_forever(self) -> None:
+        while not self._closing.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                if self._closing.is_set():
+                    return
+                raise
+            threading.Thread(target=self.handle, args=(conn,), daemon=True).start()
+
+    def close(self) -> None:
+        self._closing.set()
+        self.sock.shutdown(socket.SHUT_RDWR)
+        self.sock.close()
+
+    def handle(self, conn: socket.socket) -> None:
+        with conn:
+            _pid, uid, _gid = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, SO_PEERCRED, 12))
+            if uid != 0:
+                return
+            chunks = []
+            while chunk := conn.recv(1 << 16):
+                chunks.append(chunk)
+            plugin, environ, stdin = decode_request(b"".join(chunks))
+            out = io.StringIO()
+            try:
+                status = skel.run(handlers(plugin), environ=environ, stdin=io.BytesIO(stdin), stdout=out)
+            except Exception as e:  # skel already answers every error; this is a last resort
+                print(f"podnet cni-server: {plugin}: {e}", file=sys.stderr)
+                return
+            conn.sendall(bytes([status]) + out.getvalue().encode())

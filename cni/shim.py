@@ -1,0 +1,98 @@
+"""The plugin executables' front door: hand the call to the node's warm podnet CNI server
+if one runs in this network namespace, else do the work in this process.
+
+Why: a runtime starts a fresh plugin process for every pod. CPython's start-up plus the
+imports of the plugin (json, re, enum, socket, dataclasses, ipaddress, ctypes...) cost
+several times the netlink work itself, and several times a Go plugin's whole run. This
+module imports only modules built into the interpreter (posix, _socket), forwards the
+environment and stdin over an abstract unix socket, and relays the answer. Abstract
+sockets belong to a network namespace, so the plugin always reaches the server of the
+node it runs on -- several lab nodes on one machine each have their own.
+
+Without a server the plugin is complete on its own: same code, same results, slower.
+"""
+
+import _socket
+import posix
+import sys
+
+SOCKET_NAME = b"\0podnet-cni"
+# A request: plugin name, newline, 4-byte length of the environment block, the block
+# (NUL-separated KEY=VALUE), then stdin until end of stream. A reply: one byte of exit
+# status, then the plugin's stdout.
+
+
+def encode_request(plugin: str, environ: dict[bytes, bytes], stdin: bytes) -> bytes:
+    env = b"\0".join(k + b"=" + v for k, v in environ.items())
+    return plugin.encode() + b"\n" + len(env).to_bytes(4, "big") + env + stdin
+
+
+def decode_request(data: bytes) -> tuple[str, dict[str, str], bytes]:
+    plugin, _, rest = data.partition(b"\n")
+    size = int.from_bytes(rest[:4], "big")
+    env = {}
+    for item in rest[4 : 4 + size].split(b"\0"):
+        key, sep, value = item.partition(b"=")
+        if sep:
+            env[key.decode()] = value.decode()
+    return plugin.decode(), env, rest[4 + size :]
+
+
+def _read_all(read) -> bytes:
+    chunks = []
+    while chunk := read(1 << 16):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def forward(plugin: str, environ: dict[bytes, bytes], stdin: bytes) -> tuple[int, bytes] | None:
+    """(exit status, stdout) from the server, or None when no server listens here."""
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    try:
+        sock.connect(SOCKET_NAME)
+    except OSError:
+        sock.close()
+        return None
+    reason = "the server closed the connection without an answer"
+    try:
+        sock.sendall(encode_request(plugin, environ, stdin))
+        sock.shutdown(_socket.SHUT_WR)
+        reply = _read_all(sock.recv)
+    except OSError as e:
+        reply, reason = b"", e.strerror
+    finally:
+        sock.close()
+    if not reply:
+        # The request reached the server: running it again here could do the work twice.
+        msg = f'{{"cniVersion": "1.1.0", "code": 11, "msg": "podnet CNI server failed: {reason}; try again"}}\n'
+        return 1, msg.encode()
+    return reply[0], reply[1:]
+
+
+def run(plugin: str) -> None:
+    environ = posix.environ
+    stdin = b"" if environ.get(b"CNI_COMMAND") == b"VERSION" else _read_all(lambda n: posix.read(0, n))
+    answer = forward(plugin, environ, stdin)
+    if answer is None:
+        in_process(plugin, stdin)
+        return
+    status, out = answer
+    while out:
+        out = out[posix.write(1, out) :]
+    sys.exit(status)
+
+
+def in_process(plugin: str, stdin: bytes) -> None:
+    import io
+
+    from cni import skel
+
+    sys.exit(skel.run(handlers(plugin), stdin=io.BytesIO(stdin)))
+
+
+def handlers(plugin: str) -> dict:
+    if plugin == "podnet-ipam":
+        from cni.ipam_plugin import HANDLERS
+    else:
+        from cni.plugin import HANDLERS
+    return HANDLERS

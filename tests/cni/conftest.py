@@ -1,0 +1,69 @@
+"""Fixtures for the CNI plugin tests: a node namespace with an address, a runtime driving
+plugins inside it, and conflists for podnet-cni + podnet-ipam."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from tests.cni_runtime import Runtime
+
+NODE_IP = "192.0.2.10"
+
+
+def podnet_conf(tmp_path, version: str = "1.0.0", ranges=None, **extra) -> dict:
+    """One podnet-cni network config (not a list), with its IPAM data in tmp_path."""
+    ranges = ranges or [[{"subnet": "10.88.0.0/24"}]]
+    return {
+        "cniVersion": version,
+        "name": "podnet-test",
+        "type": "podnet-cni",
+        "ipam": {"type": "podnet-ipam", "ranges": ranges, "dataDir": str(tmp_path / "ipam")},
+        **extra,
+    }
+
+
+def as_list(conf: dict, *chained: dict) -> dict:
+    plugin = {k: v for k, v in conf.items() if k not in ("cniVersion", "name")}
+    return {"cniVersion": conf["cniVersion"], "name": conf["name"], "plugins": [plugin, *chained]}
+
+
+def allocations(tmp_path, network: str = "podnet-test") -> list[str]:
+    d = tmp_path / "ipam" / network
+    return sorted(p.name for p in d.iterdir() if not p.name.startswith(".")) if d.exists() else []
+
+
+@pytest.fixture
+def node(netns):
+    ns = netns("pnt-node")
+    ns.ip("addr", "add", f"{NODE_IP}/32", "dev", "lo")
+    return ns
+
+
+@pytest.fixture
+def runtime(node, cni_path, cni_client, tmp_path):
+    return Runtime(node, cni_path, cni_client, str(tmp_path))
+
+
+def kernel_state(node) -> tuple:
+    """What a failed call must leave unchanged on the node."""
+    return node.links(), node.routes()
+
+
+@pytest.fixture(params=["standalone", "server"])
+def plugin_mode(request, node):
+    """Run the test with the plugins doing their own work, and again with the node's warm
+    `podnet cni-server` doing it for them (the same verbs through cni/shim.py)."""
+    if request.param == "standalone":
+        yield "standalone"
+        return
+    server = node.popen(sys.executable, "-m", "podnet.cli", "cni-server", stderr=subprocess.PIPE)
+    try:
+        line = server.stderr.readline().decode()
+        assert "listening" in line, line
+        yield "server"
+    finally:
+        server.kill()
+        server.wait()
