@@ -48,10 +48,12 @@ class Transaction:
             out += [f"add table {t}", f"delete table {t}"]
         out += self.declare
         out += self.rules
-        for name, keys in self.element_deletes.items():
+        # sorted, so that the same state always reads the same (logs, golden tests)
+        for name, keys in sorted(self.element_deletes.items()):
             if keys:
-                out.append(f"delete element {t} {name} {{ {', '.join(keys)} }}")
-        for name, items in self.element_adds.items():
+                out.append(f"delete element {t} {name} {{ {', '.join(sorted(keys))} }}")
+        for name, items in sorted(self.element_adds.items()):
+            items.sort()
             for i in range(0, len(items), 5000):  # keep lines a sane length
                 chunk = items[i : i + 5000]
                 body = ", ".join(f"{k} : {v}" if v else k for k, v in chunk)

@@ -168,3 +168,24 @@ def test_service_cidrs_and_cleanup_touch_only_podnet_tables(netns):
     assert ns.run("nft", "list", "tables").stdout.split() == ["table", "ip", "mine"]
     assert "dport 22 accept" in ns.run("nft", "list", "table", "ip", "mine").stdout
     assert backend.cleanup() == []  # nothing of ours left: nothing to do
+
+
+def test_golden_full_sync():
+    """The whole first transaction for a small cluster (affinity, Local policies, a load
+    balancer with source ranges, a Service without endpoints), as text. Regenerate with
+    PODNET_UPDATE_GOLDEN=1 after a deliberate change, and read the diff."""
+    import os
+
+    from proxy.nftables.layout import FAMILIES
+    from proxy.nftables.shadow import plan
+    from tests.proxy.test_render_iptables import GOLDEN, OBJECTS
+    from tests.proxy.test_render_iptables import model_of as iptables_model_of
+
+    model, _, changed = iptables_model_of(OBJECTS)
+    text = plan(model, changed, True, None, FAMILIES[4]).text()
+    path = os.path.join(GOLDEN, "nftables_full.txt")
+    if os.environ.get("PODNET_UPDATE_GOLDEN"):
+        with open(path, "w") as f:
+            f.write(text)
+    with open(path) as f:
+        assert text == f.read()
