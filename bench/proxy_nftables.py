@@ -232,6 +232,9 @@ def main() -> int:
         server.wait()
         for ns in names.values():
             subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+    summary = {m: {s: {k: r[k] for k in ("full", "floor", "text_lines")} | {"one_p50": statistics.median(r["one"])}
+                   for s, r in by.items()} for m, by in results.items()}  # fmt: skip
+    print(json.dumps(summary), file=sys.stderr)
     report(results, sizes, args.small, big)
     return 0
 
@@ -247,7 +250,7 @@ def report(results, sizes, small, big) -> None:
     print("\none endpoint added to one Service: EndpointSlice change -> committed in the kernel")
     print(f"{'mode':10}{'S':>7}{'p50 ms':>9}{'max ms':>9}{'lines sent':>12}")
     for mode, by_size in results.items():
-        for s in sizes:
+        for s in sorted(by_size):
             r = by_size[s]
             print(
                 f"{mode:10}{s:>7}{statistics.median(r['one']) * 1e3:>9.1f}{max(r['one']) * 1e3:>9.1f}"

@@ -97,7 +97,7 @@ def plan(model: ProxyModel, changed: set[ServicePortName], full: bool, old: Shad
     return tx
 
 
-BATCH = 500  # service ports per streamed batch
+BATCH = 100  # service ports per streamed batch: nft starts parsing early
 
 
 def _batches(tx: Transaction, model: ProxyModel, new: Shadow, f) -> Iterator[str]:
