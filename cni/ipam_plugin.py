@@ -19,7 +19,9 @@ from ipam.config import IPAMConf, parse_ipam
 from ipam.disk import DiskStore
 from ipam.errors import IPAMError, StoreUnavailable
 from ipam.errors import RangeFull as PoolFull
+from ipam.node_lock import NodeLockedStore
 from ipam.pool import AddressPool, owner_key
+from ipam.store import Store
 
 
 @contextlib.contextmanager
@@ -46,7 +48,17 @@ def load(conf: dict) -> tuple[str, IPAMConf]:
 
 def open_pool(ipam: IPAMConf) -> AddressPool:
     with cni_errors():
-        return AddressPool(DiskStore(ipam.pool_dir), ipam.range_sets)
+        return AddressPool(pool_store(ipam), ipam.range_sets)
+
+
+def pool_store(ipam: IPAMConf) -> Store:
+    """The dataDir's pool directory, or the pool's place in the configured shared store."""
+    if ipam.store is None:
+        return DiskStore(ipam.pool_dir)
+    store = ipam.store.open()
+    for name in ipam.pool_path:
+        store = store.child(name)
+    return NodeLockedStore(store, ipam.pool_dir)
 
 
 def requested_ips(conf: dict, inv: Invocation) -> tuple:
@@ -93,7 +105,8 @@ def delete(conf: dict, inv: Invocation) -> None:
 
 def check(conf: dict, inv: Invocation) -> None:
     _, ipam = load(conf)
-    held = {str(a.ip) for a in open_pool(ipam).held_by(owner_key(inv.container_id, inv.ifname))}
+    with cni_errors():
+        held = {str(a.ip) for a in open_pool(ipam).held_by(owner_key(inv.container_id, inv.ifname))}
     if not held:
         raise StateDiffers(f"no address is allocated to container {inv.container_id} ({inv.ifname})")
     prev = conf.get("prevResult") or {}
@@ -111,8 +124,14 @@ def gc(conf: dict, inv: Invocation) -> list[str]:
 
 
 def status(conf: dict) -> None:
-    """Can we serve ADDs: the data directory must be writable."""
+    """Can we serve ADDs: the data directory must be writable, a shared store reachable."""
     _, ipam = load(conf)
+    if ipam.store is not None:
+        try:
+            pool_store(ipam).keys()
+        except IPAMError as e:
+            raise NotAvailable(f"ipam.store: {e}") from None
+        return
     try:
         DiskStore(ipam.pool_dir)
     except StoreUnavailable as e:

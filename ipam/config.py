@@ -1,7 +1,8 @@
 """podnet-ipam's configuration (the netconf's "ipam" object), parsed once into values.
 
 In the spirit of host-local: "ranges" (a list of range sets), or the older single-range
-form ("subnet", "rangeStart", "rangeEnd", "gateway"); "routes"; "dataDir".
+form ("subnet", "rangeStart", "rangeEnd", "gateway"); "routes"; "dataDir"; and podnet's own
+"store" ("file:DIR" or "etcd://HOST:PORT/PREFIX"): where the claims live when not in dataDir.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 
 from ipam.errors import IPAMError
 from ipam.ranges import RangeSet, parse_range_set
+from ipam.store_url import StoreURL, parse_store_url
 
 DEFAULT_DATA_DIR = "/var/lib/podnet/networks"
 
@@ -34,10 +36,17 @@ class IPAMConf:
     range_sets: tuple[RangeSet, ...]
     routes: tuple[RouteConf, ...]
     data_dir: str
+    store: StoreURL | None = None  # None: the pool directory under data_dir
 
     @property
     def pool_dir(self) -> str:
         return os.path.join(self.data_dir, self.network)
+
+    @property
+    def pool_path(self) -> tuple[str, ...]:
+        """The pool's place in a shared store: one per network and node range, so a node
+        lists only its own claims and keeps its own allocation hint."""
+        return ("pods", self.network, str(self.range_sets[0].ranges[0].subnet))
 
 
 def parse_ipam(ipam: dict, network: str) -> IPAMConf:
@@ -63,7 +72,8 @@ def parse_ipam(ipam: dict, network: str) -> IPAMConf:
     data_dir = ipam.get("dataDir", DEFAULT_DATA_DIR)
     if not isinstance(data_dir, str) or not os.path.isabs(data_dir):
         raise IPAMError(f"ipam.dataDir: {data_dir!r} is not an absolute path")
-    return IPAMConf(network, range_sets, parse_routes(ipam.get("routes", [])), data_dir)
+    store = parse_store_url(ipam["store"], "ipam.store") if ipam.get("store") is not None else None
+    return IPAMConf(network, range_sets, parse_routes(ipam.get("routes", [])), data_dir, store)
 
 
 def parse_routes(raw) -> tuple[RouteConf, ...]:

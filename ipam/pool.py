@@ -44,13 +44,15 @@ class AddressPool:
 
     def allocate(self, owner: str, requested: tuple[Address, ...] = ()) -> list[Allocation]:
         with self.store.lock():
-            held = self.store.items()
-            mine = {ipaddress.ip_address(k) for k, o in held.items() if o == owner}
+            # Only the owner's own claims are read: a free address is found by claiming it
+            # (after the last one handed out, the next is usually free), which costs one
+            # claim rather than a listing of every pod -- dear on etcd's JSON gateway.
+            mine = {ipaddress.ip_address(k) for k in self.store.held_by(owner)}
             done: list[Allocation] = []
             try:
                 for index, range_set in enumerate(self.range_sets):
                     want = [ip for ip in requested if ip.version == range_set.version]
-                    done.append(self._allocate_one(index, range_set, owner, mine, set(held), want))
+                    done.append(self._allocate_one(index, range_set, owner, mine, want))
             except Exception:
                 for a in done:
                     if a.ip not in mine:
@@ -58,7 +60,7 @@ class AddressPool:
                 raise
             return done
 
-    def _allocate_one(self, index, range_set: RangeSet, owner, mine, held, want) -> Allocation:
+    def _allocate_one(self, index, range_set: RangeSet, owner, mine, want) -> Allocation:
         for ip in mine:
             r = range_set.find(ip)
             if r is not None:
@@ -75,11 +77,8 @@ class AddressPool:
         last = self.store.last_reserved(pool)
         after = ipaddress.ip_address(last) if last else None
         for r, ip in range_set.candidates(after):
-            key = str(ip)
-            if key in held:
-                continue
-            if self.store.reserve(key, owner):
-                self.store.set_last_reserved(pool, key)
+            if self.store.reserve(str(ip), owner):
+                self.store.set_last_reserved(pool, str(ip))
                 return Allocation(ip, r)
         ranges = ", ".join(f"{r.start}-{r.end}" for r in range_set.ranges)
         raise RangeFull(f"no free address left in range set {index} ({ranges})")
@@ -90,9 +89,7 @@ class AddressPool:
 
     def held_by(self, owner: str) -> list[Allocation]:
         out = []
-        for key, held_owner in self.store.items().items():
-            if held_owner != owner:
-                continue
+        for key in self.store.held_by(owner):
             ip = ipaddress.ip_address(key)
             for range_set in self.range_sets:
                 r = range_set.find(ip)

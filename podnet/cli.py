@@ -5,6 +5,8 @@ from __future__ import annotations
 import click
 
 from cni import install
+from podnet.ipam_cli import ipam
+from podnet.lab.cli import lab as lab_group
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -60,6 +62,8 @@ def cni_server() -> None:
         server.close()
 
 
+cli.add_command(ipam)
+cli.add_command(lab_group)
 from podnet.proxy_cli import proxy  # noqa: E402 (one line per command group)
 
 cli.add_command(proxy)

@@ -1,5 +1,10 @@
-"""The README's main job until the lab exists: a node and two pods made from namespaces,
-attached by podnet-cni through the CNI protocol, pinging each other. Cleans up after itself."""
+"""The README's main job: the tutorial cluster on this machine.
+
+Brings up the default lab (3 nodes, a frontend Deployment behind a NodePort Service, a
+backend counter), shows requests answered through the Service from a pod and through a
+NodePort from outside the nodes, and tears everything down, also on Ctrl-C or failure.
+`make demo KEEP=1` (or PODNET_DEMO_KEEP=1) leaves the lab up to play with.
+"""
 
 from __future__ import annotations
 
@@ -7,65 +12,56 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import uuid
 
-from cni import install
+PODNET = os.path.join(os.path.dirname(sys.executable), "podnet")
 
 
-def sh(*args: str, **kw) -> subprocess.CompletedProcess:
-    return subprocess.run(args, check=True, capture_output=True, text=True, **kw)
+def step(lab: str, *args: str, capture: bool = False) -> str:
+    print(f"\n$ podnet lab {' '.join(args)}", flush=True)
+    p = subprocess.run([PODNET, "lab", "--lab", lab, *args], capture_output=capture, text=True, timeout=180)
+    if capture:
+        print(p.stdout, end="", flush=True)
+    if p.returncode != 0:
+        raise RuntimeError(f"podnet lab {' '.join(args)} failed: {p.stderr.strip() if capture else p.returncode}")
+    return p.stdout or ""
 
 
 def main() -> int:
-    tag = uuid.uuid4().hex[:6]
-    node, pods = f"pn-demo-node-{tag}", [f"pn-demo-pod{i}-{tag}" for i in (1, 2)]
-    made: list[str] = []
-    with tempfile.TemporaryDirectory(prefix="podnet-demo-") as work:
-        bin_dir = os.path.join(work, "bin")
-        install.write_launchers(bin_dir)
-        conf = {
-            "cniVersion": "1.1.0",
-            "name": "demo",
-            "type": "podnet-cni",
-            "ipam": {
-                "type": "podnet-ipam",
-                "ranges": [[{"subnet": "10.244.7.0/24"}]],
-                "dataDir": os.path.join(work, "ipam"),
-            },
-        }
-        try:
-            for name in (node, *pods):
-                sh("ip", "netns", "add", name)
-                made.append(name)
-                sh("ip", "-n", name, "link", "set", "lo", "up")
-            sh("ip", "-n", node, "addr", "add", "192.0.2.1/32", "dev", "lo")
-            print(f"node {node}: 192.0.2.1")
-            ips = []
-            for i, pod in enumerate(pods):
-                env = {
-                    "CNI_COMMAND": "ADD",
-                    "CNI_CONTAINERID": f"demo-{i}",
-                    "CNI_NETNS": f"/var/run/netns/{pod}",
-                    "CNI_IFNAME": "eth0",
-                    "CNI_PATH": bin_dir,
-                }
-                out = sh(
-                    "ip", "netns", "exec", node, os.path.join(bin_dir, "podnet-cni"), input=json.dumps(conf), env=env
-                )
-                result = json.loads(out.stdout)
-                ips.append(result["ips"][0]["address"].split("/")[0])
-                print(f"pod {pod}: eth0 {ips[-1]} (host side {result['interfaces'][0]['name']})")
-            for src, dst in ((pods[0], ips[1]), (pods[1], ips[0])):
-                print(f"\n$ ip netns exec {src} ping -c 3 {dst}")
-                print(sh("ip", "netns", "exec", src, "ping", "-c", "3", "-i", "0.2", dst).stdout)
-            return 0
-        except subprocess.CalledProcessError as e:
-            print(f"demo failed: {' '.join(e.cmd)}: {e.stderr or e.stdout}", file=sys.stderr)
-            return 1
-        finally:
-            for name in reversed(made):
-                subprocess.run(["ip", "netns", "del", name], check=False)
+    if os.geteuid() != 0:
+        print("make demo builds network namespaces: run it as root", file=sys.stderr)
+        return 2
+    lab = f"demo-{uuid.uuid4().hex[:4]}"
+    keep = bool(os.environ.get("PODNET_DEMO_KEEP") or os.environ.get("KEEP"))
+    try:
+        print(f"$ podnet lab up --name {lab}      # netns-labs/tutorial.yaml", flush=True)
+        subprocess.run([PODNET, "lab", "up", "--name", lab], check=True, timeout=180)
+        step(lab, "get", "pods", "-o", "wide")
+        step(lab, "get", "endpoints")
+        backend = json.loads(
+            subprocess.run(
+                [PODNET, "lab", "--lab", lab, "get", "pods", "-l", "app=backend", "-o", "json"],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+        )["items"][0]["name"]
+        step(lab, "curl", "svc/frontend", "--from", f"pod/{backend}", "-n", "6")
+        step(lab, "curl", "node2:30080", "-n", "6")
+        print("\nEvery answer names the frontend pod that served it; 'visits' is the backend's shared counter,")
+        print("reached by each frontend through the backend Service (pod -> Service -> pod).")
+        return 0
+    except (RuntimeError, subprocess.SubprocessError) as e:
+        print(f"demo failed: {e}", file=sys.stderr)
+        return 1
+    finally:
+        if keep:
+            print(
+                f"\nthe lab is still up; try `podnet lab --lab {lab} get pods`; remove it with: podnet lab down {lab}"
+            )
+        else:
+            print(f"\n$ podnet lab down {lab}", flush=True)
+            subprocess.run([PODNET, "lab", "down", lab], timeout=120)
 
 
 if __name__ == "__main__":

@@ -129,6 +129,3 @@ class Proxier:
 
     def force_full(self) -> None:
         self._need_full = True
-
-
-__all__ = ["ApplyError", "Proxier", "SyncResult"]

@@ -9,7 +9,7 @@ import logging
 import os
 from dataclasses import dataclass, field
 
-from proxy.objects import EndpointSlice, KubeObject, Node, ObjectError, Service, ServiceCIDR, load_text
+from proxy.objects import EndpointSlice, KubeObject, ObjectError, Service, load_text
 from proxy.trackers import Trackers
 
 log = logging.getLogger("podnet.proxy")
@@ -95,6 +95,3 @@ class DirectorySource:
         for kind, key in self.current.keys() - new.keys():
             trackers.update(key, kind, None)
         self.current = new
-
-
-KINDS = (Service, EndpointSlice, Node, ServiceCIDR)

@@ -1,0 +1,73 @@
+"""Where IPAM keeps its claims, as one URL: `file:DIR` or `etcd://HOST:PORT/PREFIX`.
+
+The default comes from the PODNET_STORE environment variable, else a local directory.
+Parsing touches nothing (a config can be checked without creating directories or
+connecting); opening makes the store.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+
+from ipam.disk import DiskStore
+from ipam.errors import IPAMError
+from ipam.etcd import EtcdStore
+from ipam.etcd_gateway import EtcdGateway
+from ipam.store import Store
+
+ENV = "PODNET_STORE"
+DEFAULT_DIR = "/var/lib/podnet/ipam"
+DEFAULT_PREFIX = "/podnet"
+FORMS = "file:DIR or etcd://HOST:PORT/PREFIX"
+_ETCD = re.compile(r"^etcd://(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(?P<port>[0-9]{1,5})(?P<prefix>/\S*)?$")
+
+
+@dataclass(frozen=True)
+class StoreURL:
+    url: str
+    directory: str = ""  # file:
+    host: str = ""  # etcd://
+    port: int = 0
+    prefix: str = ""
+
+    @property
+    def is_etcd(self) -> bool:
+        return bool(self.host)
+
+    def open(self) -> Store:
+        if self.is_etcd:
+            return EtcdStore(EtcdGateway(self.host, self.port), self.prefix)
+        return DiskStore(self.directory)
+
+
+def default_url() -> str:
+    return os.environ.get(ENV) or f"file:{DEFAULT_DIR}"
+
+
+def parse_store_url(url: str | None = None, field: str = "store") -> StoreURL:
+    """The URL's parts; an unparsable URL is refused with an error naming it."""
+    url = default_url() if url is None else url
+    if not isinstance(url, str):
+        raise IPAMError(f"{field}: {url!r} is not a store URL ({FORMS})")
+    if url.startswith("file:"):
+        directory = url[len("file:") :]
+        if directory.startswith("//"):  # file:///var/lib/x
+            directory = directory[2:]
+        if not directory.startswith("/"):
+            raise IPAMError(f"{field}: {url!r}: file: needs an absolute directory (file:/var/lib/podnet/ipam)")
+        return StoreURL(url, directory=os.path.normpath(directory))
+    m = _ETCD.match(url)
+    if m is None:
+        raise IPAMError(f"{field}: {url!r} is not a store URL ({FORMS})")
+    port = int(m["port"])
+    if not 0 < port < 65536:
+        raise IPAMError(f"{field}: {url!r}: port {port} is out of range")
+    prefix = (m["prefix"] or "").rstrip("/") or DEFAULT_PREFIX
+    return StoreURL(url, host=m["host"].strip("[]"), port=port, prefix=prefix)
+
+
+def open_store(url: str | None = None, field: str = "store") -> Store:
+    """The store `url` names (default: $PODNET_STORE, else file:/var/lib/podnet/ipam)."""
+    return parse_store_url(url, field).open()

@@ -1,0 +1,489 @@
+"""`podnet lab ...`: bring a cluster up on this machine and do the everyday cluster moves,
+in the habits of kubectl."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import time
+
+import click
+
+from podnet.lab import names, selectors, spec
+from podnet.lab.net import Lab, LabError, ensure_root, start_controller, teardown
+from podnet.lab.node import Namespace
+from podnet.lab.state import LabFiles, LabNotFound
+
+TIMEOUT = 180.0
+
+
+def fail(msg: str) -> None:
+    raise click.ClickException(msg)
+
+
+def pick_lab(name: str | None) -> LabFiles:
+    if name:
+        return LabFiles(name)
+    present = [lab for lab in names.labs_present() if LabFiles(lab).exists()]
+    if not present:
+        fail("no lab is up (start one with `podnet lab up`)")
+    if len(present) > 1:
+        fail(f"several labs are up ({', '.join(present)}): choose one with --lab")
+    return LabFiles(present[0])
+
+
+def split_ref(ref: str, kinds: dict[str, str]) -> tuple[str, str]:
+    kind, sep, name = ref.partition("/")
+    if not sep or kind not in kinds or not name:
+        fail(f"{ref!r}: expected {' or '.join(sorted(set(kinds.values())))}/NAME")
+    return kinds[kind], name
+
+
+POD = {"pod": "pod", "pods": "pod", "po": "pod"}
+DEPLOY = {"deploy": "deployment", "deployment": "deployment", "deployments": "deployment"}
+SVC = {"svc": "service", "service": "service", "services": "service"}
+NODE = {"node": "node", "nodes": "node", "no": "node"}
+
+
+@click.group("lab")
+@click.option("--lab", "lab_name", envvar="PODNET_LAB", help="Which lab (default: the one that is up).")
+@click.pass_context
+def lab(ctx, lab_name) -> None:
+    """Whole clusters on one machine, made of network namespaces."""
+    ctx.obj = lab_name
+
+
+def files_of(ctx) -> LabFiles:
+    files = pick_lab(ctx.obj)
+    if not files.exists():
+        fail(f"lab {files.lab!r} is not up")
+    with files.locked():
+        if files.controller_pid() is None:
+            pid = start_controller(files.lab)
+            click.echo(f"lab {files.lab}: its controller was not running; started it again (pid {pid})", err=True)
+    return files
+
+
+def wait_converged(files: LabFiles, generation: int, what: str) -> dict:
+    def progress(st: dict) -> str:
+        if st.get("observedGeneration", 0) < generation:
+            return ""  # the controller has not seen the change yet: old numbers would mislead
+        parts = [
+            f"{d['name']} {d['ready']}/{d['replicas']} ready, {d['updated']} updated" for d in st.get("deployments", [])
+        ]
+        return f"{what}: " + "; ".join(parts)
+
+    try:
+        return files.wait(
+            lambda st: st.get("observedGeneration", 0) >= generation and st.get("converged"), TIMEOUT, progress
+        )
+    except (TimeoutError, RuntimeError) as e:
+        fail(str(e))
+
+
+# -- lifecycle --------------------------------------------------------------------------
+@lab.command("up")
+@click.argument("topology", required=False, type=click.Path(dir_okay=False))
+@click.option("--name", help="Name the lab (default: the topology's name).")
+@click.option("--wait", "wait_s", default=TIMEOUT, show_default=True, help="Seconds to wait for every pod to be ready.")
+def up(topology, name, wait_s) -> None:
+    """Build a lab from TOPOLOGY.yaml (default: the tutorial cluster)."""
+    ensure_root()
+    try:
+        s = spec.load(topology) if topology else spec.default()
+        if name:
+            s = spec.check(dataclasses.replace(s, name=spec.check_name(name, "--name")))
+    except spec.SpecError as e:
+        fail(str(e))
+    start = time.monotonic()
+    try:
+        status = Lab(s, keep=True, progress=click.echo).up(wait=wait_s)
+    except (LabError, TimeoutError, RuntimeError, OSError) as e:
+        fail(f"lab up failed (nothing left behind): {e}")
+    click.echo(f"lab {s.name} is up in {time.monotonic() - start:.1f}s\n")
+    print_table(service_rows(status, wide=False))
+    np = [(sv["name"], p["nodePort"]) for sv in status["services"] for p in sv["ports"] if p.get("nodePort")]
+    if np:
+        n = status["nodes"][0]["name"]
+        click.echo(f"\ntry: podnet lab curl {n}:{np[0][1]}    (the {np[0][0]} Service through a NodePort)")
+    click.echo(f"when done: podnet lab down {s.name}")
+
+
+@lab.command("down")
+@click.argument("name", required=False)
+@click.option("--all", "all_labs", is_flag=True, help="Remove every lab on this machine.")
+@click.pass_context
+def down(ctx, name, all_labs) -> None:
+    """Remove everything a lab made (safe to run twice, and after a crash)."""
+    ensure_root()
+    labs = [name or ctx.obj] if (name or ctx.obj) else names.labs_present()
+    if not labs:
+        click.echo("no lab to remove")
+        return
+    if len(labs) > 1 and not all_labs:
+        fail(f"several labs are up ({', '.join(labs)}): name one, or pass --all")
+    for lab_name in labs:
+        try:
+            removed = teardown(lab_name)
+        except LabError as e:
+            fail(str(e))
+        click.echo(f"lab {lab_name}: removed {len(removed)} namespaces")
+
+
+@lab.command("status")
+@click.pass_context
+def status_cmd(ctx) -> None:
+    """The lab at a glance: nodes, deployments, services."""
+    files = files_of(ctx)
+    st = files.read_status()
+    pid = files.controller_pid()
+    running = f"running (pid {pid})" if pid else "NOT RUNNING"
+    click.echo(f"lab {files.lab}: controller {running}; state {files.root}")
+    click.echo(f"generation {st.get('observedGeneration')}, {'converged' if st.get('converged') else 'converging'}\n")
+    print_table(node_rows(st, wide=True))
+    click.echo()
+    print_table(deployment_rows(st))
+    click.echo()
+    print_table(service_rows(st, wide=True))
+
+
+# -- get ----------------------------------------------------------------------------------
+def print_table(rows: list[list[str]]) -> None:
+    if not rows:
+        return
+    widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        click.echo("   ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+
+
+def age(created: float) -> str:
+    s = int(time.time() - created)
+    return f"{s}s" if s < 120 else f"{s // 60}m" if s < 7200 else f"{s // 3600}h"
+
+
+def pod_rows(st: dict, wide: bool, columns: list[str], reqs) -> list[list[str]]:
+    head = ["NAME", "READY", "STATUS", "AGE"] + (["IP", "NODE", "VERSION"] if wide else [])
+    rows = [head + [c.upper() for c in columns]]
+    for p in st.get("pods", []):
+        if not selectors.matches(reqs, p["labels"]):
+            continue
+        row = [p["name"], "1/1" if p["ready"] else "0/1", p["phase"], age(p["created"])]
+        if wide:
+            row += [p["ip"] or "<none>", p["node"], p["version"]]
+        rows.append(row + [p["labels"].get(c, "") for c in columns])
+    return rows
+
+
+def service_rows(st: dict, wide: bool) -> list[list[str]]:
+    rows = [["NAME", "TYPE", "CLUSTER-IP", "PORT(S)"] + (["SELECTOR"] if wide else [])]
+    for s in st.get("services", []):
+        ports = ",".join(
+            f"{p['port']}:{p['nodePort']}/TCP" if p.get("nodePort") else f"{p['port']}/TCP" for p in s["ports"]
+        )
+        row = [s["name"], s["type"], s["clusterIP"] or "<pending>", ports]
+        if wide:
+            row.append(",".join(f"{k}={v}" for k, v in s["selector"].items()))
+        rows.append(row)
+    return rows
+
+
+def endpoint_rows(st: dict, wide: bool) -> list[list[str]]:
+    rows = [["NAME", "ENDPOINTS"] + (["TERMINATING"] if wide else [])]
+    for s in st.get("services", []):
+        port = s["ports"][0]["targetPort"]
+        ready = [f"{e['ip']}:{port}" for e in s["endpoints"] if e["ready"]]
+        row = [s["name"], ",".join(ready) or "<none>"]
+        if wide:
+            row.append(",".join(f"{e['ip']}:{port}" for e in s["endpoints"] if e["terminating"]) or "<none>")
+        rows.append(row)
+    return rows
+
+
+def node_rows(st: dict, wide: bool) -> list[list[str]]:
+    rows = [["NAME", "STATUS", "INTERNAL-IP", "POD-CIDR", "PODS"] + (["PROXY", "CNI-SERVER", "NETNS"] if wide else [])]
+    for n in st.get("nodes", []):
+        count = sum(1 for p in st.get("pods", []) if p["node"] == n["name"])
+        row = [n["name"], "Ready", n["ip"], n["subnet"], str(count)]
+        if wide:
+            row += [n["proxy"], n.get("cniServer", ""), n["netns"]]
+        rows.append(row)
+    return rows
+
+
+def deployment_rows(st: dict) -> list[list[str]]:
+    rows = [["DEPLOYMENT", "READY", "UP-TO-DATE", "AVAILABLE", "VERSION", "RESTARTS"]]
+    for d in st.get("deployments", []):
+        rows.append(
+            [d["name"], f"{d['ready']}/{d['replicas']}", d["updated"], d["available"], d["version"], d["restarts"]]
+        )
+    return rows
+
+
+KINDS = {**POD, **{k: "service" for k in SVC}, "endpoints": "endpoints", "ep": "endpoints", **NODE, **DEPLOY}
+
+
+@lab.command("get")
+@click.argument("kind")
+@click.option("-l", "--selector", help="Label selector, e.g. app=frontend,version!=v2")
+@click.option("-L", "--label-columns", multiple=True, help="Show this label as a column (repeatable).")
+@click.option("-o", "--output", type=click.Choice(["wide", "json"]), help="More columns, or JSON.")
+@click.pass_context
+def get(ctx, kind, selector, label_columns, output) -> None:
+    """List pods, services, endpoints, nodes or deployments."""
+    if kind not in KINDS:
+        fail(f"{kind!r}: expected one of pods, services, endpoints, nodes, deployments")
+    try:
+        reqs = selectors.parse(selector)
+    except selectors.SelectorError as e:
+        fail(str(e))
+    kind = KINDS[kind]
+    st = files_of(ctx).read_status()
+    if output == "json":
+        key = {
+            "pod": "pods",
+            "service": "services",
+            "endpoints": "services",
+            "node": "nodes",
+            "deployment": "deployments",
+        }
+        items = st.get(key[kind], [])
+        if kind == "pod":
+            items = [p for p in items if selectors.matches(reqs, p["labels"])]
+        click.echo(json.dumps({"items": items}, indent=2))
+        return
+    wide = output == "wide"
+    cols = [c for arg in label_columns for c in arg.split(",")]
+    rows = {
+        "pod": lambda: pod_rows(st, wide, cols, reqs),
+        "service": lambda: service_rows(st, wide),
+        "endpoints": lambda: endpoint_rows(st, wide),
+        "node": lambda: node_rows(st, wide),
+        "deployment": lambda: deployment_rows(st),
+    }[kind]()
+    if len(rows) == 1:
+        click.echo("No resources found.")
+    else:
+        print_table(rows)
+
+
+# -- changes ------------------------------------------------------------------------------
+def change_deployment(files: LabFiles, name: str, fn) -> int:
+    def apply(data: dict) -> None:
+        for d in data["spec"]["deployments"]:
+            if d["name"] == name:
+                fn(d, data)
+                return
+        fail(f"deployment {name!r} not found in lab {files.lab}")
+
+    try:
+        return files.change(apply)
+    except spec.SpecError as e:
+        fail(str(e))
+
+
+@lab.command("scale")
+@click.argument("ref")
+@click.option("--replicas", type=click.IntRange(0, 5000), required=True)
+@click.pass_context
+def scale(ctx, ref, replicas) -> None:
+    """Set a Deployment's replicas: scale deploy/NAME --replicas N."""
+    _, name = split_ref(ref, DEPLOY)
+    files = files_of(ctx)
+    gen = change_deployment(files, name, lambda d, _: d.update(replicas=replicas))
+    wait_converged(files, gen, f"scale {name}")
+    click.echo(f"deployment.apps/{name} scaled to {replicas}")
+
+
+@lab.command("delete")
+@click.argument("ref")
+@click.pass_context
+def delete(ctx, ref) -> None:
+    """Delete pod/NAME (its Deployment replaces it), deploy/NAME or svc/NAME."""
+    kind, name = split_ref(ref, {**POD, **DEPLOY, **SVC})
+    files = files_of(ctx)
+    st = files.read_status()
+    if kind == "pod":
+        if not any(p["name"] == name for p in st.get("pods", [])):
+            fail(f"pod {name!r} not found in lab {files.lab}")
+        files.request_delete(name)
+        click.echo(f'pod "{name}" deleted')
+        return
+    key = "deployments" if kind == "deployment" else "services"
+
+    def drop(data: dict) -> None:
+        before = len(data["spec"][key])
+        data["spec"][key] = [o for o in data["spec"][key] if o["name"] != name]
+        if len(data["spec"][key]) == before:
+            fail(f"{kind} {name!r} not found in lab {files.lab}")
+
+    try:
+        gen = files.change(drop)
+    except spec.SpecError as e:
+        fail(f"cannot delete {kind} {name}: {e}")
+    wait_converged(files, gen, f"delete {kind} {name}")
+    click.echo(f'{kind} "{name}" deleted')
+
+
+@lab.command("rollout", context_settings={"ignore_unknown_options": False})
+@click.argument("args", nargs=-1, required=True)
+@click.option("--version", "version", help="The new version (rollout deploy/NAME --version V).")
+@click.pass_context
+def rollout_cmd(ctx, args, version) -> None:
+    """rollout deploy/NAME --version V  |  rollout undo deploy/NAME"""
+    files = files_of(ctx)
+    if args[0] == "undo":
+        if len(args) != 2:
+            fail("usage: podnet lab rollout undo deploy/NAME")
+        _, name = split_ref(args[1], DEPLOY)
+
+        def undo(d: dict, data: dict) -> None:
+            history = data["history"].get(name) or []
+            if not history:
+                fail(f"deployment {name!r} has no earlier version to roll back to")
+            d["version"] = history.pop()
+
+        gen = change_deployment(files, name, undo)
+        wait_converged(files, gen, f"rollback {name}")
+        click.echo(f"deployment.apps/{name} rolled back")
+        return
+    if len(args) != 1 or not version:
+        fail("usage: podnet lab rollout deploy/NAME --version V")
+    _, name = split_ref(args[0], DEPLOY)
+
+    def roll(d: dict, data: dict) -> None:
+        if d["version"] != version:
+            data["history"].setdefault(name, []).append(d["version"])
+            d["version"] = version
+
+    gen = change_deployment(files, name, roll)
+    wait_converged(files, gen, f"rollout {name}")
+    click.echo(f"deployment.apps/{name} rolled out to {version}")
+
+
+@lab.command("apply")
+@click.option("-f", "--filename", required=True, type=click.Path(exists=True, dir_okay=False))
+@click.pass_context
+def apply(ctx, filename) -> None:
+    """Create or change Deployments and Services from a YAML file."""
+    files = files_of(ctx)
+    try:
+        objs = spec.load_objects(filename)
+    except spec.SpecError as e:
+        fail(str(e))
+
+    def put(data: dict) -> None:
+        for o in objs:
+            key, body = (
+                ("deployments", spec.deployment_dict(o))
+                if isinstance(o, spec.Deployment)
+                else ("services", spec.service_dict(o))
+            )
+            items = data["spec"][key]
+            old = next((i for i, x in enumerate(items) if x["name"] == o.name), None)
+            if old is None:
+                items.append(body)
+            else:
+                if key == "deployments" and items[old]["version"] != body["version"]:
+                    data["history"].setdefault(o.name, []).append(items[old]["version"])
+                items[old] = body
+
+    try:
+        gen = files.change(put)
+    except spec.SpecError as e:
+        fail(f"{filename}: {e}")
+    wait_converged(files, gen, "apply")
+    for o in objs:
+        click.echo(f"{'deployment.apps' if isinstance(o, spec.Deployment) else 'service'}/{o.name} configured")
+
+
+# -- into the lab -----------------------------------------------------------------------------
+def find(st: dict, key: str, name: str, files: LabFiles) -> dict:
+    for item in st.get(key, []):
+        if item["name"] == name:
+            return item
+    fail(f"{key[:-1]} {name!r} not found in lab {files.lab}")
+
+
+def source_ns(files: LabFiles, st: dict, ref: str | None, default: str) -> str:
+    if not ref:
+        return default
+    kind, name = split_ref(ref, {**POD, **NODE})
+    item = find(st, "pods" if kind == "pod" else "nodes", name, files)
+    return item["netns"]
+
+
+@lab.command("exec", context_settings={"ignore_unknown_options": True})
+@click.argument("ref")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+@click.pass_context
+def exec_cmd(ctx, ref, command) -> None:
+    """Run a command in a pod or node: exec pod/NAME -- CMD ARGS..."""
+    files = files_of(ctx)
+    ns = source_ns(files, files.read_status(), ref, "")
+    p = subprocess.run(["ip", "netns", "exec", ns, *command])
+    sys.exit(p.returncode)
+
+
+def resolve_target(files: LabFiles, st: dict, target: str) -> tuple[str, int, str]:
+    """(host, port, the namespace requests come from by default)."""
+    with open(files.network) as f:
+        net = json.load(f)
+    first_node = st["nodes"][0]["netns"]
+    if target.startswith(("svc/", "service/")):
+        svc = find(st, "services", target.split("/", 1)[1], files)
+        return svc["clusterIP"], svc["ports"][0]["port"], first_node
+    if target.startswith(("pod/", "po/")):
+        pod = find(st, "pods", target.split("/", 1)[1], files)
+        d = files.desired_spec().deployment(pod["deployment"])
+        if not pod["ip"]:
+            fail(f"pod {pod['name']} has no address yet")
+        return pod["ip"], d.workload.port if d else 8080, net["netns"]
+    node, sep, port = target.partition(":")
+    if sep and port.isdigit():
+        n = find(st, "nodes", node, files)
+        return n["ip"], int(port), net["netns"]
+    fail(f"{target!r}: expected svc/NAME, pod/NAME or NODE:PORT")
+
+
+@lab.command("curl")
+@click.argument("target")
+@click.option("--from", "from_", help="pod/NAME or node/NAME to send from (default: a node for svc/, else outside).")
+@click.option("-n", "--count", default=1, show_default=True, help="Requests to send.")
+@click.option("--duration", type=float, default=0.0, help="Send for this many seconds instead.")
+@click.option("--interval", type=float, default=0.0, help="Seconds between requests.")
+@click.option("--summary", is_flag=True, help="Print only the tally of who answered.")
+@click.pass_context
+def curl(ctx, target, from_, count, duration, interval, summary) -> None:
+    """HTTP GET svc/NAME, pod/NAME or NODE:NODEPORT, from inside the lab."""
+    files = files_of(ctx)
+    st = files.read_status()
+    host, port, default_ns = resolve_target(files, st, target)
+    ns = source_ns(files, st, from_, default_ns)
+    args = [sys.executable, "-m", "podnet.lab.client", host, str(port), "--count", str(count)]
+    args += ["--duration", str(duration), "--interval", str(interval)] + (["--quiet"] if summary else [])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [_root(), os.environ.get("PYTHONPATH")]))}
+    p = Namespace(ns).popen(args, stdout=subprocess.PIPE, text=True, env=env)
+    out, _ = p.communicate()
+    lines = out.splitlines()
+    tally = json.loads(lines[-1]) if lines else {"failed": 1, "requests": 0}
+    for line in lines[:-1]:
+        click.echo(line)
+    if summary or count > 1 or duration:
+        click.echo(f"{tally['requests']} requests, {tally['ok']} ok, {tally['failed']} failed in {tally['seconds']}s")
+        for pod, n in sorted(tally["pods"].items()):
+            click.echo(f"  {n:5d}  {pod}")
+        for err, n in tally["errors"].items():
+            click.echo(f"  {n:5d}  {err}")
+    sys.exit(0 if tally["failed"] == 0 else 1)
+
+
+def _root() -> str:
+    from cni.install import package_root
+
+    return package_root()
+
+
+__all__ = ["lab", "LabNotFound"]

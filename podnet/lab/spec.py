@@ -1,0 +1,460 @@
+"""A lab described: nodes, networks and workloads as plain, frozen values.
+
+The spec is pure (mininet's `Topo` idea): it parses from the YAML a person writes in
+`netns-labs/`, serialises back to the same dictionaries, and is checked completely before
+anything touches the kernel, so bad input changes nothing and its error names the field.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import json
+import re
+from dataclasses import asdict, dataclass, field, replace
+
+import yaml
+
+NAME = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
+MAX_LAB_NAME = 16  # keeps `podnet-<lab>-...` names readable; namespace names allow more
+PROXY_MODES = ("iptables",)  # what podnet-proxy programs so far (nftables and ipvs: not yet)
+WORKLOAD_KINDS = ("http", "counter", "command")
+SERVICE_TYPES = ("ClusterIP", "NodePort")
+NODEPORT_RANGE = (30000, 32767)
+
+
+class SpecError(ValueError):
+    """Bad lab input; the message names the field and what is wrong with it."""
+
+
+@dataclass(frozen=True)
+class Network:
+    cluster_cidr: str = "10.244.0.0/16"
+    service_cidr: str = "10.96.0.0/16"
+    node_subnet_size: int = 24
+    underlay_cidr: str = "192.168.50.0/24"
+    proxy_mode: str = "iptables"
+
+
+@dataclass(frozen=True)
+class Workload:
+    """What a pod runs: the built-in HTTP server, the shared counter, or a command."""
+
+    kind: str = "http"
+    port: int = 8080
+    backend: str | None = None  # a Service the http workload calls for the shared count
+    command: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Deployment:
+    name: str
+    replicas: int = 1
+    labels: dict[str, str] = field(default_factory=dict)
+    version: str = "v1"
+    workload: Workload = Workload()
+
+    def template_hash(self) -> str:
+        """Identifies one revision of the pod template, as kube's pod-template-hash does."""
+        body = json.dumps({"v": self.version, "w": asdict(self.workload), "l": self.labels}, sort_keys=True)
+        return hashlib.sha256(body.encode()).hexdigest()[:5]
+
+
+@dataclass(frozen=True)
+class ServicePort:
+    port: int
+    target_port: int
+    node_port: int | None = None
+    name: str = ""
+    protocol: str = "TCP"
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str
+    selector: dict[str, str]
+    ports: tuple[ServicePort, ...]
+    type: str = "ClusterIP"
+    cluster_ip: str | None = None
+
+
+@dataclass(frozen=True)
+class LabSpec:
+    name: str
+    nodes: tuple[str, ...]
+    network: Network = Network()
+    deployments: tuple[Deployment, ...] = ()
+    services: tuple[Service, ...] = ()
+
+    def deployment(self, name: str) -> Deployment | None:
+        return next((d for d in self.deployments if d.name == name), None)
+
+    def service(self, name: str) -> Service | None:
+        return next((s for s in self.services if s.name == name), None)
+
+    def with_deployment(self, dep: Deployment) -> LabSpec:
+        others = tuple(d for d in self.deployments if d.name != dep.name)
+        return replace(self, deployments=(*others, dep))
+
+    def with_service(self, svc: Service) -> LabSpec:
+        others = tuple(s for s in self.services if s.name != svc.name)
+        return check(replace(self, services=(*others, svc)))
+
+
+# -- parsing: YAML dictionaries -> frozen values ------------------------------------------
+def _mapping(value, where: str) -> dict:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise SpecError(f"{where}: expected a mapping, got {type(value).__name__}")
+    return value
+
+
+def _name(value, where: str) -> str:
+    if not isinstance(value, str) or not NAME.match(value) or len(value) > 40:
+        raise SpecError(f"{where}: {value!r} is not a valid name (lowercase letters, digits and '-')")
+    return value
+
+
+def _int(value, where: str, lo: int, hi: int) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
+        raise SpecError(f"{where}: {value!r} must be an integer from {lo} to {hi}")
+    return value
+
+
+def _cidr(value, where: str) -> str:
+    try:
+        return str(ipaddress.ip_network(value, strict=True))
+    except (ValueError, TypeError) as e:
+        raise SpecError(f"{where}: {value!r} is not a network address in CIDR form ({e})") from None
+
+
+def _labels(value, where: str) -> dict[str, str]:
+    labels = _mapping(value, where)
+    for k, v in labels.items():
+        if not isinstance(k, str) or not isinstance(v, str | int | float) or isinstance(v, bool):
+            raise SpecError(f"{where}.{k}: label values must be strings")
+    return {k: str(v) for k, v in labels.items()}
+
+
+def _unknown(data: dict, known: set[str], where: str) -> None:
+    extra = sorted(set(data) - known)
+    if extra:
+        raise SpecError(f"{where}: unknown field {extra[0]!r} (known: {', '.join(sorted(known))})")
+
+
+def parse_network(data, where: str = "network") -> Network:
+    data = _mapping(data, where)
+    _unknown(data, {"clusterCIDR", "serviceCIDR", "nodeSubnetSize", "underlayCIDR", "proxyMode"}, where)
+    d = Network()
+    net = Network(
+        cluster_cidr=_cidr(data.get("clusterCIDR", d.cluster_cidr), f"{where}.clusterCIDR"),
+        service_cidr=_cidr(data.get("serviceCIDR", d.service_cidr), f"{where}.serviceCIDR"),
+        node_subnet_size=_int(data.get("nodeSubnetSize", d.node_subnet_size), f"{where}.nodeSubnetSize", 8, 30),
+        underlay_cidr=_cidr(data.get("underlayCIDR", d.underlay_cidr), f"{where}.underlayCIDR"),
+        proxy_mode=data.get("proxyMode", d.proxy_mode),
+    )
+    if net.proxy_mode not in PROXY_MODES:
+        raise SpecError(f"{where}.proxyMode: {net.proxy_mode!r} is not one of {', '.join(PROXY_MODES)}")
+    if ipaddress.ip_network(net.cluster_cidr).prefixlen > net.node_subnet_size:
+        raise SpecError(
+            f"{where}.nodeSubnetSize: /{net.node_subnet_size} is larger than clusterCIDR {net.cluster_cidr}"
+        )
+    nets = {"clusterCIDR": net.cluster_cidr, "serviceCIDR": net.service_cidr, "underlayCIDR": net.underlay_cidr}
+    items = list(nets.items())
+    for i, (a, x) in enumerate(items):
+        for b, y in items[i + 1 :]:
+            if ipaddress.ip_network(x).overlaps(ipaddress.ip_network(y)):
+                raise SpecError(f"{where}.{b}: {y} overlaps {a} {x}")
+    return net
+
+
+def parse_workload(data, where: str) -> Workload:
+    data = _mapping(data, where)
+    _unknown(data, {"kind", "port", "backend", "command"}, where)
+    kind = data.get("kind", "http")
+    if kind not in WORKLOAD_KINDS:
+        raise SpecError(f"{where}.kind: {kind!r} is not one of {', '.join(WORKLOAD_KINDS)}")
+    command = data.get("command") or []
+    if kind == "command":
+        if not command or not isinstance(command, list) or not all(isinstance(c, str) for c in command):
+            raise SpecError(f"{where}.command: a command workload needs an argument list of strings")
+    elif command:
+        raise SpecError(f"{where}.command: only a workload of kind 'command' runs a command")
+    backend = data.get("backend")
+    if backend is not None:
+        _name(backend, f"{where}.backend")
+    return Workload(
+        kind=kind,
+        port=_int(data.get("port", 8080), f"{where}.port", 1, 65535),
+        backend=backend,
+        command=tuple(command),
+    )
+
+
+def parse_deployment(data, where: str) -> Deployment:
+    data = _mapping(data, where)
+    _unknown(data, {"kind", "name", "replicas", "labels", "version", "workload"}, where)
+    name = _name(data.get("name"), f"{where}.name")
+    labels = _labels(data.get("labels"), f"{where}.labels") or {"app": name}
+    version = str(data.get("version", "v1"))
+    if not NAME.match(version):
+        raise SpecError(f"{where}.version: {version!r} is not a valid version (lowercase letters, digits, '-')")
+    return Deployment(
+        name=name,
+        replicas=_int(data.get("replicas", 1), f"{where}.replicas", 0, 5000),
+        labels=labels,
+        version=version,
+        workload=parse_workload(data.get("workload"), f"{where}.workload"),
+    )
+
+
+def parse_service(data, where: str) -> Service:
+    data = _mapping(data, where)
+    _unknown(data, {"kind", "name", "type", "selector", "ports", "clusterIP"}, where)
+    name = _name(data.get("name"), f"{where}.name")
+    stype = data.get("type", "ClusterIP")
+    if stype not in SERVICE_TYPES:
+        raise SpecError(f"{where}.type: {stype!r} is not one of {', '.join(SERVICE_TYPES)}")
+    selector = _labels(data.get("selector"), f"{where}.selector")
+    if not selector:
+        raise SpecError(f"{where}.selector: a Service needs a selector")
+    raw_ports = data.get("ports")
+    if not isinstance(raw_ports, list) or not raw_ports:
+        raise SpecError(f"{where}.ports: a Service needs a list of ports")
+    ports = []
+    for i, p in enumerate(raw_ports):
+        pw = f"{where}.ports[{i}]"
+        p = _mapping(p, pw)
+        _unknown(p, {"name", "port", "targetPort", "nodePort", "protocol"}, pw)
+        port = _int(p.get("port"), f"{pw}.port", 1, 65535)
+        node_port = p.get("nodePort")
+        if node_port is not None:
+            if stype != "NodePort":
+                raise SpecError(f"{pw}.nodePort: only a Service of type NodePort has node ports")
+            _int(node_port, f"{pw}.nodePort", *NODEPORT_RANGE)
+        protocol = p.get("protocol", "TCP")
+        if protocol != "TCP":
+            raise SpecError(f"{pw}.protocol: lab workloads speak TCP only, not {protocol!r}")
+        ports.append(
+            ServicePort(
+                port=port,
+                target_port=_int(p.get("targetPort", port), f"{pw}.targetPort", 1, 65535),
+                node_port=node_port,
+                name=str(p.get("name", "")),
+            )
+        )
+    cluster_ip = data.get("clusterIP")
+    if cluster_ip is not None:
+        try:
+            cluster_ip = str(ipaddress.ip_address(cluster_ip))
+        except ValueError:
+            raise SpecError(f"{where}.clusterIP: {cluster_ip!r} is not an IP address") from None
+    return Service(name=name, selector=selector, ports=tuple(ports), type=stype, cluster_ip=cluster_ip)
+
+
+def _list(value, where: str) -> list:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise SpecError(f"{where}: expected a list, got {type(value).__name__}")
+    return value
+
+
+def parse(data) -> LabSpec:
+    data = _mapping(data, "lab")
+    _unknown(data, {"name", "nodes", "network", "deployments", "services"}, "lab")
+    name = _name(data.get("name", "lab"), "name")
+    if len(name) > MAX_LAB_NAME:
+        raise SpecError(f"name: {name!r} is longer than {MAX_LAB_NAME} characters")
+    nodes = tuple(_name(n, f"nodes[{i}]") for i, n in enumerate(_list(data.get("nodes"), "nodes")))
+    spec = LabSpec(
+        name=name,
+        nodes=nodes,
+        network=parse_network(data.get("network")),
+        deployments=tuple(
+            parse_deployment(d, f"deployments[{i}]")
+            for i, d in enumerate(_list(data.get("deployments"), "deployments"))
+        ),
+        services=tuple(
+            parse_service(s, f"services[{i}]") for i, s in enumerate(_list(data.get("services"), "services"))
+        ),
+    )
+    return check(spec)
+
+
+def check(spec: LabSpec) -> LabSpec:
+    """Whole-lab rules: unique names, addresses that fit, ports that do not clash."""
+    if not spec.nodes:
+        raise SpecError("nodes: a lab needs at least one node")
+    for what, names in (
+        ("nodes", spec.nodes),
+        ("deployments", [d.name for d in spec.deployments]),
+        ("services", [s.name for s in spec.services]),
+    ):
+        dup = next((n for n in names if list(names).count(n) > 1), None)
+        if dup:
+            raise SpecError(f"{what}: {dup!r} appears twice")
+    net = spec.network
+    underlay = ipaddress.ip_network(net.underlay_cidr)
+    if underlay.num_addresses - 2 < len(spec.nodes) + 1:
+        raise SpecError(f"network.underlayCIDR: {net.underlay_cidr} has too few addresses for {len(spec.nodes)} nodes")
+    cluster = ipaddress.ip_network(net.cluster_cidr)
+    if 2 ** (net.node_subnet_size - cluster.prefixlen) < len(spec.nodes):
+        raise SpecError(
+            f"network.nodeSubnetSize: {net.cluster_cidr} holds fewer than {len(spec.nodes)} /{net.node_subnet_size}"
+        )
+    service_net = ipaddress.ip_network(net.service_cidr)
+    node_ports: dict[int, str] = {}
+    for i, s in enumerate(spec.services):
+        if s.cluster_ip and ipaddress.ip_address(s.cluster_ip) not in service_net:
+            raise SpecError(f"services[{i}].clusterIP: {s.cluster_ip} is outside serviceCIDR {net.service_cidr}")
+        for p in s.ports:
+            if p.node_port is not None:
+                if p.node_port in node_ports:
+                    raise SpecError(
+                        f"services[{i}].nodePort: {p.node_port} is already used by {node_ports[p.node_port]}"
+                    )
+                node_ports[p.node_port] = s.name
+    for i, d in enumerate(spec.deployments):
+        if d.workload.backend and not spec.service(d.workload.backend):
+            raise SpecError(f"deployments[{i}].workload.backend: no Service named {d.workload.backend!r}")
+    return spec
+
+
+# -- serialising: frozen values -> the same YAML dictionaries ------------------------------
+def workload_dict(w: Workload) -> dict:
+    out: dict = {"kind": w.kind, "port": w.port}
+    if w.backend:
+        out["backend"] = w.backend
+    if w.command:
+        out["command"] = list(w.command)
+    return out
+
+
+def deployment_dict(d: Deployment) -> dict:
+    return {
+        "name": d.name,
+        "replicas": d.replicas,
+        "labels": dict(d.labels),
+        "version": d.version,
+        "workload": workload_dict(d.workload),
+    }
+
+
+def service_dict(s: Service) -> dict:
+    out: dict = {"name": s.name, "type": s.type, "selector": dict(s.selector), "ports": []}
+    for p in s.ports:
+        port: dict = {"port": p.port, "targetPort": p.target_port}
+        if p.node_port is not None:
+            port["nodePort"] = p.node_port
+        if p.name:
+            port["name"] = p.name
+        out["ports"].append(port)
+    if s.cluster_ip:
+        out["clusterIP"] = s.cluster_ip
+    return out
+
+
+def to_dict(spec: LabSpec) -> dict:
+    n = spec.network
+    return {
+        "name": spec.name,
+        "nodes": list(spec.nodes),
+        "network": {
+            "clusterCIDR": n.cluster_cidr,
+            "serviceCIDR": n.service_cidr,
+            "nodeSubnetSize": n.node_subnet_size,
+            "underlayCIDR": n.underlay_cidr,
+            "proxyMode": n.proxy_mode,
+        },
+        "deployments": [deployment_dict(d) for d in spec.deployments],
+        "services": [service_dict(s) for s in spec.services],
+    }
+
+
+def load(path: str) -> LabSpec:
+    try:
+        with open(path) as f:
+            data = yaml.safe_load(f)
+    except OSError as e:
+        raise SpecError(f"{path}: {e.strerror}") from None
+    except yaml.YAMLError as e:
+        raise SpecError(f"{path}: not valid YAML: {e}") from None
+    try:
+        return parse(data)
+    except SpecError as e:
+        raise SpecError(f"{path}: {e}") from None
+
+
+def load_objects(path: str) -> list[Deployment | Service]:
+    """`lab apply -f`: YAML documents of `kind: Deployment` or `kind: Service`."""
+    try:
+        with open(path) as f:
+            docs = [d for d in yaml.safe_load_all(f) if d is not None]
+    except OSError as e:
+        raise SpecError(f"{path}: {e.strerror}") from None
+    except yaml.YAMLError as e:
+        raise SpecError(f"{path}: not valid YAML: {e}") from None
+    objects: list[Deployment | Service] = []
+    for i, doc in enumerate(docs):
+        where = f"{path}: document {i + 1}"
+        kind = _mapping(doc, where).get("kind")
+        if kind == "Deployment":
+            objects.append(parse_deployment(doc, where))
+        elif kind == "Service":
+            objects.append(parse_service(doc, where))
+        else:
+            raise SpecError(f"{where}.kind: {kind!r} is not Deployment or Service")
+    return objects
+
+
+# The tutorial cluster: `podnet lab up` with no file. netns-labs/tutorial.yaml holds the same.
+DEFAULT = {
+    "name": "tutorial",
+    "nodes": ["node1", "node2", "node3"],
+    "network": {
+        "clusterCIDR": "10.244.0.0/16",
+        "serviceCIDR": "10.96.0.0/16",
+        "nodeSubnetSize": 24,
+        "underlayCIDR": "192.168.50.0/24",
+        "proxyMode": "iptables",
+    },
+    "deployments": [
+        {
+            "name": "frontend",
+            "replicas": 3,
+            "labels": {"app": "frontend"},
+            "version": "v1",
+            "workload": {"kind": "http", "port": 8080, "backend": "backend"},
+        },
+        {
+            "name": "backend",
+            "replicas": 1,
+            "labels": {"app": "backend"},
+            "version": "v1",
+            "workload": {"kind": "counter", "port": 6379},
+        },
+    ],
+    "services": [
+        {
+            "name": "frontend",
+            "type": "NodePort",
+            "selector": {"app": "frontend"},
+            "ports": [{"port": 80, "targetPort": 8080, "nodePort": 30080}],
+        },
+        {"name": "backend", "type": "ClusterIP", "selector": {"app": "backend"}, "ports": [{"port": 6379}]},
+    ],
+}
+
+
+def default() -> LabSpec:
+    return parse(DEFAULT)
+
+
+def check_name(value, where: str) -> str:
+    """A lab, node or object name as the spec accepts it (for names given on a command line)."""
+    name = _name(value, where)
+    if len(name) > MAX_LAB_NAME:
+        raise SpecError(f"{where}: {name!r} is longer than {MAX_LAB_NAME} characters")
+    return name

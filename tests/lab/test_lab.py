@@ -1,0 +1,197 @@
+"""Labs in real namespaces: pods attached by podnet-cni, real HTTP between them."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from podnet.lab import names, net, spec
+from podnet.lab.node import Namespace
+from podnet.lab.state import LabFiles
+from tests.lab.conftest import lab_namespaces, podnet, unique_spec
+
+TWO_NODES = {
+    "nodes": ["a", "b"],
+    "deployments": [{"name": "web", "replicas": 2, "workload": {"kind": "http", "port": 8080}}],
+    "services": [],
+}
+
+FETCH = (
+    "import http.client,sys;c=http.client.HTTPConnection(sys.argv[1],int(sys.argv[2]),timeout=3);"
+    "c.request('GET','/');r=c.getresponse();r.read();"
+    "print(r.getheader('X-Pod-Name'),r.getheader('X-Client-Address'))"
+)
+
+
+def status(lab: str) -> dict:
+    return LabFiles(lab).read_status()
+
+
+def pods(lab: str, deployment: str | None = None) -> list[dict]:
+    return [p for p in status(lab)["pods"] if deployment is None or p["deployment"] == deployment]
+
+
+def wait_for(cond, timeout: float = 20, interval: float = 0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = cond()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s")
+
+
+def fetch(from_netns: str, host: str, port: int) -> tuple[str, str]:
+    out = Namespace(from_netns).run([sys.executable, "-c", FETCH, host, str(port)], check=True, timeout=10).out
+    pod, client = out.split()
+    return pod, client
+
+
+COMMAND = {
+    "name": "files",
+    "replicas": 1,
+    "workload": {"kind": "command", "port": 9000, "command": ["python3", "-m", "http.server", "9000"]},
+}
+
+
+def test_cross_node_pod_to_pod_keeps_the_senders_address():
+    s = unique_spec({**spec.DEFAULT, **TWO_NODES, "deployments": [*TWO_NODES["deployments"], COMMAND]})
+    with net.Lab(s, progress=lambda *_: None):
+        check_cross_node(s)
+        # a workload that is a command the topology names
+        (files,) = pods(s.name, "files")
+        web = pods(s.name, "web")[0]
+        get = "import urllib.request,sys;print(urllib.request.urlopen(sys.argv[1],timeout=3).status)"
+        out = Namespace(web["netns"]).run([sys.executable, "-c", get, f"http://{files['ip']}:9000/"], check=True)
+        assert out.out.strip() == "200"
+        ran = podnet(s.name, "exec", f"pod/{web['name']}", "--", "ip", "-4", "-o", "addr", "show", "dev", "eth0")
+        assert f"{web['ip']}/32" in ran.stdout
+    assert lab_namespaces(s.name) == []  # leaving the block tore it all down
+    assert not os.path.exists(LabFiles(s.name).root)
+
+
+def check_cross_node(s) -> None:
+    web = pods(s.name, "web")
+    assert sorted(p["node"] for p in web) == ["a", "b"]  # spread over both nodes
+    src, dst = web
+    served_by, seen_from = fetch(src["netns"], dst["ip"], 8080)
+    assert served_by == dst["name"]
+    assert seen_from == src["ip"]  # no NAT between pods on different nodes
+    nodes = {n["name"]: n for n in status(s.name)["nodes"]}
+    # the pods really are in their nodes' subnets, routed host-gw through the other node
+    import ipaddress
+
+    for p in web:
+        assert ipaddress.ip_address(p["ip"]) in ipaddress.ip_network(nodes[p["node"]]["subnet"])
+    route = Namespace(nodes[src["node"]]["netns"]).ip("route", "get", dst["ip"]).out
+    assert f"via {nodes[dst['node']]['ip']}" in route
+
+
+def root_snapshot() -> dict:
+    def out(*args):
+        return subprocess.run(args, capture_output=True, text=True, check=True).stdout
+
+    return {
+        "links": out("ip", "-o", "link"),
+        "routes": out("ip", "route") + out("ip", "-6", "route"),
+        "rules": out("ip", "rule") + out("ip", "-6", "rule"),
+        "netns": set(names.list_netns()),
+    }
+
+
+def test_down_after_kill_9_leaves_the_root_namespace_as_before(make_lab):
+    before = root_snapshot()
+    s = unique_spec()
+    make_lab(s)
+    assert len(lab_namespaces(s.name)) == 1 + 3 + 4  # lab, nodes, pods
+    # crash everything podnet runs: the controller and a pod, with SIGKILL
+    files = LabFiles(s.name)
+    os.kill(files.controller_pid(), signal.SIGKILL)
+    os.kill(pods(s.name)[0]["pid"], signal.SIGKILL)
+    down = podnet(s.name, "down")
+    assert "removed 8 namespaces" in down.stdout
+    again = podnet(s.name, "down")  # safe to run twice
+    assert again.returncode == 0
+    after = root_snapshot()
+    assert lab_namespaces(s.name) == []
+    assert not [n for n in after["netns"] - before["netns"] if n.startswith(names.PREFIX + s.name)]
+    assert after["links"] == before["links"]
+    assert after["routes"] == before["routes"]
+    assert after["rules"] == before["rules"]
+    assert not os.path.exists(files.root)
+    net.teardown(s.name)  # and once more through the library: still fine
+
+
+def test_dead_pod_is_replaced_and_scale_follows(make_lab):
+    s = unique_spec({**spec.DEFAULT, **TWO_NODES})
+    make_lab(s)
+    victim = pods(s.name, "web")[0]
+    os.kill(victim["pid"], signal.SIGKILL)
+    t0 = time.monotonic()
+
+    def replaced():
+        web = [p for p in pods(s.name, "web") if p["ready"]]
+        return len(web) == 2 and victim["name"] not in {p["name"] for p in web} and web
+
+    web = wait_for(replaced, timeout=10)
+    new = next(p for p in web if p["name"] != victim["name"] and p["name"] not in {victim["name"]})
+    assert time.monotonic() - t0 < 5
+    other = next(p for p in web if p is not new)
+    assert fetch(other["netns"], new["ip"], 8080)[0] in {p["name"] for p in web}
+    assert status(s.name)["deployments"][0]["restarts"] == 1
+
+    podnet(s.name, "scale", "deploy/web", "--replicas", "5")
+    assert len([p for p in pods(s.name, "web") if p["ready"]]) == 5
+    podnet(s.name, "scale", "deploy/web", "--replicas", "1")
+    wait_for(lambda: len(pods(s.name, "web")) == 1, timeout=20)  # the rest drained and deleted
+    bad = podnet(s.name, "scale", "deploy/nope", "--replicas", "2", check=False)
+    assert bad.returncode != 0 and "deployment 'nope' not found" in bad.stderr
+    table = podnet(s.name, "get", "pods", "-o", "wide", "-L", "app").stdout.splitlines()
+    assert table[0].split() == ["NAME", "READY", "STATUS", "AGE", "IP", "NODE", "VERSION", "APP"]
+    assert len(table) == 2 and "Running" in table[1]
+    out = json.loads(podnet(s.name, "get", "nodes", "-o", "json").stdout)
+    assert [n["name"] for n in out["items"]] == ["a", "b"]
+
+
+def test_a_killed_controller_is_started_again_and_takes_over(make_lab):
+    s = unique_spec({**spec.DEFAULT, **TWO_NODES})
+    make_lab(s)
+    files = LabFiles(s.name)
+    before = {p["name"]: p["pid"] for p in pods(s.name, "web")}
+    old = files.controller_pid()
+    os.kill(old, signal.SIGKILL)
+    wait_for(lambda: files.controller_pid() is None, timeout=5)
+    got = podnet(s.name, "get", "pods")  # any command finds it gone and starts it again
+    assert "started it again" in got.stderr
+    wait_for(lambda: status(s.name)["controllerPid"] not in (None, old), timeout=20)
+    wait_for(lambda: status(s.name)["converged"], timeout=20)
+    assert {p["name"]: p["pid"] for p in pods(s.name, "web")} == before  # pods carried on
+    assert [n["proxy"] for n in status(s.name)["nodes"]] == ["running", "running"]
+    # the new controller watches the pods it took over: a death is still replaced
+    victim = next(iter(before))
+    os.kill(before[victim], signal.SIGKILL)
+    wait_for(
+        lambda: (
+            len([p for p in pods(s.name, "web") if p["ready"]]) == 2 and victim not in {p["name"] for p in pods(s.name)}
+        ),
+        timeout=15,
+    )
+    podnet(s.name, "scale", "deploy/web", "--replicas", "3")
+    assert len([p for p in pods(s.name, "web") if p["ready"]]) == 3
+
+
+def test_bad_topology_is_refused_naming_the_field_and_changes_nothing(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    name = f"t{os.urandom(3).hex()}"
+    bad.write_text(f"name: {name}\nnodes: [n1]\nnetwork: {{clusterCIDR: 10.244.0.0/33}}\n")
+    before = set(names.list_netns())
+    p = subprocess.run([os.path.join(os.path.dirname(sys.executable), "podnet"), "lab", "up", str(bad)],
+                       capture_output=True, text=True, timeout=30)  # fmt: skip
+    assert p.returncode != 0
+    assert "network.clusterCIDR" in p.stderr and "10.244.0.0/33" in p.stderr
+    assert not os.path.exists(LabFiles(name).root)
+    assert not [n for n in set(names.list_netns()) - before if names.is_lab_netns(name, n)]
