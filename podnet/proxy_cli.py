@@ -22,13 +22,12 @@ def proxy() -> None:
 @click.option("--proxy-mode", default="iptables", show_default=True)
 def render_cmd(objects_dir, hostname_override, node_ip, cluster_cidr, masquerade_all, proxy_mode) -> None:
     """Print the rules a full sync would apply for the objects in a directory (touches nothing)."""
-    from proxy.iptables.render import RenderState, render
     from proxy.model import NodeContext, ProxyModel, node_context_with
     from proxy.source import DirectorySource
     from proxy.trackers import Trackers
 
-    if proxy_mode != "iptables":
-        raise click.UsageError(f"--proxy-mode={proxy_mode} is not supported yet (supported: iptables)")
+    if proxy_mode not in ("iptables", "nftables", "ipvs"):
+        raise click.UsageError(f"--proxy-mode={proxy_mode} is unknown (supported: iptables, nftables, ipvs)")
     node = NodeContext(
         name=hostname_override,
         node_ips=tuple(node_ip),
@@ -43,8 +42,23 @@ def render_cmd(objects_dir, hostname_override, node_ip, cluster_cidr, masquerade
     changes = trackers.drain()
     model = ProxyModel(node_context_with(node, trackers))
     changed = model.update(trackers, changes)
-    tx = render(model, set(changed), True, RenderState(present={"filter": set(), "nat": set()}))
-    click.echo(tx.text(), nl=False)
+    click.echo(_full_sync_text(proxy_mode, model, set(changed)), nl=False)
+
+
+def _full_sync_text(mode: str, model, changed) -> str:
+    """What each mode's renderer plans for a first sync (none of them touches the kernel)."""
+    if mode == "nftables":
+        from proxy.nftables.layout import FAMILIES
+        from proxy.nftables.shadow import plan
+
+        return plan(model, changed, True, None, FAMILIES[model.node.family]).text()
+    if mode == "ipvs":
+        from proxy.ipvs.backend import IpvsBackend
+
+        return IpvsBackend(model.node).render(model, changed, True).text()
+    from proxy.iptables.render import RenderState, render
+
+    return render(model, changed, True, RenderState(present={"filter": set(), "nat": set()})).text()
 
 
 @proxy.command("show")
@@ -63,3 +77,7 @@ def show_cmd() -> None:
         if lines:
             click.echo(f"*{table}")
             click.echo("\n".join(lines))
+    from proxy.nftables.executor import our_tables
+
+    for table in our_tables():  # the nftables mode's tables
+        click.echo(subprocess.run(["nft", "list", "table", *table.split()], capture_output=True, text=True).stdout)

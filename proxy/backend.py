@@ -39,8 +39,10 @@ class Backend(Protocol):
 # mode name -> "module:factory"; the factory takes the NodeContext.
 MODES = {
     "iptables": "proxy.iptables.backend:IptablesBackend",
+    "nftables": "proxy.nftables.backend:NftablesBackend",
+    "ipvs": "proxy.ipvs.backend:IpvsBackend",
 }
-PLANNED = ("nftables", "ipvs")
+PLANNED: tuple[str, ...] = ()
 
 
 class UnsupportedMode(ValueError):
@@ -54,3 +56,12 @@ def backend_for(mode: str, node: NodeContext, **options) -> Backend:
         raise UnsupportedMode(f"--proxy-mode={mode!r} is unknown (supported: {', '.join(MODES)})")
     module, _, factory = MODES[mode].partition(":")
     return getattr(importlib.import_module(module), factory)(node, **options)
+
+
+def cleanup_all(node: NodeContext, options: dict[str, dict] | None = None) -> list[str]:
+    """What `--cleanup` does, as kube-proxy's does: remove what every mode ever made (a node
+    may have switched modes), each mode touching only its own objects."""
+    removed: list[str] = []
+    for mode in MODES:
+        removed += backend_for(mode, node, **(options or {}).get(mode, {})).cleanup()
+    return removed

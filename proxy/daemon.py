@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass
 
 from proxy import addresses
-from proxy.backend import ApplyError, Backend, UnsupportedMode, backend_for
+from proxy.backend import ApplyError, Backend, UnsupportedMode, backend_for, cleanup_all
 from proxy.health import Health, HealthCheckNodePorts, parse_bind, serve
 from proxy.metrics import Metrics
 from proxy.model import NodeContext
@@ -70,6 +70,15 @@ def parse_cidrs(text: str) -> list[str]:
     return out
 
 
+def parse_scheduler(text: str) -> str:
+    from proxy.ipvs.desired import InvalidScheduler, check_scheduler
+
+    try:
+        return check_scheduler(text)
+    except InvalidScheduler as e:
+        raise argparse.ArgumentTypeError(str(e).removeprefix("--ipvs-scheduler: ")) from None
+
+
 def parse_ip(text: str) -> str:
     try:
         return str(ipaddress.ip_address(text))
@@ -80,7 +89,8 @@ def parse_ip(text: str) -> str:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="podnet-proxy", description=__doc__.split("\n\n")[0])
     flag = {"nargs": "?", "const": True, "type": parse_bool}
-    p.add_argument("--proxy-mode", default="iptables", help="iptables (nftables and ipvs: not supported yet)")
+    p.add_argument("--proxy-mode", default="iptables", help="iptables, nftables or ipvs")
+    p.add_argument("--ipvs-scheduler", type=parse_scheduler, default="rr", help="rr, lc or sh (ipvs mode)")
     p.add_argument("--objects-dir", help="directory of Service/EndpointSlice/Node/ServiceCIDR YAML or JSON")
     p.add_argument("--hostname-override", default=None, help="this node's name (which endpoints are local)")
     p.add_argument("--cluster-cidr", type=parse_cidrs, default=[], help="pod CIDR(s): traffic from elsewhere is SNATed")
@@ -213,13 +223,16 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=level, format="%(asctime)s podnet-proxy %(levelname)s %(message)s", stream=sys.stderr)
     try:
         node = node_context(args)
-        options = {"flavor": None if args.iptables_flavor == "auto" else args.iptables_flavor}
-        backend = backend_for(args.proxy_mode, node, **options)
+        options = {  # each mode's own options
+            "iptables": {"flavor": None if args.iptables_flavor == "auto" else args.iptables_flavor},
+            "ipvs": {"scheduler": args.ipvs_scheduler},
+        }
+        backend = backend_for(args.proxy_mode, node, **options.get(args.proxy_mode, {}))
     except UnsupportedMode as e:
         print(f"podnet-proxy: {e}", file=sys.stderr)
         return 2
     if args.cleanup:
-        removed = backend.cleanup()
+        removed = cleanup_all(node, options)
         log.info("cleanup removed %d rules and chains", len(removed))
         return 0
     if not args.objects_dir:

@@ -8,7 +8,7 @@ import pytest
 from tests.proxy import lab as labmod
 
 # Every semantic test runs once per mode; nftables and ipvs join this list when they exist.
-PROXY_MODES = ["iptables"]
+PROXY_MODES = ["iptables", "nftables"]
 
 
 @pytest.fixture(scope="module")

@@ -106,6 +106,10 @@ def test_nodeport_addresses_restricts_the_addresses(lab, mode):
 
 def test_localhost_node_ports(lab, mode):
     web(lab, mode, type="NodePort", ports=[{"name": "http", "port": 80, "nodePort": 30080}])
+    if mode == "nftables":  # kube-proxy's nftables mode deliberately never serves node ports on loopback
+        assert names(lab.probe("node", "tcp", "127.0.0.1", 30080, 1, timeout=1)) == {"refused": 1}
+        assert "error" not in names(lab.probe("node", "tcp", NODE_IP, 30080, 3))
+        return
     assert "error" not in names(lab.probe("node", "tcp", "127.0.0.1", 30080, 3))
     web(lab, mode, type="NodePort", ports=[{"name": "http", "port": 80, "nodePort": 30080}],
         extra=("--iptables-localhost-nodeports=false",))  # fmt: skip
@@ -209,6 +213,8 @@ def test_headless_and_external_name_services_are_ignored(lab, mode):
                "spec": {"type": "ExternalName", "externalName": "example.com"}}  # fmt: skip
     programmed(lab, mode, ("svc.yaml", [headless, extname, endpoint_slice("headless", [endpoint("e1")], EP_HTTP)]))
     assert "PODNET-SVC-" not in lab.node.run("iptables-save").stdout
+    if mode == "nftables":
+        assert "10.244.1.2" not in lab.node.run("nft", "list", "table", "ip", "podnet").stdout
 
 
 def test_invalid_objects_are_reported_and_skipped(lab, mode):
@@ -233,5 +239,23 @@ def test_leading_zero_ipv4_is_accepted(lab, mode):
 
 
 def test_unsupported_mode_is_a_clear_error(lab):
-    r = lab.once(mode="nftables")
-    assert r.returncode != 0 and "not supported yet" in r.stderr
+    r = lab.once(mode="userspace")
+    assert r.returncode != 0 and "--proxy-mode='userspace' is unknown" in r.stderr
+
+
+def test_unknown_port_of_a_live_cluster_ip_and_unallocated_service_addresses(lab, mode):
+    """kube-proxy's nftables mode rejects a port no Service has on a live cluster IP and drops
+    service-CIDR addresses no Service holds; iptables mode lets both through to routing."""
+    cidr = {"apiVersion": "networking.k8s.io/v1", "kind": "ServiceCIDR", "metadata": {"name": "kubernetes"},
+            "spec": {"cidrs": ["10.96.0.0/16", f"{CLIENT_IP}/32"]}}  # fmt: skip
+    lab.write("cidr.yaml", cidr)
+    web(lab, mode, pods=("e1",))
+    assert names(lab.probe("pc", "tcp", CIP, 80, 2)) == {"e1": 2}
+    # the client answers a closed port with a reset: "refused" means the packet got there
+    if mode != "nftables":
+        assert names(lab.probe("pc", "tcp", CLIENT_IP, 9, 2, timeout=1)) == {"refused": 2}
+        return
+    assert names(lab.probe("pc", "tcp", CIP, 81, 2, timeout=1)) == {"refused": 2}
+    assert names(lab.probe("pc", "udp", CIP, 53, 2, timeout=1)) == {"refused": 2}
+    # an address of a service CIDR that no Service holds is dropped, not routed
+    assert names(lab.probe("pc", "tcp", CLIENT_IP, 9, 2, timeout=1)) == {"timeout": 2}

@@ -79,6 +79,8 @@ def _svc_chain(save: str, cluster_ip: str) -> str:
 def test_partial_sync_rewrites_only_the_changed_service(lab, mode):
     lab.write("a.yaml", *web(["e1", "e2"], name="a", cip="10.96.0.21"))
     lab.write("b.yaml", *web(["e1"], name="b", cip="10.96.0.22"))
+    if mode == "nftables":
+        return _nft_partial_sync_sends_only_the_changed_service(lab)
     started(lab, mode)
     assert served_by(lab, cip="10.96.0.21", count=6).total() == 6
     save = lab.node.run("iptables-save", "-c", "-t", "nat").stdout
@@ -94,6 +96,22 @@ def test_partial_sync_rewrites_only_the_changed_service(lab, mode):
     assert _counters(save, a_chain) == a_before
     assert syncs(lab, "full") == 1
     lab.stop_daemon()
+
+
+def _nft_partial_sync_sends_only_the_changed_service(lab):
+    started(lab, "nftables", "-v", "4")  # debug logging shows each transaction
+    assert served_by(lab, cip="10.96.0.21", count=6).total() == 6
+    partial = syncs(lab, "partial")
+    lab.write("b.yaml", *web(["e3"], name="b", cip="10.96.0.22"))
+    assert lab.wait_for(lambda: syncs(lab, "partial") > partial)
+    assert served_by(lab, cip="10.96.0.22", count=3) == {"e3": 3}
+    assert served_by(lab, cip="10.96.0.21", count=6).total() == 6
+    assert syncs(lab, "full") == 1
+    log = lab.stop_daemon()
+    last = log.rsplit("nft transaction", 1)[1].split("podnet-proxy INFO")[0]
+    # b's slot moved to e3 (and its hairpin pair); nothing of a's was sent again
+    assert f"10.96.0.22 . 80 . 0 : {PODS['e3']} . 8080" in last, last
+    assert "10.96.0.21" not in last and len(last.strip().splitlines()) <= 6, last
 
 
 def test_udp_client_moves_at_once_when_its_endpoint_goes(lab, mode):
@@ -118,6 +136,8 @@ def test_refused_restore_keeps_previous_rules_is_retried_and_shows(lab, mode):
     lab.write("web.yaml", *web(["e1"]))
     started(lab, mode)
     assert served_by(lab, count=2) == {"e1": 2}
+    if mode == "nftables":
+        return _nft_refused_transaction_is_retried_as_a_rebuild(lab)
     save = lab.node.run("iptables-save", "-t", "nat").stdout
     sep = re.search(rf"-A (PODNET-SEP-\w+) .*--to-destination {PODS['e1']}:8080", save).group(1)
     # someone else's rule refers to e1's chain: deleting that chain, and so the whole
@@ -140,6 +160,21 @@ def test_refused_restore_keeps_previous_rules_is_retried_and_shows(lab, mode):
     assert "sync failed (retrying" in log
 
 
+def _nft_refused_transaction_is_retried_as_a_rebuild(lab):
+    # a chain someone put in podnet's table jumps to the 1-endpoint picker the next sync
+    # deletes: the kernel refuses that transaction. The retry rebuilds podnet's table (its
+    # state is unknown after a failure), which removes what did not belong there.
+    lab.node.run("nft", "add", "chain", "ip", "podnet", "test-blocker")
+    lab.node.run("nft", "add", "rule", "ip", "podnet", "test-blocker", "goto", "int-tcp-1")
+    lab.write("web.yaml", *web(["e1", "e2"]))
+    assert lab.wait_for(lambda: set(served_by(lab, count=12)) == {"e1", "e2"}, timeout=10)
+    assert lab.metrics()["kubeproxy_sync_proxy_rules_iptables_restore_failures_total"] >= 1
+    assert "test-blocker" not in lab.node.run("nft", "list", "table", "ip", "podnet").stdout
+    assert lab.wait_for(lambda: lab.http("node", "http://127.0.0.1:10256/healthz")["status"] == 200)
+    log = lab.stop_daemon()
+    assert "sync failed (retrying" in log and "Device or resource busy" in log
+
+
 def test_health_check_node_port_and_metrics(lab, mode):
     ports = [{"name": "http", "port": 80, "nodePort": 30080}]
     spec = {"type": "NodePort", "externalTrafficPolicy": "Local", "healthCheckNodePort": 32000, "ports": ports}
@@ -156,7 +191,7 @@ def test_health_check_node_port_and_metrics(lab, mode):
         "kubeproxy_sync_proxy_rules_duration_seconds_count",
         "kubeproxy_sync_proxy_rules_last_timestamp_seconds",
         "kubeproxy_sync_proxy_rules_iptables_restore_failures_total",
-        'kubeproxy_sync_proxy_rules_iptables_total{table="nat"}',
+        'kubeproxy_sync_proxy_rules_iptables_total{table="%s"}' % ("podnet" if mode == "nftables" else "nat"),
         'kubeproxy_sync_proxy_rules_no_local_endpoints_total{traffic_policy="external"}',
     ):
         assert name in m, name
@@ -184,7 +219,7 @@ def test_cleanup_removes_exactly_what_podnet_made(lab, mode):
         r = lab.once(mode=mode)
         assert r.returncode == 0, r.stderr
         during = _tables(node)
-        assert "PODNET-" in during and during != before
+        assert ("table ip podnet" if mode == "nftables" else "PODNET-") in during and during != before
         r = node.run(lab.proxy_args()[0], "--cleanup", "--proxy-mode", mode, check=False)
         assert r.returncode == 0, r.stderr
         assert _tables(node) == before
@@ -201,6 +236,7 @@ def test_cleanup_removes_exactly_what_podnet_made(lab, mode):
 def _tables(node) -> str:
     """iptables-save without its timestamps and counters."""
     lines = node.run("iptables-save").stdout.splitlines()
+    lines += [f"table {t}" for t in node.run("nft", "list", "tables").stdout.split("table ")[1:]]
     return "\n".join(re.sub(r"\[\d+:\d+\]", "", line) for line in lines if not line.startswith("#"))
 
 

@@ -1,0 +1,112 @@
+"""The nftables executor: one `nft -f -` run per transaction (atomic: the kernel applies all of
+it or none), and clean-up of podnet's tables and nothing else."""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import subprocess
+from collections.abc import Iterable
+
+from proxy.nftables.layout import FAMILIES, TABLE
+
+
+class NftError(RuntimeError):
+    pass
+
+
+def _nft(netns: str | None) -> list[str]:
+    # a namespace other than the process's own is for tests and benchmarks that drive the
+    # proxier in-process; the daemon always works in its own namespace
+    return ["ip", "netns", "exec", netns, "nft"] if netns else ["nft"]
+
+
+class _Libnftables:
+    """nft's own library, loaded in-process: a small transaction then costs no fork and exec
+    of nft (most of a one-endpoint update's time otherwise). Its netlink socket belongs to the
+    namespace the process is in, which is where the daemon's rules go."""
+
+    def __init__(self) -> None:
+        lib = ctypes.CDLL(ctypes.util.find_library("nftables") or "libnftables.so.1")
+        lib.nft_ctx_new.restype = ctypes.c_void_p
+        lib.nft_ctx_new.argtypes = [ctypes.c_uint32]
+        for fn in ("nft_ctx_buffer_output", "nft_ctx_buffer_error"):
+            getattr(lib, fn).argtypes = [ctypes.c_void_p]
+        lib.nft_run_cmd_from_buffer.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
+        lib.nft_ctx_get_error_buffer.argtypes = [ctypes.c_void_p]
+        lib.nft_ctx_get_error_buffer.restype = ctypes.c_char_p
+        self.lib = lib
+        self.ctx = lib.nft_ctx_new(0)
+        lib.nft_ctx_buffer_output(self.ctx)
+        lib.nft_ctx_buffer_error(self.ctx)
+
+    def run(self, text: str) -> None:
+        if self.lib.nft_run_cmd_from_buffer(self.ctx, text.encode()) != 0:
+            err = (self.lib.nft_ctx_get_error_buffer(self.ctx) or b"").decode(errors="replace")
+            raise NftError(f"nft failed: {_explain(err)}")
+
+
+_lib: _Libnftables | None = None
+
+
+def _library() -> _Libnftables | None:
+    global _lib
+    if _lib is None:
+        try:
+            _lib = _Libnftables()
+        except OSError:
+            return None
+    return _lib
+
+
+def run(text: str, netns: str | None = None) -> None:
+    if not text:
+        return
+    lib = _library() if netns is None else None
+    if lib is not None:
+        lib.run(text)
+        return
+    r = subprocess.run([*_nft(netns), "-f", "-"], input=text, capture_output=True, text=True)
+    if r.returncode != 0:
+        raise NftError(f"nft -f failed ({r.returncode}): {_explain(r.stderr)}")
+
+
+def _explain(stderr: str) -> str:
+    # nft prints the offending line and a caret line under it; the first three lines say it all
+    return " | ".join(line.strip() for line in stderr.strip().splitlines()[:3])
+
+
+def run_stream(chunks: Iterable[str], netns: str | None = None) -> None:
+    """One `nft -f -` run fed piece by piece: nft parses what it has while the rest is made."""
+    proc = subprocess.Popen([*_nft(netns), "-f", "-"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        for piece in chunks:
+            if piece:
+                proc.stdin.write(piece)
+        proc.stdin.close()
+    except BrokenPipeError:
+        pass  # nft gave up early; its error follows
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    stderr = proc.stderr.read()
+    if proc.wait() != 0:
+        raise NftError(f"nft -f failed ({proc.returncode}): {_explain(stderr)}")
+
+
+def our_tables(netns: str | None = None) -> list[str]:
+    """podnet's tables present in this network namespace ("ip podnet", "ip6 podnet")."""
+    r = subprocess.run([*_nft(netns), "list", "tables"], capture_output=True, text=True)
+    if r.returncode != 0:
+        return []
+    ours = {f"{f.name} {TABLE}" for f in FAMILIES.values()}
+    return [line.removeprefix("table ").strip() for line in r.stdout.splitlines() if line.startswith("table ")
+            and line.removeprefix("table ").strip() in ours]  # fmt: skip
+
+
+def cleanup(netns: str | None = None) -> list[str]:
+    tables = our_tables(netns)
+    run("".join(f"delete table {t}\n" for t in tables), netns)
+    return [f"delete table {t}" for t in tables]

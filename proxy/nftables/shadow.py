@@ -1,0 +1,244 @@
+"""The shadow copy of podnet's nftables table and the diff that plans a transaction from it.
+
+The shadow holds what the kernel holds once the last transaction applied: every map's
+elements, every chain's rules, every set. Contributions of service ports are reference
+counted (a cluster IP is shared by the ports of its Service, a hairpin pair by every Service
+an endpoint backs, a picker chain by every Service with the same endpoint count), so a sync
+touching one service port only compares that port's old and new contributions and emits the
+elements and chains whose presence or value changed.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from proxy.model import NodeContext, ProxyModel, ServicePortName
+from proxy.nftables import layout
+from proxy.nftables.render import Contribution, contribution, picker_rules
+from proxy.nftables.transaction import Transaction
+
+
+@dataclass
+class Shadow:
+    ports: dict[ServicePortName, Contribution] = field(default_factory=dict)
+    wanted: dict[tuple[str, str], dict[str, int]] = field(default_factory=dict)  # (map, key) -> {value: refs}
+    elements: dict[tuple[str, str], str] = field(default_factory=dict)  # in the kernel: (map, key) -> value
+    chain_refs: dict[str, int] = field(default_factory=dict)  # chain -> contributions needing it
+    chains: dict[str, tuple[str, ...]] = field(default_factory=dict)  # in the kernel
+    own_chains: dict[str, tuple[str, ...]] = field(default_factory=dict)  # wanted chains of affinity ports
+    set_refs: dict[str, int] = field(default_factory=dict)
+    sets: dict[str, str] = field(default_factory=dict)  # own (affinity) sets in the kernel
+    own_sets: dict[str, str] = field(default_factory=dict)
+    node: NodeContext | None = None  # what the fixed chains were rendered for
+    # what contributions touched since the last emit
+    dirty: set[tuple[str, str]] = field(default_factory=set)
+    dirty_chains: set[str] = field(default_factory=set)
+    dirty_sets: set[str] = field(default_factory=set)
+
+
+def nodeport_match(node: NodeContext, f: layout.Family) -> str:
+    if node.nodeport_on_all_addresses():
+        return f"fib daddr type local {f.name} daddr != {f.loopback}"
+    return f"{f.name} daddr @nodeport-ips"
+
+
+def node_elements(node: NodeContext, f: layout.Family) -> set[tuple[str, str, str]]:
+    """Elements that come from the node, not from Services."""
+    out = {("service-cidrs", c, "") for c in node.service_cidrs if (":" in c) == (f.name == "ip6")}
+    if not node.nodeport_on_all_addresses():
+        nets = [ipaddress.ip_network(c) for c in node.nodeport_addresses]
+        addrs = set(node.node_ips) | set(node.local_addresses)
+        selected = {a for a in addrs if any(ipaddress.ip_address(a) in n for n in nets)}
+        # loopback addresses never serve node ports in this mode
+        out |= {("nodeport-ips", a, "") for a in selected if not ipaddress.ip_address(a).is_loopback}
+    return out
+
+
+NODE = ServicePortName("", "", "", "")  # the node's own contribution, tracked like a port's
+
+
+def plan(model: ProxyModel, changed: set[ServicePortName], full: bool, old: Shadow | None, f) -> Transaction:
+    """The transaction taking the kernel from `old` (None: unknown) to `model`."""
+    recreate = old is None
+    new = Shadow() if old is None else old  # updated in place: the backend drops it if the apply fails
+    tx = Transaction(full=full, table=f.table, recreate=recreate)
+    node = model.node
+    if recreate:
+        tx.declare.append(f'add table {f.table} {{ comment "podnet service proxy" ; }}')
+        tx.declare += [f"add {body}" for body in _prefix(layout.maps(f), f)]
+        for bc in layout.BASE_CHAINS:
+            tx.declare.append(
+                f"add chain {f.table} {bc.name} {{ type {bc.kind} hook {bc.hook} priority {bc.priority} ; }}"
+            )
+            tx.rules += [f"add rule {f.table} {bc.name} {r}" for r in bc.rules]
+    if recreate or new.node != node:  # the fixed chains and the node's own elements
+        fixed = layout.fixed_chains(f, nodeport_match(node, f))
+        pickers = {c for c in new.chains if c not in fixed and new.chain_refs.get(c, 0) > 0 and _is_picker(c)}
+        for name, rules in fixed.items():
+            _set_chain(tx, new, name, rules)
+        for name in sorted(pickers):
+            _set_chain(tx, new, name, picker_rules(name, node, f))  # masquerading depends on the node
+        _replace(new, NODE, Contribution(frozenset(node_elements(node, f))))
+        new.node = node
+    tx.state = new
+    if recreate:
+        # Nothing to delete: the table is rebuilt in batches of service ports, each batch's
+        # chains before its elements, produced while nft parses the batches before it.
+        tx.stream = _batches(tx, model, new, f)
+        return tx
+    todo = model.ports.keys() if full else changed
+    for name in set(todo) | ({n for n in new.ports if n not in model.ports and n != NODE} if full else set()):
+        p = model.ports.get(name)
+        _replace(new, name, contribution(p, node, f) if p is not None else None)
+    _emit(tx, new, node, f)
+    _count(tx, new)
+    return tx
+
+
+BATCH = 100  # service ports per streamed batch: nft starts parsing early
+
+
+def _batches(tx: Transaction, model: ProxyModel, new: Shadow, f) -> Iterator[str]:
+    node = model.node
+    names = list(model.ports)
+    for start in range(0, len(names), BATCH):
+        for name in names[start : start + BATCH]:
+            _replace(new, name, contribution(model.ports[name], node, f))
+        yield _emitted(tx, new, node, f)
+    yield _emitted(tx, new, node, f)  # the node's elements when there are no Services
+    _count(tx, new)
+
+
+def _emitted(tx: Transaction, new: Shadow, node: NodeContext, f) -> str:
+    part = Transaction(full=True, table=tx.table)
+    _emit(part, new, node, f)
+    return part.text()
+
+
+def _count(tx: Transaction, s: Shadow) -> None:
+    tx.counts = {"podnet": len(s.elements) + sum(len(r) for r in s.chains.values())}
+
+
+def _prefix(bodies: dict[str, str], f) -> list[str]:
+    # "map NAME { … }" -> "map ip podnet NAME { … }"
+    out = []
+    for body in bodies.values():
+        kind, _, rest = body.partition(" ")
+        out.append(f"{kind} {f.table} {rest}")
+    return out
+
+
+def _is_picker(name: str) -> bool:
+    parts = name.removeprefix("np-").split("-")
+    return len(parts) == 3 and parts[0] in ("int", "ext", "extl", "pickc") and parts[2].isdigit()
+
+
+def _set_chain(tx: Transaction, s: Shadow, name: str, rules: tuple[str, ...]) -> None:
+    """Make the chain hold exactly `rules` (a chain not in the kernel is created)."""
+    if name in s.chains and s.chains[name] == rules:
+        return
+    if name in s.chains:
+        tx.rules.append(f"flush chain {tx.table} {name}")
+    else:
+        tx.declare.append(f"add chain {tx.table} {name}")
+    tx.rules += [f"add rule {tx.table} {name} {r}" for r in rules]
+    s.chains[name] = rules
+
+
+def _replace(s: Shadow, name: ServicePortName, c: Contribution | None) -> None:
+    """Swap a port's contribution in the reference counts (not yet in the kernel view)."""
+    old = s.ports.pop(name, None)
+    wanted, dirty = s.wanted, s.dirty
+    if old is not None:
+        for m, k, v in old.elements:
+            wanted[(m, k)][v] -= 1
+            dirty.add((m, k))
+        for n in (*old.pickers, *old.chains):
+            s.chain_refs[n] -= 1
+        for n in old.sets:
+            s.set_refs[n] -= 1
+        s.dirty_chains.update(old.pickers, old.chains)
+        s.dirty_sets.update(old.sets)
+    if c is not None:
+        s.ports[name] = c
+        for m, k, v in c.elements:
+            key = (m, k)
+            values = wanted.get(key)
+            if values is None:
+                wanted[key] = {v: 1}
+            else:
+                values[v] = values.get(v, 0) + 1
+            dirty.add(key)
+        for n in (*c.pickers, *c.chains):
+            s.chain_refs[n] = s.chain_refs.get(n, 0) + 1
+        for n in c.sets:
+            s.set_refs[n] = s.set_refs.get(n, 0) + 1
+        s.dirty_chains.update(c.pickers, c.chains)
+        s.dirty_sets.update(c.sets)
+        s.own_chains.update(c.chains)
+        s.own_sets.update(c.sets)
+
+
+def _emit(tx: Transaction, new: Shadow, node: NodeContext, f) -> None:
+    """Turn what the touched contributions changed into kernel changes, updating the shadow's
+    view of the kernel."""
+    chain_names, new.dirty_chains = new.dirty_chains, set()
+    set_names, new.dirty_sets = new.dirty_sets, set()
+    keys, new.dirty = new.dirty, set()
+    # sets and chains first: elements and rules name them
+    for s in sorted(set_names):
+        if new.set_refs.get(s, 0) > 0 and s not in new.sets:
+            tx.declare.append(f"add set {tx.table} {new.own_sets[s].removeprefix('set ')}")
+            new.sets[s] = new.own_sets[s]
+    for c in sorted(chain_names):
+        if new.chain_refs.get(c, 0) > 0:
+            if c in new.own_chains:
+                _set_chain(tx, new, c, new.own_chains[c])
+            elif c not in new.chains:  # a picker chain, the same for every user
+                _set_chain(tx, new, c, picker_rules(c, node, f))
+    wanted, elements = new.wanted, new.elements
+    deletes, adds = tx.element_deletes, tx.element_adds
+    for key in keys:
+        values = wanted.get(key)
+        have = elements.get(key)
+        if values is not None and len(values) == 1:
+            ((want, n),) = values.items()
+            if n <= 0:
+                want = None
+        else:
+            # the value in the kernel stays while anyone still wants it (two Services claiming
+            # one address and port: the first keeps it, as kube-proxy's maps do)
+            live = sorted(v for v, n in (values or {}).items() if n > 0)
+            want = have if have in live else (live[0] if live else None)
+        if want is None:
+            wanted.pop(key, None)
+        elif len(values) > 1:
+            wanted[key] = {v: n for v, n in values.items() if n > 0}
+        if want == have:
+            continue
+        m, k = key
+        if have is not None:
+            deletes[m].append(k)
+            del elements[key]
+        if want is not None:
+            adds[m].append((k, want))
+            elements[key] = want
+    for c in sorted(chain_names):
+        if new.chain_refs.get(c, 0) <= 0:
+            new.chain_refs.pop(c, None)
+            new.own_chains.pop(c, None)
+            if c in new.chains:
+                tx.delete_chains.append(c)
+                del new.chains[c]
+    for s in sorted(set_names):
+        if new.set_refs.get(s, 0) <= 0:
+            new.set_refs.pop(s, None)
+            new.own_sets.pop(s, None)
+            if s in new.sets:
+                tx.delete_sets.append(s)
+                del new.sets[s]
+
+
+__all__ = ["Shadow", "plan"]

@@ -1,0 +1,210 @@
+"""The IPVS mode. This machine's kernel has no IPVS and no dummy links: what needs them (virtual
+servers in the kernel, traffic through them) checks for support and skips with the reason.
+What can be checked without is: the desired state rendered for a set of Services, the
+generic-netlink messages built for it and for a change, the companion ipset and iptables rules
+(loaded into a namespace's kernel, which has ipset and iptables), clean-up, and the errors."""
+
+from __future__ import annotations
+
+import socket
+import sys
+import textwrap
+
+import pytest
+from pyroute2.netlink.generic import ipvs as genl
+
+from proxy.ipvs import companion, netlink
+from proxy.ipvs.backend import IpvsBackend
+from proxy.ipvs.desired import DUMMY, IPSETS, DesiredState, InvalidScheduler, VirtualKey, check_scheduler, render
+from proxy.model import NodeContext, ProxyModel
+from proxy.objects import ServicePort
+from proxy.trackers import Trackers
+from tests.proxy import synthetic as S
+
+NODE = NodeContext(name=S.NODE, node_ips=("192.168.1.1",), cluster_cidrs=("10.128.0.0/9",))
+
+
+def model_of(*objects) -> ProxyModel:
+    trackers = Trackers(S.NODE)
+    S.feed(trackers, *objects)
+    model = ProxyModel(NODE)
+    model.update(trackers, trackers.drain())
+    return model
+
+
+def cluster():
+    """Four Services: plain, NodePort with policy Local and an external IP, a load balancer
+    with source ranges, one with session affinity."""
+    return [
+        S.service(1), S.endpoint_slice(1, 2),
+        S.service(2, type="NodePort", external_traffic_local=True, external_ips=("192.168.50.2",),
+                  ports=(ServicePort("http", "TCP", 80, 30002),)),
+        S.endpoint_slice(2, 3, local={1}),
+        S.service(3, type="LoadBalancer", load_balancer_ips=("192.168.60.3",),
+                  load_balancer_source_ranges=("192.168.1.0/24",), ports=(ServicePort("dns", "UDP", 53, 30003),)),
+        S.endpoint_slice(3, 1, port=5353, name="dns", protocol="UDP"),
+        S.service(4, session_affinity_seconds=600), S.endpoint_slice(4, 2),
+    ]  # fmt: skip
+
+
+def test_desired_state_for_a_set_of_services():
+    state = render(model_of(*cluster()), "lc")
+    vs = state.servers
+    ep = S.endpoint_ip
+    assert vs[VirtualKey(S.cluster_ip(1), "TCP", 80)].reals == ((ep(1, 0), 8080), (ep(1, 1), 8080))
+    assert all(v.scheduler == "lc" for v in vs.values())
+    # policy Local: external addresses and the node port reach only this node's endpoint;
+    # the cluster IP reaches all of them
+    assert vs[VirtualKey("192.168.50.2", "TCP", 80)].reals == ((ep(2, 1), 8080),)
+    assert vs[VirtualKey("192.168.1.1", "TCP", 30002)].reals == ((ep(2, 1), 8080),)
+    assert len(vs[VirtualKey(S.cluster_ip(2), "TCP", 80)].reals) == 3
+    # the UDP load balancer: its IP and node port
+    assert VirtualKey("192.168.60.3", "UDP", 53) in vs and VirtualKey("192.168.1.1", "UDP", 30003) in vs
+    # session affinity is persistence
+    sticky = vs[VirtualKey(S.cluster_ip(4), "TCP", 80)]
+    assert sticky.persistence == 600 and sticky.flags == 1
+    assert vs[VirtualKey(S.cluster_ip(1), "TCP", 80)].persistence == 0
+    # Service addresses go on the dummy; node addresses do not
+    assert state.addresses == {S.cluster_ip(i) for i in (1, 2, 3, 4)} | {"192.168.50.2", "192.168.60.3"}
+    assert f"{S.cluster_ip(1)},tcp:80" in state.ipsets["PODNET-CLUSTER-IP"]
+    assert state.ipsets["PODNET-NODE-PORT-TCP"] == {"30002"} and state.ipsets["PODNET-NODE-PORT-LOCAL-TCP"] == {"30002"}
+    assert state.ipsets["PODNET-NODE-PORT-UDP"] == {"30003"}
+    assert state.ipsets["PODNET-LB-SOURCE-CIDR"] == {"192.168.60.3,udp:53,192.168.1.0/24"}
+    assert f"{ep(1, 0)},tcp:8080,{ep(1, 0)}" in state.ipsets["PODNET-LOOP-BACK"]
+
+
+def _decoded(op: netlink.Operation) -> dict:
+    """Encode the message as it would go on the wire and decode it back."""
+    op.msg["header"]["type"] = 0x20  # the family id a socket would fill in
+    op.msg.encode()
+    back = genl.ipvsmsg(op.msg.data)
+    back.decode()
+    out = {"cmd": back["cmd"]}
+    for name in ("IPVS_CMD_ATTR_SERVICE", "IPVS_CMD_ATTR_DEST"):
+        attr = back.get_attr(name)
+        if attr is not None:
+            out[name] = dict(attr["attrs"])
+    return out
+
+
+def test_netlink_messages_built_for_a_cluster_and_for_one_change():
+    objects = cluster()
+    first = render(model_of(*objects), "sh")
+    ops = netlink.plan(DesiredState(), first)
+    assert [op.verb for op in ops].count("add-service") == len(first.servers)
+    assert [op.verb for op in ops].count("add-dest") == sum(len(v.reals) for v in first.servers.values())
+    add = next(op for op in ops if op.verb == "add-service" and op.key.address == S.cluster_ip(4))
+    msg = _decoded(add)
+    svc = msg["IPVS_CMD_ATTR_SERVICE"]
+    assert msg["cmd"] == genl.IPVS_CMD_NEW_SERVICE
+    assert svc["IPVS_SVC_ATTR_ADDR"] == S.cluster_ip(4) and svc["IPVS_SVC_ATTR_PORT"] == 80
+    assert svc["IPVS_SVC_ATTR_PROTOCOL"] == socket.IPPROTO_TCP and svc["IPVS_SVC_ATTR_AF"] == socket.AF_INET
+    assert svc["IPVS_SVC_ATTR_SCHED_NAME"] == "sh" and svc["IPVS_SVC_ATTR_TIMEOUT"] == 600
+    dest = _decoded(next(op for op in ops if op.verb == "add-dest" and op.key.protocol == "UDP"))
+    assert dest["cmd"] == genl.IPVS_CMD_NEW_DEST
+    assert dest["IPVS_CMD_ATTR_DEST"]["IPVS_DEST_ATTR_ADDR"] == S.endpoint_ip(3, 0)
+    assert dest["IPVS_CMD_ATTR_DEST"]["IPVS_DEST_ATTR_PORT"] == 5353
+    assert dest["IPVS_CMD_ATTR_DEST"]["IPVS_DEST_ATTR_FWD_METHOD"] == 0  # masquerading (DNAT)
+    assert dest["IPVS_CMD_ATTR_SERVICE"]["IPVS_SVC_ATTR_PROTOCOL"] == socket.IPPROTO_UDP
+    # one endpoint more for Service 1, Service 4 gone: one destination added, one service removed
+    objects[1] = S.endpoint_slice(1, 3)
+    second = render(model_of(*objects[:6]), "sh")
+    lines = [op.line() for op in netlink.plan(first, second)]
+    assert lines == [
+        f"add-dest tcp {S.cluster_ip(1)}:80 -> {S.endpoint_ip(1, 2)}:8080",
+        f"del-service tcp {S.cluster_ip(4)}:80",
+    ]
+    removal = _decoded(netlink.plan(first, second)[-1])
+    assert removal["cmd"] == genl.IPVS_CMD_DEL_SERVICE and removal["IPVS_CMD_ATTR_SERVICE"]["IPVS_SVC_ATTR_PORT"] == 80
+
+
+def test_a_scheduler_change_is_a_set_service():
+    objects = cluster()
+    ops = netlink.plan(render(model_of(*objects), "rr"), render(model_of(*objects), "lc"))
+    assert {op.verb for op in ops} == {"set-service"}
+    assert _decoded(ops[0])["IPVS_CMD_ATTR_SERVICE"]["IPVS_SVC_ATTR_SCHED_NAME"] == "lc"
+
+
+def test_unknown_scheduler_is_a_clear_error(tmp_path):
+    with pytest.raises(InvalidScheduler, match="--ipvs-scheduler: 'wlc' is not supported"):
+        check_scheduler("wlc")
+    import subprocess
+
+    proxy = f"{sys.prefix}/bin/podnet-proxy"
+    r = subprocess.run([proxy, "--proxy-mode", "ipvs", "--ipvs-scheduler", "wrr", "--once", "--objects-dir",
+                        str(tmp_path)], capture_output=True, text=True)  # fmt: skip
+    assert r.returncode == 2 and "--ipvs-scheduler: 'wrr' is not supported (use one of rr, lc, sh)" in r.stderr
+
+
+@pytest.mark.integration
+def test_companion_ipsets_and_rules_load_and_clean_up(netns):
+    """The companion rules and sets go into a namespace's kernel as they are (this kernel has
+    ipset and iptables), and --cleanup takes exactly them out again."""
+    ns = netns("pipvs")
+    state = render(model_of(*cluster()), "rr")
+    ns.run("ipset", "restore", input=companion.ipset_text(None, state))
+    ns.run("iptables-restore", "--noflush", input=companion.rules_text(NODE))
+    listed = ns.run("ipset", "list", "PODNET-LB-SOURCE-CIDR").stdout
+    assert "192.168.60.3,udp:53,192.168.1.0/24" in listed
+    saved = ns.run("iptables-save").stdout
+    assert "-A PODNET-IPVS-SERVICES ! -s 10.128.0.0/9 -m set --match-set PODNET-CLUSTER-IP dst,dst" in saved
+    # a change is a few entry updates, not a reload
+    objects = cluster()
+    objects[1] = S.endpoint_slice(1, 3)
+    delta = companion.ipset_text(state, render(model_of(*objects), "rr"))
+    assert delta.splitlines() == [f'add PODNET-LOOP-BACK {S.endpoint_ip(1, 2)},tcp:8080,{S.endpoint_ip(1, 2)} '
+                                  'comment "endpoint + port + endpoint: hairpin, masqueraded" -exist']  # fmt: skip
+    ns.run("ipset", "restore", input=delta)
+    code = textwrap.dedent("""
+        from proxy.ipvs.backend import IpvsBackend
+        from proxy.model import NodeContext
+        print("\\n".join(IpvsBackend(NodeContext(name="n")).cleanup()))
+    """)
+    removed = ns.run(sys.executable, "-c", code).stdout.splitlines()
+    assert set(removed) >= {f"ipset destroy {name}" for name in IPSETS}
+    assert ns.run("ipset", "list", "-n").stdout.split() == []
+    assert "PODNET" not in ns.run("iptables-save").stdout
+
+
+def _support(ns) -> str:
+    code = "from proxy.ipvs.backend import kernel_support; print(kernel_support() or '')"
+    return ns.run(sys.executable, "-c", code).stdout.strip()
+
+
+@pytest.mark.integration
+def test_ipvs_mode_refuses_cleanly_without_kernel_support(netns, tmp_path):
+    ns = netns("pipvs")
+    reason = _support(ns)
+    if not reason:
+        pytest.skip("this kernel has IPVS and dummy links: the refusal path does not apply")
+    (tmp_path / "web.yaml").write_text(
+        "apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: default}\n"
+        "spec: {clusterIP: 10.96.0.10, ports: [{name: http, port: 80}]}\n"
+    )
+    r = ns.run(f"{sys.prefix}/bin/podnet-proxy", "--proxy-mode", "ipvs", "--once", "--objects-dir", str(tmp_path),
+               "--hostname-override", "n", "--node-ip", "192.168.1.1", check=False)  # fmt: skip
+    assert r.returncode == 1 and "--proxy-mode=ipvs cannot run here: this kernel has no" in r.stderr
+    assert DUMMY not in ns.run("ip", "link").stdout  # nothing half-programmed
+    assert ns.run("ipset", "list", "-n").stdout.split() == []
+
+
+@pytest.mark.integration
+def test_ipvs_virtual_servers_in_the_kernel(netns):
+    ns = netns("pipvs")
+    reason = _support(ns)
+    if reason:
+        pytest.skip(f"needs IPVS and dummy links, and {reason}")
+    code = textwrap.dedent("""
+        import json
+        from proxy.ipvs.backend import IpvsBackend
+        from tests.proxy.test_ipvs import NODE, cluster, model_of
+        b = IpvsBackend(NODE, "rr")
+        tx = b.render(model_of(*cluster()), set(), True)
+        b.apply(tx)
+        from pyroute2 import IPVS
+        print(json.dumps(len(list(IPVS().service("dump")))))
+        b.cleanup()
+    """)
+    count = int(ns.run(sys.executable, "-c", code).stdout.strip())
+    assert count == len(render(model_of(*cluster()), "rr").servers)
+    assert IpvsBackend  # the backend under test

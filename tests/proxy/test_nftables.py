@@ -1,0 +1,191 @@
+"""The nftables mode's transactions: partial syncs send only what changed, and a table built up
+by many partial syncs is exactly the table one full sync of the same state builds. The proxier
+runs in-process; its rules go into namespaces the tests made (semantics with real traffic are
+in test_semantics.py, which runs for this mode too)."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+
+from proxy.backend import ApplyError
+from proxy.model import NodeContext
+from proxy.nftables.backend import NftablesBackend
+from proxy.objects import ServiceCIDR, ServicePort
+from proxy.proxier import Proxier
+from proxy.trackers import Trackers
+from tests.proxy import synthetic as S
+
+pytestmark = pytest.mark.integration
+
+NODE = NodeContext(name=S.NODE, node_ips=("192.168.1.1",), cluster_cidrs=("10.128.0.0/9",))
+
+
+def proxier(ns) -> tuple[Proxier, Trackers, NftablesBackend]:
+    trackers = Trackers(S.NODE)
+    backend = NftablesBackend(NODE, netns=ns.name)
+    return Proxier(NODE, backend, trackers, clean_conntrack=False), trackers, backend
+
+
+def table(ns) -> dict:
+    """The table as comparable data: chains' rules in order, maps' and sets' elements sorted."""
+    out = json.loads(ns.run("nft", "-j", "list", "table", "ip", "podnet").stdout)["nftables"]
+    chains: dict[str, list] = {}
+    sets: dict[str, list] = {}
+    for item in out:
+        if "chain" in item:
+            chains.setdefault(item["chain"]["name"], [])
+        elif "rule" in item:
+            chains.setdefault(item["rule"]["chain"], []).append(json.dumps(item["rule"]["expr"], sort_keys=True))
+        elif "set" in item or "map" in item:
+            s = item.get("set") or item.get("map")
+            sets[s["name"]] = sorted(json.dumps(e, sort_keys=True) for e in s.get("elem", []))
+    return {"chains": chains, "sets": sets}
+
+
+def assert_same(a: dict, b: dict, where) -> None:
+    for part in ("chains", "sets"):
+        for name in sorted(a[part].keys() | b[part].keys()):
+            assert a[part].get(name) == b[part].get(name), (where, part, name)
+
+
+def a_service(i: int, rng: random.Random):
+    """One of the shapes the renderer distinguishes, chosen at random."""
+    kind = rng.choice(["plain", "plain", "nodeport", "local", "affinity", "lb", "empty"])
+    spec: dict = {}
+    if kind == "nodeport":
+        spec = {"type": "NodePort", "ports": (ServicePort("http", "TCP", 80, 30000 + i),)}
+    elif kind == "local":
+        spec = {"type": "NodePort", "external_traffic_local": True, "external_ips": (f"192.168.50.{i}",),
+                "ports": (ServicePort("http", "TCP", 80, 30000 + i),)}  # fmt: skip
+    elif kind == "affinity":
+        spec = {"session_affinity_seconds": 30 + i}
+    elif kind == "lb":
+        spec = {"type": "LoadBalancer", "load_balancer_ips": (f"192.168.60.{i}",),
+                "load_balancer_source_ranges": ("192.168.1.0/24",),
+                "ports": (ServicePort("http", "TCP", 80, 31000 + i),)}  # fmt: skip
+    endpoints = 0 if kind == "empty" else rng.randint(1, 5)
+    return S.service(i, **spec), S.endpoint_slice(i, endpoints, local={j for j in range(endpoints) if j % 2 == 0})
+
+
+def test_partial_syncs_build_the_same_table_as_a_full_sync(netns):
+    rng = random.Random(7)
+    inc_ns, fresh_ns = netns("pnft-inc"), netns("pnft-fresh")
+    inc, inc_trackers, _ = proxier(inc_ns)
+    objects = {i: a_service(i, rng) for i in range(12)}
+    S.feed(inc_trackers, *[o for pair in objects.values() for o in pair])
+    assert inc.sync().full
+    for step in range(25):
+        i = rng.randrange(16)
+        action = rng.choice(["replace", "replace", "scale", "remove"])
+        if action == "remove" and i in objects:
+            for obj in objects.pop(i):
+                S.remove(inc_trackers, obj)
+        elif action == "scale" and i in objects:
+            svc, _ = objects[i]
+            n = rng.randint(0, 7)
+            objects[i] = (svc, S.endpoint_slice(i, n, local={0, 3}))
+            S.feed(inc_trackers, objects[i][1])
+        else:
+            objects[i] = a_service(i, rng)
+            S.feed(inc_trackers, *objects[i])
+        result = inc.sync()
+        assert not result.full, step  # (nothing to apply when the step changed nothing)
+        # the same state from scratch, in another namespace
+        fresh, fresh_trackers, fresh_backend = proxier(fresh_ns)
+        fresh_backend.cleanup()
+        S.feed(fresh_trackers, *[o for pair in objects.values() for o in pair])
+        fresh.sync()
+        assert_same(table(inc_ns), table(fresh_ns), (step, action, i))
+    # everything gone: only the fixed chains stay, every map is empty
+    for pair in objects.values():
+        for obj in pair:
+            S.remove(inc_trackers, obj)
+    inc.sync()
+    t = table(inc_ns)
+    assert not any(c.startswith(("int-", "ext", "np-", "svc-", "svl-", "sep-", "aff-")) for c in t["chains"]), t
+    assert all(not elems for elems in t["sets"].values()), t["sets"]
+
+
+def test_one_endpoint_added_sends_a_handful_of_lines(netns):
+    ns = netns("pnft-small")
+    px, trackers, backend = proxier(ns)
+    S.feed(trackers, *[S.service(i) for i in range(300)], *[S.endpoint_slice(i, 10) for i in range(300)])
+    px.sync()
+    S.feed(trackers, S.endpoint_slice(123, 11))
+    sent: list[str] = []
+    apply = backend.apply
+    backend.apply = lambda tx: (sent.append(tx.text()), apply(tx))[1]
+    px.sync()
+    lines = sent[0].splitlines()
+    # the new slot and the hairpin pair of the new endpoint, the vmap entry moved from the
+    # 10-endpoint picker to the 11-endpoint one (a new chain: this is the first such Service)
+    assert f"add element ip podnet slots-tcp {{ {S.cluster_ip(123)} . 80 . 10 : {S.endpoint_ip(123, 10)} . 8080 }}" in (
+        lines
+    )
+    assert len(lines) <= 8, lines
+    assert S.endpoint_ip(123, 10) in ns.run("nft", "list", "map", "ip", "podnet", "slots-tcp").stdout
+    # the next one needs no new chain, and the old picker stays while other Services use it
+    S.feed(trackers, S.endpoint_slice(124, 11))
+    sent.clear()
+    px.sync()
+    assert len(sent[0].splitlines()) <= 5, sent[0]
+
+
+def test_refused_transaction_keeps_the_table_and_the_next_sync_rebuilds_it(netns):
+    ns = netns("pnft-fail")
+    px, trackers, backend = proxier(ns)
+    S.feed(trackers, S.service(1), S.endpoint_slice(1, 2))
+    px.sync()
+    before = table(ns)
+    # someone else's rule in our table refers to a picker chain the next sync deletes: the
+    # kernel refuses the whole transaction
+    ns.run("nft", "add", "chain", "ip", "podnet", "test-blocker")
+    ns.run("nft", "add", "rule", "ip", "podnet", "test-blocker", "goto", "int-tcp-2")
+    S.feed(trackers, S.endpoint_slice(1, 3))
+    with pytest.raises(ApplyError):
+        px.sync()
+    after = table(ns)
+    after["chains"].pop("test-blocker")
+    assert after == before  # nothing of the transaction happened
+    assert backend.shadow is None
+    result = px.sync()  # a full rebuild, in one transaction
+    assert result.full and S.endpoint_ip(1, 2) in ns.run("nft", "list", "map", "ip", "podnet", "slots-tcp").stdout
+
+
+def test_service_cidrs_and_cleanup_touch_only_podnet_tables(netns):
+    ns = netns("pnft-clean")
+    ns.run("nft", "add", "table", "ip", "mine")
+    ns.run("nft", "add", "chain", "ip", "mine", "c", "{ type filter hook input priority 0 ; }")
+    ns.run("nft", "add", "rule", "ip", "mine", "c", "tcp", "dport", "22", "accept")
+    px, trackers, backend = proxier(ns)
+    S.feed(trackers, S.service(1), S.endpoint_slice(1, 1), ServiceCIDR(name="kubernetes", cidrs=("10.96.0.0/16",)))
+    assert px.sync().full
+    assert "10.96.0.0/16" in ns.run("nft", "list", "set", "ip", "podnet", "service-cidrs").stdout
+    assert backend.cleanup() == ["delete table ip podnet"]
+    assert ns.run("nft", "list", "tables").stdout.split() == ["table", "ip", "mine"]
+    assert "dport 22 accept" in ns.run("nft", "list", "table", "ip", "mine").stdout
+    assert backend.cleanup() == []  # nothing of ours left: nothing to do
+
+
+def test_golden_full_sync():
+    """The whole first transaction for a small cluster (affinity, Local policies, a load
+    balancer with source ranges, a Service without endpoints), as text. Regenerate with
+    PODNET_UPDATE_GOLDEN=1 after a deliberate change, and read the diff."""
+    import os
+
+    from proxy.nftables.layout import FAMILIES
+    from proxy.nftables.shadow import plan
+    from tests.proxy.test_render_iptables import GOLDEN, OBJECTS
+    from tests.proxy.test_render_iptables import model_of as iptables_model_of
+
+    model, _, changed = iptables_model_of(OBJECTS)
+    text = plan(model, changed, True, None, FAMILIES[4]).text()
+    path = os.path.join(GOLDEN, "nftables_full.txt")
+    if os.environ.get("PODNET_UPDATE_GOLDEN"):
+        with open(path, "w") as f:
+            f.write(text)
+    with open(path) as f:
+        assert text == f.read()
