@@ -34,9 +34,15 @@ def package_root() -> str:
     return os.path.dirname(os.path.dirname(os.path.abspath(cni.__file__)))
 
 
-def write_launchers(bin_dir: str) -> list[str]:
+def write_launchers(bin_dir: str, python: str | None = None) -> list[str]:
+    """Write the launchers; `python` is the interpreter they start (default: this one).
+
+    The plugins need only the standard library, so any Python 3.11 or newer serves; a
+    distribution's interpreter (built with PGO and LTO) starts noticeably faster than a
+    plain source build such as pyenv's.
+    """
     os.makedirs(bin_dir, exist_ok=True)
-    python = os.path.realpath(sys.executable)
+    python = os.path.realpath(python or sys.executable)
     written = []
     for name in PLUGINS:
         path = os.path.join(bin_dir, name)

@@ -35,9 +35,10 @@ def cli() -> None:
 )
 @click.option("--data-dir", default=None, help="IPAM data directory (default /var/lib/podnet/networks).")
 @click.option("--no-conflist", is_flag=True, help="Install the executables only.")
-def install_cni(bin_dir, conf_dir, name, subnets, mtu, chain, data_dir, no_conflist) -> None:
+@click.option("--python", "python", default=None, help="Interpreter the plugins run on (default: this one; 3.11+).")
+def install_cni(bin_dir, conf_dir, name, subnets, mtu, chain, data_dir, no_conflist, python) -> None:
     """Install podnet-cni and podnet-ipam, and a conflist that uses them."""
-    for path in install.write_launchers(bin_dir):
+    for path in install.write_launchers(bin_dir, python):
         click.echo(f"installed {path}")
     if not no_conflist:
         opts = install.ConflistOptions(
