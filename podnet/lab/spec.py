@@ -17,7 +17,7 @@ import yaml
 
 NAME = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
 MAX_LAB_NAME = 16  # keeps `podnet-<lab>-...` names readable; namespace names allow more
-PROXY_MODES = ("iptables",)  # what podnet-proxy programs so far (nftables and ipvs: not yet)
+PROXY_MODES = ("iptables", "nftables")  # ipvs needs kernel IPVS and dummy links
 WORKLOAD_KINDS = ("http", "counter", "command")
 SERVICE_TYPES = ("ClusterIP", "NodePort")
 NODEPORT_RANGE = (30000, 32767)

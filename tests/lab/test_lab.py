@@ -195,3 +195,31 @@ def test_bad_topology_is_refused_naming_the_field_and_changes_nothing(tmp_path):
     assert "network.clusterCIDR" in p.stderr and "10.244.0.0/33" in p.stderr
     assert not os.path.exists(LabFiles(name).root)
     assert not [n for n in set(names.list_netns()) - before if names.is_lab_netns(name, n)]
+
+
+def test_a_lab_in_nftables_mode_serves_its_service_and_node_port(make_lab):
+    topology = {**spec.DEFAULT, **TWO_NODES}
+    topology["network"] = {**spec.DEFAULT["network"], "proxyMode": "nftables"}
+    topology["services"] = [
+        {
+            "name": "web",
+            "type": "NodePort",
+            "selector": {"app": "web"},
+            "ports": [{"port": 80, "targetPort": 8080, "nodePort": 30090}],
+        }
+    ]
+    topology["deployments"] = [dict(TWO_NODES["deployments"][0], labels={"app": "web"})]
+    s = unique_spec(topology)
+    assert s.network.proxy_mode == "nftables"
+    make_lab(s)
+    web = pods(s.name, "web")
+    client = web[0]["name"]
+    via_service = podnet(s.name, "curl", "svc/web", "--from", f"pod/{client}", "-n", "20").stdout
+    assert "20 ok, 0 failed" in via_service
+    served = {f[1] for f in (line.split() for line in via_service.splitlines()) if len(f) == 2 and f[0].isdigit()}
+    assert served == {p["name"] for p in web}  # the summary: requests per serving pod
+    via_node_port = podnet(s.name, "curl", "b:30090", "-n", "10").stdout
+    assert "10 ok, 0 failed" in via_node_port
+    node = next(n for n in names.list_netns() if names.is_lab_netns(s.name, n) and n.endswith(".node.a"))
+    tables = subprocess.run(["ip", "netns", "exec", node, "nft", "list", "tables"], capture_output=True, text=True)
+    assert "table ip podnet" in tables.stdout
