@@ -74,14 +74,18 @@ class Proxier:
             return SyncResult(applied=False)
         for old, new in changed.values():
             self._stale += conntrack.stale_flows(old, new)
-        tx = self.backend.render(self.model, set(changed), full)
         try:
+            tx = self.backend.render(self.model, set(changed), full)
             self.backend.apply(tx)
         except ApplyError:
             self._need_full = True  # the kernel may now differ from our idea of it
             self.metrics.inc("kubeproxy_sync_proxy_rules_iptables_restore_failures_total")
             if not full:
                 self.metrics.inc("kubeproxy_sync_proxy_rules_iptables_partial_restore_failures_total")
+            raise
+        except Exception:
+            # The changes were drained from the trackers: only a full sync brings them back.
+            self._need_full = True
             raise
         self._need_full = False
         if full:

@@ -109,7 +109,7 @@ class Lab:
                 status = self._start_controller(wait)
                 self._undo = self._undo.pop_all()
             return status
-        except Exception:
+        except BaseException:  # Ctrl-C during `up` too: pods exist that the undo steps do not know
             teardown(self.spec.name)
             raise
 

@@ -61,6 +61,10 @@ class Executor:
                 proc.stdin.close()
             except BrokenPipeError:
                 pass  # restore gave up early; its exit status and message say why
+            except BaseException:
+                proc.kill()  # rendering failed: restore must not commit, nor wait for the rest
+                proc.wait()
+                raise
             finally:
                 code = proc.wait()
             if code != 0:

@@ -25,8 +25,12 @@ class NftablesBackend:
         self.shadow: Shadow | None = None  # None: the kernel's table is unknown; rebuild it
 
     def render(self, model: ProxyModel, changed: set[ServicePortName], full: bool) -> Transaction:
-        # The planner updates the shadow in place; a failed apply drops it (see apply).
-        return plan(model, changed, full, self.shadow, self.family)
+        # The planner updates the shadow in place; a failed plan or apply drops it.
+        try:
+            return plan(model, changed, full, self.shadow, self.family)
+        except Exception:
+            self.shadow = None
+            raise
 
     def apply(self, tx: Transaction) -> None:
         try:
@@ -39,6 +43,9 @@ class NftablesBackend:
         except executor.NftError as e:
             self.shadow = None  # unknown now: the next sync rebuilds the table in one transaction
             raise ApplyError(str(e)) from e
+        except Exception:
+            self.shadow = None
+            raise
         self.shadow = tx.state
 
     def cleanup(self) -> list[str]:

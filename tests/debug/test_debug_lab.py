@@ -105,7 +105,8 @@ def routes_removed(lab: str, node: str):
 def no_trace_leftovers(lab: str) -> None:
     for n in nodes(lab).values():
         ns = Namespace(n["netns"])
-        assert "podnet-trace-" not in ns.run(["nft", "list", "tables"]).out
+        tables = ns.run(["nft", "list", "tables"], check=True).out
+        assert "podnet-trace-" not in tables
         pids = subprocess.run(["ip", "netns", "pids", n["netns"]], capture_output=True, text=True).stdout.split()
         cmds = [_cmdline(pid) for pid in pids]
         assert not [c for c in cmds if "monitor" in c], cmds

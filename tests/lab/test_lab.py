@@ -100,6 +100,8 @@ def root_snapshot() -> dict:
         "routes": out("ip", "route") + out("ip", "-6", "route"),
         "rules": out("ip", "rule") + out("ip", "-6", "rule"),
         "netns": set(names.list_netns()),
+        "filters": out("iptables-save") + out("nft", "list", "ruleset"),
+        "sysctls": out("sysctl", "net.ipv4.ip_forward", "net.ipv4.conf.all.rp_filter", "net.ipv6.conf.all.forwarding"),
     }
 
 
@@ -122,8 +124,14 @@ def test_down_after_kill_9_leaves_the_root_namespace_as_before(make_lab):
     assert after["links"] == before["links"]
     assert after["routes"] == before["routes"]
     assert after["rules"] == before["rules"]
+    assert after["sysctls"] == before["sysctls"]
+    assert _without_counters(after["filters"]) == _without_counters(before["filters"])
     assert not os.path.exists(files.root)
     net.teardown(s.name)  # and once more through the library: still fine
+
+
+def _without_counters(text: str) -> list[str]:
+    return [line for line in text.splitlines() if not line.startswith("#") and not line.startswith(":")]
 
 
 def test_dead_pod_is_replaced_and_scale_follows(make_lab):
