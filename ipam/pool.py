@@ -100,7 +100,7 @@ class AddressPool:
     def gc(self, valid_owners: set[str]) -> list[str]:
         """Release every address whose owner is not among `valid_owners`."""
         with self.store.lock():
-            stale = [k for k, o in self.store.items().items() if o not in valid_owners]
-            for key in stale:
-                self.store.release(key)
-            return stale
+            stale_owners = {o for o in self.store.items().values() if o not in valid_owners}
+            # By owner, not by key: a store without a real lock (etcd) then frees a key only
+            # while the stale owner still holds it, never a claim made again meanwhile.
+            return [key for owner in sorted(stale_owners) for key in self.store.release_owner(owner)]
