@@ -125,14 +125,15 @@ def test_a_scheduler_change_is_a_set_service():
     assert _decoded(ops[0])["IPVS_CMD_ATTR_SERVICE"]["IPVS_SVC_ATTR_SCHED_NAME"] == "lc"
 
 
-def test_unknown_scheduler_is_a_clear_error(tmp_path):
+def test_unknown_scheduler_is_a_clear_error(tmp_path, netns):
     with pytest.raises(InvalidScheduler, match="--ipvs-scheduler: 'wlc' is not supported"):
         check_scheduler("wlc")
-    import subprocess
-
+    # In a namespace of its own: were the check to regress, nothing lands in the root namespace.
+    ns = netns("pipvs")
     proxy = f"{sys.prefix}/bin/podnet-proxy"
-    r = subprocess.run([proxy, "--proxy-mode", "ipvs", "--ipvs-scheduler", "wrr", "--once", "--objects-dir",
-                        str(tmp_path)], capture_output=True, text=True)  # fmt: skip
+    r = ns.run(
+        proxy, "--proxy-mode", "ipvs", "--ipvs-scheduler", "wrr", "--once", "--objects-dir", str(tmp_path), check=False
+    )
     assert r.returncode == 2 and "--ipvs-scheduler: 'wrr' is not supported (use one of rr, lc, sh)" in r.stderr
 
 
