@@ -113,18 +113,19 @@ def _render_port(p: ServicePortModel, scheduler: str, np_addrs: list[str], s: De
     server(p.cluster_ip, p.port, p.internal_endpoints)
     s.addresses.add(p.cluster_ip)
     s.ipsets["PODNET-CLUSTER-IP"].add(f"{p.cluster_ip},{lproto}:{p.port}")
+
+    def external(addr: str, ipset: str) -> None:
+        """An external or load-balancer address: served like the ClusterIP, to external endpoints."""
+        server(addr, p.port, p.external_endpoints)
+        s.addresses.add(addr)
+        s.ipsets[ipset].add(f"{addr},{lproto}:{p.port}")
+        if p.external_local:
+            s.ipsets["PODNET-EXTERNAL-LOCAL"].add(f"{addr},{lproto}:{p.port}")
+
     for addr in p.external_ips:
-        server(addr, p.port, p.external_endpoints)
-        s.addresses.add(addr)
-        s.ipsets["PODNET-EXTERNAL-IP"].add(f"{addr},{lproto}:{p.port}")
-        if p.external_local:
-            s.ipsets["PODNET-EXTERNAL-LOCAL"].add(f"{addr},{lproto}:{p.port}")
+        external(addr, "PODNET-EXTERNAL-IP")
     for addr in p.load_balancer_ips:
-        server(addr, p.port, p.external_endpoints)
-        s.addresses.add(addr)
-        s.ipsets["PODNET-LOAD-BALANCER"].add(f"{addr},{lproto}:{p.port}")
-        if p.external_local:
-            s.ipsets["PODNET-EXTERNAL-LOCAL"].add(f"{addr},{lproto}:{p.port}")
+        external(addr, "PODNET-LOAD-BALANCER")
         if p.load_balancer_source_ranges:
             s.ipsets["PODNET-LOAD-BALANCER-FW"].add(f"{addr},{lproto}:{p.port}")
             for cidr in p.load_balancer_source_ranges:

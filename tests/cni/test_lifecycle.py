@@ -154,3 +154,13 @@ def test_chained_list_reaches_del_in_reverse_and_check(netns, node, runtime, tmp
     assert runtime.check(conf, pod, "tuned").returncode == 0
     runtime.delete(conf, pod, "tuned")
     assert allocations(tmp_path) == []
+
+
+@pytest.mark.parametrize("plugin_mode", ["server"], indirect=True)
+def test_the_crash_hook_never_stops_the_node_server(plugin_mode, netns, node, runtime, tmp_path):
+    conf = podnet_conf(tmp_path, "1.1.0")
+    pods = [netns("pnt-pod") for _ in range(2)]
+    code, result = runtime.plugin("podnet-cni", "ADD", conf, netns=pods[0].path, container_id="h0", **{STOP_AT: "veth"})
+    assert code == 0, result
+    code, result = runtime.plugin("podnet-cni", "ADD", conf, netns=pods[1].path, container_id="h1")
+    assert code == 0, result  # the server still answers
