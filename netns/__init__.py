@@ -8,7 +8,8 @@ A namespace is named as `ip netns` names them (a bare NAME is /run/netns/NAME, a
 are), given as a path (a CNI runtime's CNI_NETNS, /proc/PID/ns/net), or as an open fd.
 
 setns(2) moves only the calling thread, so `entered` switches this thread in and always back;
-every other thread of the process stays where it is. Two things made while inside stay
+every other running thread of the process stays where it is (a thread *started* from inside
+starts inside, as a child process does). Two things made while inside stay
 bound to the namespace after the switch back, which is what makes this both fast and
 simple:
 
