@@ -5,12 +5,14 @@ from __future__ import annotations
 import click
 
 from cni import install
+from podnet import logs
 from podnet.debug.cli import register as register_debug
 from podnet.ipam_cli import ipam
 from podnet.lab.cli import lab as lab_group
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="podnet", prog_name="podnet", message="%(prog)s %(version)s")
 def cli() -> None:
     """podnet: container networking you can install, learn from and debug."""
 
@@ -48,16 +50,24 @@ def install_cni(bin_dir, conf_dir, name, subnets, mtu, chain, data_dir, no_confl
 
 
 @cli.command("cni-server")
-def cni_server() -> None:
+@click.option(
+    "--logging-format", type=click.Choice(logs.LOG_FORMATS), default="text", show_default=True, help="Log lines as."
+)
+@click.option("-v", "--v", "verbosity", type=click.IntRange(0, 4), default=2, show_default=True, help="Log verbosity.")
+def cni_server(logging_format: str, verbosity: int) -> None:
     """Serve podnet-cni and podnet-ipam calls from a warm process, in this network namespace.
 
     The plugin executables hand their work to it when it runs, which spares each pod the
     interpreter's start-up; without it they do the same work themselves.
     """
+    import logging
+
     from cni.server import CNIServer
 
+    level = {0: logging.ERROR, 1: logging.WARNING, 2: logging.INFO}.get(verbosity, logging.DEBUG)
+    logs.setup("podnet-cni-server", logging_format, level)
     server = CNIServer()
-    click.echo("podnet cni-server: listening (abstract socket @podnet-cni)", err=True)
+    logging.getLogger("podnet.cni").info("listening on the abstract socket @podnet-cni")
     try:
         server.serve_forever()
     except KeyboardInterrupt:
