@@ -25,7 +25,7 @@ from podnet import logs
 from proxy import addresses
 from proxy.backend import ApplyError, Backend, UnsupportedMode, backend_for, cleanup_all
 from proxy.health import Health, HealthCheckNodePorts, parse_bind, serve
-from proxy.metrics import Metrics
+from proxy.metrics import CONTENT_TYPE, Metrics
 from proxy.model import NodeContext
 from proxy.proxier import Proxier
 from proxy.runner import Runner
@@ -226,7 +226,7 @@ class Daemon:
     def _metrics_page(self, path: str) -> tuple[int, str, str]:
         if path.split("?")[0] != "/metrics":
             return 404, "text/plain", "not found\n"
-        return 200, "text/plain; version=0.0.4", self.metrics.text()
+        return 200, CONTENT_TYPE, self.metrics.text()
 
 
 def main(argv: list[str] | None = None) -> int:
