@@ -74,7 +74,9 @@ def write_launchers(bin_dir: str, python: str | None = None, packages: str | Non
     plain source build such as pyenv's.
     """
     os.makedirs(bin_dir, exist_ok=True)
-    python = os.path.realpath(python or sys.executable)
+    # The environment's own interpreter path, not the file it links to: the launcher then
+    # names only the environment, and a rebuilt environment keeps it valid.
+    python = os.path.abspath(python or sys.executable)
     paths = [packages or package_root()]
     written = []
     for name in PLUGINS:

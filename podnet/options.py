@@ -54,6 +54,8 @@ class SharedOption:
 class SharedOptionsGroup(click.Group):
     """A group whose `shared` options are accepted at its level and at every level below."""
 
+    group_class = type  # groups made with `.group()` are of this class too, so they pass options on
+
     def __init__(self, *args: Any, shared: Sequence[SharedOption] = (), **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.shared: list[SharedOption] = []
