@@ -105,6 +105,7 @@ def subnet_acquire(ctx, node, cidrs, masks, ttl, keep, output) -> None:
     if keep and ttl is None:
         raise IPAMError("keep: needs --ttl (a lease without a TTL needs no renewing)")
     alloc = _subnet_allocator(_store(ctx), cidrs, masks)
+    assert alloc is not None  # given CIDRs, there is always an allocator
     subnets = alloc.acquire(node, ttl=ttl)
     emit(output, {"node": node, "subnets": [str(s) for s in subnets]}, [str(s) for s in subnets])
     if keep:
@@ -181,7 +182,9 @@ def clusterip_allocate(ctx, ip, cidrs, owner, family, output) -> None:
     """Print a free ClusterIP, or take IP if it is free and in range."""
     if not cidrs:
         raise IPAMError("service-cidr: missing (give --service-cidr, once per IP family)")
-    address = _clusterip_allocator(_store(ctx), cidrs).allocate(ip, owner=owner, family=int(family) if family else None)
+    alloc = _clusterip_allocator(_store(ctx), cidrs)
+    assert alloc is not None  # given CIDRs, there is always an allocator
+    address = alloc.allocate(ip, owner=owner, family=int(family) if family else None)
     emit(output, {"ip": str(address), "owner": owner}, [str(address)])
 
 

@@ -63,9 +63,13 @@ class Metrics:
         self._metrics: dict[str, Counter | Gauge | Histogram] = {}
         for name, spec in SPECS.items():
             # prometheus-client appends `_total` to a counter's name itself
-            base = name.removesuffix("_total") if spec.kind is Counter else name
-            kw = {"buckets": DURATION_BUCKETS} if spec.kind is Histogram else {}
-            self._metrics[name] = spec.kind(base, spec.help, spec.labels, registry=self.registry, **kw)
+            if spec.kind is Histogram:
+                self._metrics[name] = Histogram(
+                    name, spec.help, spec.labels, registry=self.registry, buckets=DURATION_BUCKETS
+                )
+            else:
+                base = name.removesuffix("_total") if spec.kind is Counter else name
+                self._metrics[name] = spec.kind(base, spec.help, spec.labels, registry=self.registry)
 
     def _child(self, name: str, labels: dict[str, str]):
         metric = self._metrics[name]
