@@ -59,7 +59,7 @@ COMMAND = {
 
 
 def test_cross_node_pod_to_pod_keeps_the_senders_address():
-    s = unique_spec({**spec.DEFAULT, **TWO_NODES, "deployments": [*TWO_NODES["deployments"], COMMAND]})
+    s = unique_spec({**spec.tutorial_data(), **TWO_NODES, "deployments": [*TWO_NODES["deployments"], COMMAND]})
     with net.Lab(s, progress=lambda *_: None):
         check_cross_node(s)
         # a workload that is a command the topology names
@@ -135,7 +135,7 @@ def _without_counters(text: str) -> list[str]:
 
 
 def test_dead_pod_is_replaced_and_scale_follows(make_lab):
-    s = unique_spec({**spec.DEFAULT, **TWO_NODES})
+    s = unique_spec({**spec.tutorial_data(), **TWO_NODES})
     make_lab(s)
     victim = pods(s.name, "web")[0]
     os.kill(victim["pid"], signal.SIGKILL)
@@ -166,7 +166,7 @@ def test_dead_pod_is_replaced_and_scale_follows(make_lab):
 
 
 def test_a_killed_controller_is_started_again_and_takes_over(make_lab):
-    s = unique_spec({**spec.DEFAULT, **TWO_NODES})
+    s = unique_spec({**spec.tutorial_data(), **TWO_NODES})
     make_lab(s)
     files = LabFiles(s.name)
     before = {p["name"]: p["pid"] for p in pods(s.name, "web")}
@@ -206,8 +206,8 @@ def test_bad_topology_is_refused_naming_the_field_and_changes_nothing(tmp_path):
 
 
 def test_a_lab_in_nftables_mode_serves_its_service_and_node_port(make_lab):
-    topology = {**spec.DEFAULT, **TWO_NODES}
-    topology["network"] = {**spec.DEFAULT["network"], "proxyMode": "nftables"}
+    topology = {**spec.tutorial_data(), **TWO_NODES}
+    topology["network"] = {**spec.tutorial_data()["network"], "proxyMode": "nftables"}
     topology["services"] = [
         {
             "name": "web",
