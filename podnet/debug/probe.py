@@ -185,7 +185,7 @@ def explain(matrix: Matrix, targets: list[Target], after: Cluster | None) -> Non
         if not t.label.startswith("svc/"):
             continue
         before = [_endpoint(e) for e in t.endpoints]
-        now = [_endpoint(e) for e in later.get(t.label, t.endpoints)]
+        now = [_endpoint(e) for e in (later.get(t.label, ()) if after else t.endpoints)]  # gone: none
         matrix.endpoints[t.label] = {"before": before, "after": now}
         if t.label not in failed:
             continue

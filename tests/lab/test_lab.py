@@ -158,9 +158,11 @@ def test_dead_pod_is_replaced_and_scale_follows(make_lab):
     wait_for(lambda: len(pods(s.name, "web")) == 1, timeout=20)  # the rest drained and deleted
     bad = podnet(s.name, "scale", "deploy/nope", "--replicas", "2", check=False)
     assert bad.returncode != 0 and "deployment 'nope' not found" in bad.stderr
-    table = podnet(s.name, "get", "pods", "-o", "wide", "-L", "app").stdout.splitlines()
+    table = podnet(s.name, "get", "pods", "-o", "wide", "-L", "app", "-L", "version").stdout.splitlines()
     assert table[0].split() == ["NAME", "READY", "STATUS", "AGE", "IP", "NODE", "VERSION", "APP"]
     assert len(table) == 2 and "Running" in table[1]
+    (only,) = pods(s.name, "web")
+    assert podnet(s.name, "get", "pods", "-o", "name").stdout == f"pod/{only['name']}\n"
     out = json.loads(podnet(s.name, "get", "nodes", "-o", "json").stdout)
     assert [n["name"] for n in out["items"]] == ["a", "b"]
 
