@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import signal
@@ -233,3 +234,33 @@ def test_a_lab_in_nftables_mode_serves_its_service_and_node_port(make_lab):
     node = next(n for n in names.list_netns() if names.is_lab_netns(s.name, n) and n.endswith(".node.a"))
     tables = subprocess.run(["ip", "netns", "exec", node, "nft", "list", "tables"], capture_output=True, text=True)
     assert "table ip podnet" in tables.stdout
+
+
+def test_a_controller_killed_while_pods_attach_leaks_no_address_or_namespace(make_lab):
+    s = unique_spec({**spec.tutorial_data(), **TWO_NODES})
+    make_lab(s)
+    files = LabFiles(s.name)
+
+    def attaching() -> bool:
+        with open(files.checkpoint) as f:
+            saved = json.load(f)
+        return any(p["phase"] == "Attaching" for p in saved["pods"])
+
+    old = files.controller_pid()
+    files.change(lambda d: d["spec"]["deployments"][0].update(replicas=12))
+    wait_for(attaching, timeout=20, interval=0.005)
+    os.kill(old, signal.SIGKILL)  # namespaces made, CNI ADDs in flight: the checkpoint knows them
+    wait_for(lambda: files.controller_pid() is None, timeout=5)
+    podnet(s.name, "get", "pods")  # starts a controller, which takes over
+    wait_for(lambda: status(s.name)["controllerPid"] != old and status(s.name)["converged"], timeout=60)
+
+    def settled() -> tuple[set, set] | None:
+        ready = [p for p in pods(s.name) if p["ready"]]
+        on_disk = {os.path.basename(f) for f in glob.glob(files.path("ipam", "pods", "*", "*", "[0-9]*"))}
+        spaces = {n for n in lab_namespaces(s.name) if ".pod." in n}
+        if len(ready) == len(pods(s.name)) == 12 and on_disk == {p["ip"] for p in ready}:
+            return on_disk, spaces
+        return None
+
+    _, spaces = wait_for(settled, timeout=30, interval=0.2)
+    assert spaces == {p["netns"] for p in pods(s.name)}
