@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Protocol, TextIO
+from typing import Any, Protocol, TextIO
 
 import click
 
@@ -60,16 +60,21 @@ class Bar:
     """click's progress bar; the total may change while it runs (a scale changed again)."""
 
     def __init__(self, label: str, file: TextIO):
-        self.bar = click.progressbar(
-            length=1, label=label, file=file, show_pos=True, show_eta=False, item_show_func=lambda note: note
-        )
-        self.bar.__enter__()
+        self.label, self.file = label, file
+        self.bar: Any = None  # drawn at the first update, when the total is known
 
     def update(self, done: int, total: int, note: str = "") -> None:
+        if self.bar is None:
+            self.bar = click.progressbar(
+                length=max(total, 1), label=self.label, file=self.file, show_pos=True, show_eta=False,
+                item_show_func=lambda note: note,
+            )  # fmt: skip
+            self.bar.__enter__()
         self.bar.length = max(total, 1)
         self.bar.pos = min(done, self.bar.length)
         self.bar.current_item = note or None
         self.bar.render_progress()
 
     def close(self) -> None:
-        self.bar.__exit__(None, None, None)
+        if self.bar is not None:
+            self.bar.__exit__(None, None, None)
