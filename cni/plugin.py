@@ -127,11 +127,11 @@ def ipam_routes(ipam_result: dict):
 
 
 def build_result(conf: NetConf, inv, pair: veth.VethPair, ips, routes, mtu: int) -> dict:
-    host_if = {"name": pair.host.name, "mac": pair.host.mac}
-    pod_if = {"name": pair.pod.name, "mac": pair.pod.mac, "sandbox": inv.netns}
+    host_if: dict[str, str | int] = {"name": pair.host.name, "mac": pair.host.mac}
+    pod_if: dict[str, str | int] = {"name": pair.pod.name, "mac": pair.pod.mac, "sandbox": inv.netns}
     if version.at_least(conf.cni_version, "1.1.0"):
         host_if["mtu"] = pod_if["mtu"] = mtu
-    result = {
+    result: dict[str, object] = {
         "cniVersion": conf.cni_version,
         "interfaces": [host_if, pod_if],
         "ips": [
