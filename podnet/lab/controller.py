@@ -76,7 +76,7 @@ class Pod:
     phase: str = PENDING
     ip: str | None = None
     pid: int | None = None
-    proc: object = None  # Popen of the CNI call in flight, or of a command workload
+    proc: subprocess.Popen | None = None  # Popen of the CNI call in flight, or of a command workload
     ready_fd: int | None = None
     created: float = field(default_factory=time.time)
     ready_at: float | None = None
@@ -221,6 +221,7 @@ class Controller:
 
     def allocate_services(self) -> None:
         """ClusterIPs from the cluster IPAM (ipam.clusterip); node ports in kube's range."""
+        assert self.spec is not None  # called once the desired state is read
         if self.service_ips is None:
             store = open_store(f"file:{self.files.path('ipam', 'services')}")
             self.service_ips = ClusterIPAllocator(store, [self.spec.network.service_cidr])
@@ -275,6 +276,7 @@ class Controller:
             if pod.adopted:
                 gone = not _alive(pod.pid)
             elif pod.kind == "command":
+                assert pod.proc is not None  # started together with its pid
                 gone = pod.proc.poll() is not None
             else:
                 try:
@@ -297,6 +299,7 @@ class Controller:
             elif pod.phase == STARTING:
                 self._check_ready(pod, now)
             elif pod.phase == TERMINATING and not pod.exited:
+                assert pod.term_at is not None  # set with the phase
                 if pod.sigterm_at is None and now - pod.term_at >= DRAIN:
                     self._signal(pod, signal.SIGTERM)
                     pod.sigterm_at = now
@@ -307,6 +310,7 @@ class Controller:
 
     def _attached(self, pod: Pod) -> None:
         proc, pod.proc = pod.proc, None
+        assert proc is not None and proc.stdout is not None  # a CNI call with its output piped
         out = proc.stdout.read()
         proc.stdout.close()
         if proc.returncode != 0:
@@ -333,7 +337,8 @@ class Controller:
             return
         backend = None
         if pod.backend and pod.backend in self.cluster_ips:
-            svc = self.spec.service(pod.backend)
+            svc = self.spec.service(pod.backend) if self.spec is not None else None
+            assert svc is not None  # ClusterIPs are held only for desired Services
             backend = (self.cluster_ips[pod.backend], svc.ports[0].port)
         identity = workloads.PodIdentity(pod.name, pod.version, pod.kind, pod.port, backend)
         r, w = os.pipe()
@@ -360,6 +365,7 @@ class Controller:
             except OSError:
                 return
         else:
+            assert pod.ready_fd is not None  # set when the workload is forked
             try:
                 if not os.read(pod.ready_fd, 1):
                     return  # closed without a byte: it died; reap() will see it
@@ -376,6 +382,7 @@ class Controller:
             self.terminate(pod)
 
     def _signal(self, pod: Pod, sig: int) -> None:
+        assert pod.pid is not None  # only started pods are signalled
         with contextlib.suppress(ProcessLookupError):
             os.kill(pod.pid, sig)
 
@@ -408,6 +415,7 @@ class Controller:
             return
         if pod.proc.poll() is None:
             return
+        assert pod.proc.stdout is not None  # a CNI call with its output piped
         out = pod.proc.stdout.read()
         pod.proc.stdout.close()
         if pod.proc.returncode != 0:
@@ -445,6 +453,7 @@ class Controller:
 
     def drop_orphans(self) -> None:
         """Pods of a Deployment that is no longer desired."""
+        assert self.spec is not None  # called once the desired state is read
         wanted = {d.name for d in self.spec.deployments}
         for pod in list(self.pods.values()):
             if pod.deployment not in wanted and pod.phase in LIVE and not pod.doomed:
