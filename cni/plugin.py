@@ -14,7 +14,7 @@ from cni import delegate, ipam_plugin, masq, routing, version, veth
 from cni.config import NetConf, parse_netconf, valid_attachments
 from cni.errors import CNIError, InvalidConfig, IOFailure, StateDiffers, UnknownContainer
 from cni.netlink import Netlink
-from cni.skel import Call, run
+from cni.skel import Call, Handler, run
 from ipam.config import parse_routes
 
 IN_PROCESS_IPAM = "podnet-ipam"
@@ -259,7 +259,7 @@ def cmd_status(call: Call) -> None:
     ipam("STATUS", parse_netconf(call.conf), call)
 
 
-HANDLERS = {"ADD": cmd_add, "DEL": cmd_del, "CHECK": cmd_check, "GC": cmd_gc, "STATUS": cmd_status}
+HANDLERS: dict[str, Handler] = {"ADD": cmd_add, "DEL": cmd_del, "CHECK": cmd_check, "GC": cmd_gc, "STATUS": cmd_status}
 
 
 def main() -> None:
