@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import time
+from typing import Any, NoReturn
 
 import click
 import yaml
@@ -24,7 +25,7 @@ from podnet.lab.state import LabFiles, LabNotFound
 TIMEOUT = 180.0
 
 
-def fail(msg: str) -> None:
+def fail(msg: str) -> NoReturn:
     raise click.ClickException(msg)
 
 
@@ -521,7 +522,7 @@ def curl(ctx, target, from_, count, duration, interval, summary) -> None:
     p = Namespace(ns).popen(args, stdout=subprocess.PIPE, text=True, env=env)
     out, _ = p.communicate()
     lines = out.splitlines()
-    tally = json.loads(lines[-1]) if lines else {"failed": 1, "requests": 0}
+    tally: dict[str, Any] = json.loads(lines[-1]) if lines else {"failed": 1, "requests": 0}
     for line in lines[:-1]:
         click.echo(line)
     if summary or count > 1 or duration:
