@@ -522,7 +522,9 @@ def curl(ctx, target, from_, count, duration, interval, summary) -> None:
     p = Namespace(ns).popen(args, stdout=subprocess.PIPE, text=True, env=env)
     out, _ = p.communicate()
     lines = out.splitlines()
-    tally: dict[str, Any] = json.loads(lines[-1]) if lines else {"failed": 1, "requests": 0}
+    # a client that died before its tally (killed, or the namespace went away) counts as one failure
+    nothing = {"requests": 0, "ok": 0, "failed": 1, "seconds": 0, "pods": {}, "errors": {"client printed nothing": 1}}
+    tally: dict[str, Any] = json.loads(lines[-1]) if lines else nothing
     for line in lines[:-1]:
         click.echo(line)
     if summary or count > 1 or duration:
