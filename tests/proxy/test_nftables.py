@@ -16,7 +16,7 @@ from proxy.nftables.backend import NftablesBackend
 from proxy.objects import ServiceCIDR, ServicePort
 from proxy.proxier import Proxier
 from proxy.trackers import Trackers
-from tests.proxy import synthetic as S
+from tests.support import synthetic as S
 
 pytestmark = pytest.mark.integration
 
