@@ -10,9 +10,6 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 PY     := $(BIN)/python
 DRIVER := build/cni-driver
-# mypy must pass. ALLOW_TYPE_ERRORS=1 reports type errors without failing: only for trying the
-# rest of the pipeline while type fixes are in flight; CI never sets it.
-ALLOW_TYPE_ERRORS ?= 0
 
 .PHONY: install install-node system venv test-tools demo test lint types unit integration test-fast bench clean
 # The stages of `test` run one after another, in the order listed, even under -j.
@@ -55,12 +52,9 @@ lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# The packages mypy checks are listed in pyproject.toml ([tool.mypy] files); it must be clean.
 types: venv
-ifeq ($(ALLOW_TYPE_ERRORS),1)
-	$(BIN)/mypy || echo "make types: TYPE ERRORS IGNORED (ALLOW_TYPE_ERRORS=1)" >&2
-else
 	$(BIN)/mypy
-endif
 
 # No root, no namespace, no kernel state: run as an ordinary user (see .ci/unit-tier).
 unit: venv
