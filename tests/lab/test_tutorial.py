@@ -23,10 +23,13 @@ from tests.lab.conftest import lab_namespaces, podnet
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PROXY = os.path.join(os.path.dirname(sys.executable), "podnet-proxy")
 
-pytestmark = pytest.mark.skipif(
-    not os.access(PROXY, os.X_OK) and not shutil.which("podnet-proxy"),
-    reason="podnet-proxy is not installed: Services need it",
-)
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(
+        not os.access(PROXY, os.X_OK) and not shutil.which("podnet-proxy"),
+        reason="podnet-proxy is not installed: Services need it",
+    ),
+]
 
 
 @pytest.fixture
