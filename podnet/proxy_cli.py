@@ -3,8 +3,6 @@ running the daemon. (The daemon itself is `podnet-proxy`.)"""
 
 from __future__ import annotations
 
-import subprocess
-
 import click
 
 
@@ -22,18 +20,21 @@ def proxy() -> None:
 @click.option("--proxy-mode", default="iptables", show_default=True)
 def render_cmd(objects_dir, hostname_override, node_ip, cluster_cidr, masquerade_all, proxy_mode) -> None:
     """Print the rules a full sync would apply for the objects in a directory (touches nothing)."""
+    from proxy.backend import UnsupportedMode, backend_for
     from proxy.model import NodeContext, ProxyModel, node_context_with
     from proxy.source import DirectorySource
     from proxy.trackers import Trackers
 
-    if proxy_mode not in ("iptables", "nftables", "ipvs"):
-        raise click.UsageError(f"--proxy-mode={proxy_mode} is unknown (supported: iptables, nftables, ipvs)")
     node = NodeContext(
         name=hostname_override,
         node_ips=tuple(node_ip),
         cluster_cidrs=tuple(c for c in cluster_cidr.split(",") if c),
         masquerade_all=masquerade_all,
     )
+    try:
+        backend = backend_for(proxy_mode, node)
+    except UnsupportedMode as e:
+        raise click.UsageError(str(e)) from None
     trackers = Trackers(node.name)
     source = DirectorySource(objects_dir)
     source.scan(trackers)
@@ -42,42 +43,19 @@ def render_cmd(objects_dir, hostname_override, node_ip, cluster_cidr, masquerade
     changes = trackers.drain()
     model = ProxyModel(node_context_with(node, trackers))
     changed = model.update(trackers, changes)
-    click.echo(_full_sync_text(proxy_mode, model, set(changed)), nl=False)
-
-
-def _full_sync_text(mode: str, model, changed) -> str:
-    """What each mode's renderer plans for a first sync (none of them touches the kernel)."""
-    if mode == "nftables":
-        from proxy.nftables.layout import FAMILIES
-        from proxy.nftables.shadow import plan
-
-        return plan(model, changed, True, None, FAMILIES[model.node.family]).text()
-    if mode == "ipvs":
-        from proxy.ipvs.backend import IpvsBackend
-
-        return IpvsBackend(model.node).render(model, changed, True).text()
-    from proxy.iptables.render import RenderState, render
-
-    return render(model, changed, True, RenderState(present={"filter": set(), "nat": set()})).text()
+    # a backend that never applied anything plans a first, full sync (and reads no kernel)
+    click.echo(backend.render(model, set(changed), True).text(), nl=False)
 
 
 @proxy.command("show")
 def show_cmd() -> None:
     """Print podnet's chains and jump rules as programmed in this network namespace."""
-    from proxy.iptables import chains
-    from proxy.iptables.executor import Executor, detect_flavor
+    from proxy.backend import MODES, backend_for
+    from proxy.model import NodeContext
 
-    ex = Executor(detect_flavor())
-    for table in chains.TABLES:
-        try:
-            text = ex.save(table)
-        except (OSError, subprocess.CalledProcessError) as e:
-            raise click.ClickException(f"iptables-save -t {table}: {e}") from e
-        lines = [line for line in text.splitlines() if "PODNET-" in line]
-        if lines:
-            click.echo(f"*{table}")
-            click.echo("\n".join(lines))
-    from proxy.nftables.executor import our_tables
-
-    for table in our_tables():  # the nftables mode's tables
-        click.echo(subprocess.run(["nft", "list", "table", *table.split()], capture_output=True, text=True).stdout)
+    for mode in MODES:
+        for family in (4, 6):
+            text = backend_for(mode, NodeContext(name="node", family=family)).show()
+            if text:
+                click.echo(f"# {mode} (IPv{family})")
+                click.echo(text, nl=False)

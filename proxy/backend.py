@@ -1,9 +1,10 @@
 """What a proxy mode provides: a renderer that plans and an executor that applies.
 
-A mode is pluggable: `render(model, changed, full)` touches nothing and returns a transaction
+A mode is pluggable: `render(model, changed, full)` reads and touches nothing in the kernel and returns a transaction
 that renders to text (for logs and golden tests); `apply(tx)` makes the kernel match it in one
 atomic step or raises ApplyError leaving the previous rules in place; `cleanup()` removes
-everything the mode ever made and nothing else.
+everything the mode ever made and nothing else; `show()` prints what it has programmed. The
+CLI and the daemon reach the modes through this interface only.
 """
 
 from __future__ import annotations
@@ -34,6 +35,10 @@ class Backend(Protocol):
     def apply(self, tx: Transaction) -> None: ...
 
     def cleanup(self) -> list[str]: ...
+
+    def show(self) -> str:
+        """What of this mode is programmed in this network namespace, as text."""
+        ...
 
 
 # mode name -> "module:factory"; the factory takes the NodeContext.

@@ -233,5 +233,6 @@ def node_context_with(node: NodeContext, trackers: Trackers) -> NodeContext:
     """The context refreshed from the Node and ServiceCIDR objects (zone label, service ranges)."""
     obj = trackers.node()
     zone = obj.labels.get(ZONE_LABEL, "") if obj is not None else ""
-    cidrs = tuple(sorted({c for sc in trackers.cidrs.state.values() for c in sc.cidrs}))
+    # configured ranges (--service-cidr) and the ServiceCIDR objects' together
+    cidrs = tuple(sorted({c for sc in trackers.cidrs.state.values() for c in sc.cidrs} | set(node.service_cidrs)))
     return NodeContext(**{**node.__dict__, "zone": zone, "service_cidrs": cidrs})

@@ -115,6 +115,7 @@ def render(
         for table, line in hooks[0] + hooks[1]:
             tx.tables[table].hooks.append(line)
 
+    tx.wanted = wanted
     tx.counter = lambda: {t: sum(len(lines) for lines in _all_lines(ports, t)) for t in C.TABLES}
     tx.state = RenderState(ports=ports, present=_present_after(present, wanted, full, tx), hooks_ok=True)
     return tx
