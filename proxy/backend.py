@@ -9,6 +9,7 @@ CLI and the daemon reach the modes through this interface only.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 from typing import Protocol
 
@@ -68,5 +69,9 @@ def cleanup_all(node: NodeContext, options: dict[str, dict] | None = None) -> li
     may have switched modes), each mode touching only its own objects."""
     removed: list[str] = []
     for mode in MODES:
-        removed += backend_for(mode, node, **(options or {}).get(mode, {})).cleanup()
+        # both families: a dual-stack node has ip6tables rules too (nftables and IPVS clean
+        # up every family of theirs at once)
+        for family in (4, 6) if mode == "iptables" else (node.family,):
+            ctx = dataclasses.replace(node, family=family)
+            removed += backend_for(mode, ctx, **(options or {}).get(mode, {})).cleanup()
     return removed
