@@ -5,8 +5,17 @@ from __future__ import annotations
 
 import click
 
+from podnet.options import SharedOption, SharedOptionsGroup
+from podnet.output import emit, output_option
 
-@click.group("proxy")
+MODES = ("iptables", "nftables", "ipvs")
+# `podnet proxy --proxy-mode nftables render …` and `podnet proxy render --proxy-mode nftables …`
+PROXY_MODE = SharedOption(
+    "--proxy-mode", type=click.Choice(MODES), help="iptables, nftables or ipvs (render: default iptables; show: all)."
+)
+
+
+@click.group("proxy", cls=SharedOptionsGroup, shared=[PROXY_MODE])
 def proxy() -> None:
     """The service proxy: render rules from objects, show programmed rules."""
 
@@ -17,14 +26,16 @@ def proxy() -> None:
 @click.option("--node-ip", multiple=True, help="This node's IPs (repeatable).")
 @click.option("--cluster-cidr", default="", help="Pod CIDR: traffic from elsewhere is SNATed.")
 @click.option("--masquerade-all", is_flag=True)
-@click.option("--proxy-mode", default="iptables", show_default=True)
-def render_cmd(objects_dir, hostname_override, node_ip, cluster_cidr, masquerade_all, proxy_mode) -> None:
+@output_option("text", "json", "yaml")
+@click.pass_context
+def render_cmd(ctx, objects_dir, hostname_override, node_ip, cluster_cidr, masquerade_all, output) -> None:
     """Print the rules a full sync would apply for the objects in a directory (touches nothing)."""
     from proxy.backend import UnsupportedMode, backend_for
     from proxy.model import NodeContext, ProxyModel, node_context_with
     from proxy.source import DirectorySource
     from proxy.trackers import Trackers
 
+    proxy_mode = PROXY_MODE.get(ctx) or "iptables"
     node = NodeContext(
         name=hostname_override,
         node_ips=tuple(node_ip),
@@ -44,18 +55,34 @@ def render_cmd(objects_dir, hostname_override, node_ip, cluster_cidr, masquerade
     model = ProxyModel(node_context_with(node, trackers))
     changed = model.update(trackers, changes)
     # a backend that never applied anything plans a first, full sync (and reads no kernel)
-    click.echo(backend.render(model, set(changed), True).text(), nl=False)
+    text = backend.render(model, set(changed), True).text()
+    if output == "text":
+        click.echo(text, nl=False)  # exactly the text the executor would load
+    else:
+        emit(output, {"mode": proxy_mode, "rules": text.splitlines(), "skipped": [str(e) for e in source.errors]})
 
 
 @proxy.command("show")
-def show_cmd() -> None:
+@output_option("text", "json", "yaml")
+@click.pass_context
+def show_cmd(ctx, output) -> None:
     """Print podnet's chains and jump rules as programmed in this network namespace."""
-    from proxy.backend import MODES, backend_for
+    from proxy.backend import backend_for
     from proxy.model import NodeContext
 
-    for mode in MODES:
-        for family in (4, 6):
-            text = backend_for(mode, NodeContext(name="node", family=family)).show()
+    mode = PROXY_MODE.get(ctx)
+    found: dict[str, dict[str, list[str]]] = {}
+    for name in MODES if mode is None else (mode,):
+        for family in (4, 6):  # dual stack: each family's rules of each mode, through its Backend
+            text = backend_for(name, NodeContext(name="node", family=family)).show()
             if text:
-                click.echo(f"# {mode} (IPv{family})")
-                click.echo(text, nl=False)
+                found.setdefault(name, {})[f"IPv{family}"] = text.splitlines()
+
+    def text() -> list[str]:
+        lines = []
+        for name, families in found.items():
+            for family, rules in families.items():
+                lines += [f"# {name} ({family})", *rules]
+        return lines
+
+    emit(output, found, text)
