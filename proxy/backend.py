@@ -1,13 +1,15 @@
 """What a proxy mode provides: a renderer that plans and an executor that applies.
 
-A mode is pluggable: `render(model, changed, full)` touches nothing and returns a transaction
+A mode is pluggable: `render(model, changed, full)` reads and touches nothing in the kernel and returns a transaction
 that renders to text (for logs and golden tests); `apply(tx)` makes the kernel match it in one
 atomic step or raises ApplyError leaving the previous rules in place; `cleanup()` removes
-everything the mode ever made and nothing else.
+everything the mode ever made and nothing else; `show()` prints what it has programmed. The
+CLI and the daemon reach the modes through this interface only.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 from typing import Protocol
 
@@ -34,6 +36,10 @@ class Backend(Protocol):
     def apply(self, tx: Transaction) -> None: ...
 
     def cleanup(self) -> list[str]: ...
+
+    def show(self) -> str:
+        """What of this mode is programmed in this network namespace, as text."""
+        ...
 
 
 # mode name -> "module:factory"; the factory takes the NodeContext.
@@ -63,5 +69,9 @@ def cleanup_all(node: NodeContext, options: dict[str, dict] | None = None) -> li
     may have switched modes), each mode touching only its own objects."""
     removed: list[str] = []
     for mode in MODES:
-        removed += backend_for(mode, node, **(options or {}).get(mode, {})).cleanup()
+        # both families: a dual-stack node has ip6tables rules too (nftables and IPVS clean
+        # up every family of theirs at once)
+        for family in (4, 6) if mode == "iptables" else (node.family,):
+            ctx = dataclasses.replace(node, family=family)
+            removed += backend_for(mode, ctx, **(options or {}).get(mode, {})).cleanup()
     return removed

@@ -26,6 +26,7 @@ from podnet import logs
 from proxy import addresses
 from proxy.backend import ApplyError, Backend, UnsupportedMode, backend_for, cleanup_all
 from proxy.health import Health, HealthCheckNodePorts, parse_bind, serve
+from proxy.metaproxier import FanOut, MetaProxier
 from proxy.metrics import CONTENT_TYPE, Metrics
 from proxy.model import NodeContext
 from proxy.proxier import Proxier
@@ -104,7 +105,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metrics-bind-address", default="127.0.0.1:10249", help="'' disables")
     p.add_argument("--healthz-bind-address", default="0.0.0.0:10256", help="'' disables")
     p.add_argument("--cleanup", default=False, **flag, help="remove all podnet-proxy rules and exit")
-    p.add_argument("--node-ip", action="append", type=parse_ip, default=[], help="this node's IP (repeatable)")
+    p.add_argument("--node-ip", action="append", type=parse_ip, default=[],
+                   help="this node's IP (repeatable; one of each family: dual stack)")  # fmt: skip
+    p.add_argument(
+        "--service-cidr",
+        type=parse_cidrs,
+        default=[],
+        help="service CIDR(s) besides ServiceCIDR objects (nftables: unallocated addresses drop)",
+    )
     p.add_argument("--once", action="store_true", help="program the rules once and exit")
     p.add_argument("--iptables-flavor", choices=("auto", "nft", "legacy"), default="auto",
                    help="iptables backend (default: whatever `iptables` is on this machine)")  # fmt: skip
@@ -123,19 +131,36 @@ def _version() -> str:
         return "unknown"
 
 
-def node_context(args) -> NodeContext:
-    node_ips = tuple(args.node_ip) or addresses.default_node_ips()
+def node_contexts(args) -> list[NodeContext]:
+    """One context per IP family the node has (dual stack: kube-proxy's metaproxier runs a
+    proxier per family), the family of the first node IP first."""
+    node_ips = tuple(args.node_ip) or (addresses.default_node_ips(4) + addresses.default_node_ips(6))
+    families = list(dict.fromkeys(ipaddress.ip_address(ip).version for ip in node_ips)) or [4]
+    return [node_context(args, family, node_ips) for family in families]
+
+
+def node_context(args, family: int = 4, node_ips: tuple[str, ...] | None = None) -> NodeContext:
+    node_ips = tuple(args.node_ip) if node_ips is None else node_ips
+    node_ips = node_ips or addresses.default_node_ips(family)
+    mine = tuple(ip for ip in node_ips if ipaddress.ip_address(ip).version == family)
+    host = "/32" if family == 4 else "/128"
     cidrs: list[str] = []
     for c in args.nodeport_addresses:
-        cidrs += [f"{ip}/32" for ip in node_ips if ipaddress.ip_address(ip).version == 4] if c == "primary" else [c]
+        cidrs += [f"{ip}{host}" for ip in mine] if c == "primary" else [c]
+
+    def of_family(nets) -> tuple[str, ...]:
+        return tuple(c for c in nets if c != "primary" and ipaddress.ip_network(c).version == family)
+
     return NodeContext(
         name=args.hostname_override or _hostname(),
-        node_ips=tuple(ip for ip in node_ips if ipaddress.ip_address(ip).version == 4),
-        cluster_cidrs=tuple(c for c in args.cluster_cidr if c != "primary" and ipaddress.ip_network(c).version == 4),
+        node_ips=mine,
+        cluster_cidrs=of_family(args.cluster_cidr),
         masquerade_all=args.masquerade_all,
-        nodeport_addresses=tuple(c for c in cidrs if ipaddress.ip_network(c).version == 4),
+        nodeport_addresses=of_family(cidrs),
         localhost_nodeports=args.iptables_localhost_nodeports,
-        local_addresses=addresses.local_addresses(4),
+        local_addresses=addresses.local_addresses(family),
+        service_cidrs=of_family(getattr(args, "service_cidr", [])),
+        family=family,
     )
 
 
@@ -148,14 +173,16 @@ def _hostname() -> str:
 @dataclass
 class Daemon:
     args: argparse.Namespace
-    node: NodeContext
-    backend: Backend
+    nodes: list[NodeContext]  # one per family
+    backends: list[Backend]
 
     def __post_init__(self) -> None:
         self.metrics = Metrics()
-        self.trackers = Trackers(self.node.name)
+        family_trackers = [Trackers(n.name) for n in self.nodes]
+        self.trackers = FanOut(family_trackers)
         self.source = DirectorySource(self.args.objects_dir)
-        self.proxier = Proxier(self.node, self.backend, self.trackers, self.metrics)
+        families = zip(self.nodes, self.backends, family_trackers, strict=True)
+        self.proxier = MetaProxier([Proxier(n, b, t, self.metrics) for n, b, t in families], self.metrics)
         self.health = Health(timeout=2 * self.args.iptables_sync_period + self.args.iptables_min_sync_period)
         self.hc_ports = HealthCheckNodePorts()
         self.stop = threading.Event()
@@ -168,7 +195,7 @@ class Daemon:
         except ApplyError as e:
             print(f"podnet-proxy: rules not programmed: {e}", file=sys.stderr)
             return 1
-        log.info("programmed %d service ports (%s)", len(self.proxier.model.ports), "applied" if result.applied else "")
+        log.info("programmed %d service ports (%s)", self.proxier.port_count, "applied" if result.applied else "")
         return 0
 
     def sync(self) -> None:
@@ -218,9 +245,7 @@ class Daemon:
             "lastUpdated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(last)),
             "currentTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)),
             "nodeEligible": True,
-            "consecutiveFailures": self.proxier.metrics.get(
-                "kubeproxy_sync_proxy_rules_iptables_restore_failures_total"
-            ),
+            "consecutiveFailures": self.metrics.get("kubeproxy_sync_proxy_rules_iptables_restore_failures_total"),
         }
         return (200 if ok else 503), "application/json", json.dumps(body)
 
@@ -235,17 +260,17 @@ def main(argv: list[str] | None = None) -> int:
     level = {0: logging.ERROR, 1: logging.WARNING, 2: logging.INFO}.get(args.verbosity, logging.DEBUG)
     logs.setup("podnet-proxy", args.logging_format, level)
     try:
-        node = node_context(args)
+        nodes = node_contexts(args)
         options = {  # each mode's own options
             "iptables": {"flavor": None if args.iptables_flavor == "auto" else args.iptables_flavor},
             "ipvs": {"scheduler": args.ipvs_scheduler},
         }
-        backend = backend_for(args.proxy_mode, node, **options.get(args.proxy_mode, {}))
+        backends = [backend_for(args.proxy_mode, n, **options.get(args.proxy_mode, {})) for n in nodes]
     except UnsupportedMode as e:
         print(f"podnet-proxy: {e}", file=sys.stderr)
         return 2
     if args.cleanup:
-        removed = cleanup_all(node, options)
+        removed = cleanup_all(nodes[0], options)
         log.info("cleanup removed %d rules and chains", len(removed))
         return 0
     if not args.objects_dir:
@@ -254,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
     if not os.path.isdir(args.objects_dir):
         print(f"podnet-proxy: --objects-dir {args.objects_dir}: not a directory", file=sys.stderr)
         return 2
-    daemon = Daemon(args, node, backend)
+    daemon = Daemon(args, nodes, backends)
     if args.once:
         return daemon.once()
     signal.signal(signal.SIGTERM, lambda *_: daemon.stop.set())

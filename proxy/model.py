@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import NamedTuple
 
 from proxy import topology
 from proxy.objects import ZONE_LABEL, EndpointSlice, Service, ip_family
+from proxy.plan import PortPlan, plan_port
 from proxy.trackers import Changes, ServiceKey, Trackers
 
 log = logging.getLogger("podnet.proxy")
@@ -90,6 +91,7 @@ class ServicePortModel:
     local_endpoints: tuple[EndpointInfo, ...] = ()
     any_usable: bool = False  # usable endpoints exist anywhere in the cluster (else: REJECT)
     all_reachable: tuple[EndpointInfo, ...] = ()  # cluster and local endpoints together
+    plan: PortPlan | None = None  # the traffic decisions every mode spells (set by build_service)
 
     @property
     def externally_reachable(self) -> bool:
@@ -166,7 +168,7 @@ def build_service(
             node_name=node.name,
             zone=node.zone,
         )
-        out[name] = ServicePortModel(
+        port = ServicePortModel(
             name=name,
             cluster_ip=cluster_ip,
             port=sp.port,
@@ -185,6 +187,7 @@ def build_service(
             any_usable=sets.any_usable,
             all_reachable=tuple(dict.fromkeys(sets.cluster + sets.local)),
         )
+        out[name] = replace(port, plan=plan_port(port, node))
     return out
 
 
@@ -230,5 +233,6 @@ def node_context_with(node: NodeContext, trackers: Trackers) -> NodeContext:
     """The context refreshed from the Node and ServiceCIDR objects (zone label, service ranges)."""
     obj = trackers.node()
     zone = obj.labels.get(ZONE_LABEL, "") if obj is not None else ""
-    cidrs = tuple(sorted({c for sc in trackers.cidrs.state.values() for c in sc.cidrs}))
+    # configured ranges (--service-cidr) and the ServiceCIDR objects' together
+    cidrs = tuple(sorted({c for sc in trackers.cidrs.state.values() for c in sc.cidrs} | set(node.service_cidrs)))
     return NodeContext(**{**node.__dict__, "zone": zone, "service_cidrs": cidrs})

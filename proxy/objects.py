@@ -253,8 +253,16 @@ def parse_service(obj: dict, where: str) -> Service:
     lb_ips = []
     for i, ing in enumerate(r.seq(lb.get("ingress"), "status.loadBalancer.ingress")):
         ing = r.mapping(ing, f"status.loadBalancer.ingress[{i}]")
-        if ing.get("ip") is not None:
-            lb_ips.append(r.ip(ing.get("ip"), f"status.loadBalancer.ingress[{i}].ip"))
+        if ing.get("ip") is None:
+            continue
+        ip = r.ip(ing.get("ip"), f"status.loadBalancer.ingress[{i}].ip")
+        ip_mode = r.string(ing.get("ipMode"), f"status.loadBalancer.ingress[{i}].ipMode", "VIP")
+        if ip_mode not in ("VIP", "Proxy"):
+            raise r.fail(f"status.loadBalancer.ingress[{i}].ipMode", f"must be VIP or Proxy, got {ip_mode!r}")
+        # ipMode Proxy: the load balancer delivers to the node with its own source and
+        # destination, so the LB IP must get no rule at all (KEP-1860)
+        if ip_mode == "VIP":
+            lb_ips.append(ip)
     affinity = r.string(spec.get("sessionAffinity"), "spec.sessionAffinity", "None")
     if affinity not in ("None", "ClientIP"):
         raise r.fail("spec.sessionAffinity", f"must be None or ClientIP, got {affinity!r}")

@@ -8,13 +8,21 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from proxy.objects import EndpointSlice, KubeObject, ObjectError, Service, load_text
-from proxy.trackers import Trackers
 
 log = logging.getLogger("podnet.proxy")
 
 SUFFIXES = (".yaml", ".yml", ".json")
+
+
+class Sink(Protocol):
+    """What a scan feeds: one family's Trackers, or the metaproxier's fan-out to every family."""
+
+    synced: bool
+
+    def update(self, key: Any, kind: type, current: Any) -> None: ...
 
 
 def object_key(obj: KubeObject):
@@ -36,7 +44,7 @@ class DirectorySource:
     current: dict[tuple[type, object], KubeObject] = field(default_factory=dict)
     errors: list[ObjectError] = field(default_factory=list)  # of the last scan's re-read files
 
-    def scan(self, trackers: Trackers) -> bool:
+    def scan(self, trackers: Sink) -> bool:
         """Read what changed and feed the trackers; True when any file changed."""
         seen = self._list()
         changed = False
@@ -84,7 +92,7 @@ class DirectorySource:
             log.error("skipped %s", err)
         return loaded.objects
 
-    def _feed(self, trackers: Trackers) -> None:
+    def _feed(self, trackers: Sink) -> None:
         new: dict[tuple[type, object], KubeObject] = {}
         for path in sorted(self.files):
             for obj in self.files[path].objects:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from proxy.backend import ApplyError
+from proxy.iptables.chains import TABLES
 from proxy.iptables.executor import Executor, RestoreError, detect_flavor
 from proxy.iptables.render import RenderState, render
 from proxy.iptables.transaction import Transaction
@@ -18,22 +19,27 @@ class IptablesBackend:
 
     def __init__(self, node: NodeContext, flavor: str | None = None):
         self.node = node
-        self.executor = Executor(flavor or detect_flavor())
+        self.executor = Executor(flavor or detect_flavor(), node.family)
         self.state = RenderState()
 
     def render(self, model: ProxyModel, changed: set[ServicePortName], full: bool) -> Transaction:
-        hooks = None
-        if self.state.present is None:
+        # Touches nothing: what only the kernel can say (our chains left from an earlier run,
+        # the jump rules in the built-in chains) is read by apply, which completes the
+        # transaction before it streams it.
+        state = self.state
+        if state.present is None:
             full = True
-            self.state.present, hooks = self.executor.inspect()
-        elif full or not self.state.hooks_ok:
-            hooks = self.executor.hook_changes()
-        return render(model, changed, full, self.state, hooks)
+            state = RenderState(ports=state.ports, present={t: set() for t in TABLES}, hooks_ok=False)
+        tx = render(model, changed, full, state)
+        tx.inspect = self.state.present is None
+        tx.check_hooks = full or not self.state.hooks_ok
+        return tx
 
     def apply(self, tx: Transaction) -> None:
         if tx.full and self.node.localhost_nodeports and self.node.family == 4:
             _enable_route_localnet()
         try:
+            self._complete(tx)
             self.executor.restore(tx.chunks())
         except RestoreError as e:
             self.state = RenderState()  # unknown now: the next sync reads the kernel and is full
@@ -41,12 +47,35 @@ class IptablesBackend:
         assert tx.state is not None  # render() always sets it
         self.state = tx.state
 
+    def _complete(self, tx: Transaction) -> None:
+        """Add what needs the kernel: stale chains of ours to delete, jump rules to fix."""
+        if tx.inspect:
+            present, hooks = self.executor.inspect()
+            for table in TABLES:
+                doomed = set(tx.tables[table].delete)
+                tx.tables[table].delete.extend(sorted(present[table] - tx.wanted[table] - doomed))
+        elif tx.check_hooks:
+            hooks = self.executor.hook_changes()
+        else:
+            return
+        for table, line in hooks[0] + hooks[1]:
+            tx.tables[table].hooks.append(line)
+        tx.reset_text()
+
     def cleanup(self) -> list[str]:
         text = self.executor.cleanup_text()
         if text:
             self.executor.restore([text])
         self.state = RenderState()
         return [line for line in text.splitlines() if line.startswith(("-D", "-X"))]
+
+    def show(self) -> str:
+        out = []
+        for table in TABLES:
+            lines = [line for line in self.executor.save(table).splitlines() if "PODNET-" in line]
+            if lines:
+                out += [f"*{table}", *lines]
+        return "\n".join(out) + "\n" if out else ""
 
 
 def _enable_route_localnet() -> None:

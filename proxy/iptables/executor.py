@@ -33,9 +33,14 @@ def detect_flavor() -> str:
 @dataclass
 class Executor:
     flavor: str = "nft"
+    family: int = 4  # 6: ip6tables (one proxier per family, as kube-proxy's metaproxier runs)
+
+    @property
+    def _tool(self) -> str:
+        return "iptables" if self.family == 4 else "ip6tables"
 
     def _cmd(self, tool: str) -> list[str]:
-        cmd = [f"iptables-{self.flavor}{tool}"]
+        cmd = [f"{self._tool}-{self.flavor}{tool}"]
         if self.flavor == "legacy":
             cmd.append("-w")  # the legacy backend serialises writers with a lock file
         return cmd
@@ -73,7 +78,7 @@ class Executor:
                 raise RestoreError(f"iptables-restore failed ({code}): {_explain(errors.read(), ''.join(sent))}")
 
     def save(self, table: str) -> str:
-        cmd = [f"iptables-{self.flavor}-save", "-t", table]
+        cmd = [f"{self._tool}-{self.flavor}-save", "-t", table]
         return subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
 
     def inspect(self) -> tuple[dict[str, set[str]], tuple[list[tuple[str, str]], list[tuple[str, str]]]]:
@@ -118,26 +123,38 @@ class Executor:
         return deletes, inserts
 
     def cleanup_text(self) -> str:
-        """The one transaction that removes every jump to our chains and every chain of ours."""
+        """The one transaction that removes the jump rules podnet wrote (the JUMPS table, and
+        nothing else: a rule someone else wrote that jumps to a PODNET- chain stays) and every
+        chain of ours. A chain such a foreign rule still references is emptied, not deleted:
+        deleting it would make the whole transaction fail."""
+        ours_jumps = {(j.table, f"-A {j.builtin} {j.spec()}") for j in C.JUMPS}
         out = []
         for table in C.TABLES:
             ours: list[str] = []
             unhook: list[str] = []
+            pinned: set[str] = set()
             for line in self.save(table).splitlines():
                 if line.startswith(":") and C.is_ours(line[1:].split()[0]):
                     ours.append(line[1:].split()[0])
                 elif line.startswith("-A "):
                     chain, _, rest = line[3:].partition(" ")
-                    if not C.is_ours(chain) and _jumps_to_ours(rest):
+                    if (table, line) in ours_jumps:
                         unhook.append(f"-D {chain} {rest}")
+                    elif not C.is_ours(chain):
+                        pinned.update(_targets_of_ours(rest))
             if not ours and not unhook:
                 continue
             out.append(f"*{table}")
             out += [f":{c} - [0:0]" for c in ours]
             out += unhook
-            out += [f"-X {c}" for c in ours]
+            out += [f"-X {c}" for c in ours if c not in pinned]
             out.append("COMMIT")
         return "\n".join(out) + "\n" if out else ""
+
+
+def _targets_of_ours(rule: str) -> set[str]:
+    words = shlex.split(rule)
+    return {words[i + 1] for i, w in enumerate(words[:-1]) if w in ("-j", "-g") and C.is_ours(words[i + 1])}
 
 
 def _jumps_to_ours(rule: str) -> bool:

@@ -26,13 +26,13 @@ of service ports that went away.
 from __future__ import annotations
 
 import functools
-import ipaddress
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from proxy.iptables import chains as C
 from proxy.iptables.transaction import Transaction
 from proxy.model import NodeContext, ProxyModel, ServicePortModel, ServicePortName
+from proxy.plan import DROP, MASQ_ALL, MASQ_OFF_CLUSTER, REJECT, Masquerade, plan_node
 
 Chain = tuple[str, str]  # (table, chain)
 
@@ -116,6 +116,7 @@ def render(
         for table, line in hooks[0] + hooks[1]:
             tx.tables[table].hooks.append(line)
 
+    tx.wanted = wanted
     tx.counter = lambda: {t: sum(len(lines) for lines in _all_lines(ports, t)) for t in C.TABLES}
     tx.state = RenderState(ports=ports, present=_present_after(present, wanted, full, tx), hooks_ok=True)
     return tx
@@ -167,7 +168,7 @@ def _write_shared(tx: Transaction, ports: dict[ServicePortName, PortRules], node
         f'-A {C.FORWARD} -m comment --comment "podnet forwarding conntrack rule" -m conntrack --ctstate '
         "RELATED,ESTABLISHED -j ACCEPT",
     ]
-    if node.localhost_nodeports and node.family == 4:
+    if plan_node(node, "iptables").localhost_nodeports:
         # route_localnet lets 127.0.0.1:nodePort be DNATed; never let outsiders use it
         shared[("filter", C.FIREWALL)] = [
             f'-A {C.FIREWALL} -d 127.0.0.0/8 ! -s 127.0.0.0/8 -m comment --comment "block incoming localnet '
@@ -180,40 +181,39 @@ def _write_shared(tx: Transaction, ports: dict[ServicePortName, PortRules], node
 
 def _nodeport_jumps(node: NodeContext) -> list[str]:
     comment = '-m comment --comment "podnet service nodeports; NOTE: this must be the last rule in this chain"'
-    if node.nodeport_on_all_addresses():
-        not_local = "" if node.localhost_nodeports and node.family == 4 else "! -d 127.0.0.0/8 "
+    where = plan_node(node, "iptables")
+    if where.nodeport_addresses is None:
+        loopback = "127.0.0.0/8" if node.family == 4 else "::1/128"
+        not_local = "" if where.localhost_nodeports else f"! -d {loopback} "
         return [f"-A {C.SERVICES} {comment} {not_local}-m addrtype --dst-type LOCAL -j {C.NODEPORTS}"]
-    out = []
-    for ip in nodeport_ips(node):
-        if ipaddress.ip_address(ip).is_loopback and not node.localhost_nodeports:
-            continue
-        out.append(f"-A {C.SERVICES} {comment} -d {ip}/32 -j {C.NODEPORTS}")
-    return out
-
-
-def nodeport_ips(node: NodeContext) -> list[str]:
-    """The node's addresses that --nodeport-addresses selects ("primary" was resolved to the
-    node IPs' host prefixes by the daemon)."""
-    nets = [ipaddress.ip_network(c) for c in node.nodeport_addresses]
-    addrs = sorted(set(node.node_ips) | set(node.local_addresses))
-    return [a for a in addrs if any(ipaddress.ip_address(a) in n for n in nets)]
+    return [f"-A {C.SERVICES} {comment} -d {ip}{_host(ip)} -j {C.NODEPORTS}" for ip in where.nodeport_addresses]
 
 
 # ---------------------------------------------------------------- one service port
 
 
+def _host(ip: str) -> str:
+    return "/128" if ":" in ip else "/32"
+
+
 def _match(p: ServicePortModel, dst: str | None, port: int) -> str:
     proto = p.protocol.lower()
-    d = f"-d {dst}/32 " if dst else ""
+    d = f"-d {dst}{_host(dst)} " if dst else ""
     return f"{d}-p {proto} -m {proto} --dport {port}"
 
 
+VERDICTS = {REJECT: "REJECT", DROP: "DROP"}
+
+
 def render_port(p: ServicePortModel, node: NodeContext) -> PortRules:
+    """Spell one service port's plan (proxy/plan.py) as kube-proxy's iptables layout; no
+    traffic decision is taken here."""
+    plan = p.plan
+    assert plan is not None, "the model plans every service port"
     name = str(p.name)
     proto = p.protocol
-    reachable_outside = p.externally_reachable
-    ext = C.service_chain("EXT", name, proto) if reachable_outside else ""
-    fw = C.service_chain("FW", name, proto) if p.load_balancer_source_ranges and p.load_balancer_ips else ""
+    ext = C.service_chain("EXT", name, proto) if p.externally_reachable else ""
+    fw = C.service_chain("FW", name, proto) if plan.firewall else ""
     shared: dict[Chain, list[str]] = {}
     own: dict[Chain, list[str]] = {}
 
@@ -223,11 +223,10 @@ def render_port(p: ServicePortModel, node: NodeContext) -> PortRules:
     def top(table: str, chain: str, line: str) -> None:  # a line in a shared chain
         shared.setdefault((table, chain), []).append(f"-A {chain} {line}")
 
-    has_endpoints = p.any_usable
-    cluster_chain = C.service_chain("SVC", name, proto) if p.uses_cluster_endpoints and p.cluster_endpoints else None
-    local_chain = C.service_chain("SVL", name, proto) if p.uses_local_endpoints and p.local_endpoints else None
-    internal_chain = local_chain if p.internal_local else cluster_chain
-    unusable = "REJECT" if not has_endpoints else "DROP"
+    cluster_chain = C.service_chain("SVC", name, proto) if plan.cluster_set else None
+    local_chain = C.service_chain("SVL", name, proto) if plan.local_set else None
+    internal_chain = (local_chain if plan.internal_local else cluster_chain) if plan.internal else None
+    external_chain = (local_chain if plan.external_local else cluster_chain) if plan.external else None
     cmt = f'-m comment --comment "{name}'
     no_eps = f'{cmt} has no endpoints"'
 
@@ -235,73 +234,71 @@ def render_port(p: ServicePortModel, node: NodeContext) -> PortRules:
     if internal_chain:
         top("nat", C.SERVICES, f'{cmt} cluster IP" {_match(p, p.cluster_ip, p.port)} -j {internal_chain}')
     else:
-        top("filter", C.SERVICES, f"{no_eps} {_match(p, p.cluster_ip, p.port)} -j {unusable}")
+        top("filter", C.SERVICES, f"{no_eps} {_match(p, p.cluster_ip, p.port)} -j {VERDICTS[plan.internal_verdict]}")
 
-    # external destinations: externalIPs, load-balancer IPs, node ports
-    external_endpoints = bool(p.external_endpoints)
-    uses_ext = has_endpoints and p.externally_reachable
+    # external destinations: externalIPs, load-balancer IPs, node ports. Traffic the nat table
+    # did not send anywhere meets the filter verdict (it is still addressed to the destination).
+    handled = plan.external_handled
+    verdict = VERDICTS.get(plan.external_verdict)
     for ip in p.external_ips:
-        if uses_ext:
+        if handled:
             top("nat", C.SERVICES, f'{cmt} external IP" {_match(p, ip, p.port)} -j {ext}')
-        if not external_endpoints:
-            top("filter", C.EXTERNAL_SERVICES, f"{no_eps} {_match(p, ip, p.port)} -j {unusable}")
+        if verdict:
+            top("filter", C.EXTERNAL_SERVICES, f"{no_eps} {_match(p, ip, p.port)} -j {verdict}")
     for ip in p.load_balancer_ips:
-        if uses_ext:
-            target = fw if p.load_balancer_source_ranges else ext
-            top("nat", C.SERVICES, f'{cmt} loadbalancer IP" {_match(p, ip, p.port)} -j {target}')
-            if p.load_balancer_source_ranges:
+        if handled:
+            top("nat", C.SERVICES, f'{cmt} loadbalancer IP" {_match(p, ip, p.port)} -j {fw or ext}')
+            if fw:
                 # allowed sources were DNATed in nat; whatever still goes to the LB IP is not allowed
                 top("filter", C.PROXY_FIREWALL, f'{cmt} not allowed by {fw}" {_match(p, ip, p.port)} -j DROP')
-        if not external_endpoints:
-            top("filter", C.EXTERNAL_SERVICES, f"{no_eps} {_match(p, ip, p.port)} -j {unusable}")
+        if verdict:
+            top("filter", C.EXTERNAL_SERVICES, f"{no_eps} {_match(p, ip, p.port)} -j {verdict}")
     if p.node_port:
-        if uses_ext:
+        if handled:
             top("nat", C.NODEPORTS, f'{cmt}" {_match(p, None, p.node_port)} -j {ext}')
-        if not external_endpoints:
+        if verdict:
             local = "-m addrtype --dst-type LOCAL"
-            top("filter", C.EXTERNAL_SERVICES, f"{no_eps} {local} {_match(p, None, p.node_port)} -j {unusable}")
+            top("filter", C.EXTERNAL_SERVICES, f"{no_eps} {local} {_match(p, None, p.node_port)} -j {verdict}")
     if p.health_check_node_port:
         hc = f"-p tcp -m tcp --dport {p.health_check_node_port}"
         top("filter", C.NODEPORTS, f'{cmt} health check node port" {hc} -j ACCEPT')
 
     # the external traffic chain, and the firewall chain of loadBalancerSourceRanges
-    if uses_ext:
+    if handled:
         dests = f"{name} external destinations"
-        if p.external_local:
-            if cluster_chain:
-                # pods and the node itself reach external destinations as if from outside and
-                # back in through a load balancer: subject to neither traffic policy
-                for cidr in node.cluster_cidrs[:1]:
-                    nat(ext, f'-m comment --comment "pod traffic for {dests}" -s {cidr} -j {cluster_chain}')
-                local_src = "-m addrtype --src-type LOCAL"
-                nat(ext, f'-m comment --comment "masquerade LOCAL traffic for {dests}" {local_src} -j {C.MARK_MASQ}')
-                nat(ext, f'-m comment --comment "route LOCAL traffic for {dests}" {local_src} -j {cluster_chain}')
-            if local_chain:
-                nat(ext, f"-j {local_chain}")
-        elif cluster_chain:
-            nat(ext, f'-m comment --comment "masquerade traffic for {dests}" -j {C.MARK_MASQ}')
-            nat(ext, f"-j {cluster_chain}")
+        sc = plan.short_circuit
+        if sc is not None and sc.endpoints and cluster_chain:
+            if sc.pod_cidr:
+                nat(ext, f'-m comment --comment "pod traffic for {dests}" -s {sc.pod_cidr} -j {cluster_chain}')
+            local_src = "-m addrtype --src-type LOCAL"
+            nat(ext, f'-m comment --comment "masquerade LOCAL traffic for {dests}" {local_src} -j {C.MARK_MASQ}')
+            nat(ext, f'-m comment --comment "route LOCAL traffic for {dests}" {local_src} -j {cluster_chain}')
+        if external_chain:
+            if plan.masquerade_external:
+                nat(ext, f'-m comment --comment "masquerade traffic for {dests}" -j {C.MARK_MASQ}')
+            nat(ext, f"-j {external_chain}")
         own.setdefault(("nat", ext), [])  # without usable endpoints it falls through to the filter DROP
-        if p.load_balancer_ips and p.load_balancer_source_ranges:
-            for cidr in p.load_balancer_source_ranges:
+        if fw:
+            for cidr in plan.firewall:
                 nat(fw, f'{cmt} loadbalancer IP" -s {cidr} -j {ext}')
             own.setdefault(("nat", fw), [])
 
     # policy chains and endpoints: the bulk of all rules, built when first read
-    reachable = p.all_reachable
+    reachable = plan.hairpin
     seps = {ep.address: C.endpoint_chain(name, proto, ep.address) for ep in reachable}
-    policy = [(c, eps) for c, eps in ((cluster_chain, p.cluster_endpoints), (local_chain, p.local_endpoints)) if c]
+    policy = [(c, eps) for c, eps in ((cluster_chain, plan.cluster_set), (local_chain, plan.local_set)) if c]
+    masq = _internal_masquerade(plan.masquerade)
+    host = _host(p.cluster_ip)
+    mask = _MASKS[host]
 
     def bulk() -> dict[Chain, list[str] | tuple[str, ...]]:
         out: dict[Chain, list[str] | tuple[str, ...]] = {}
         for chain, endpoints in policy:
             lines = []
-            if chain == internal_chain:
-                masq = _internal_masquerade(node)
-                if masq is not None:
-                    match = _match(p, p.cluster_ip, p.port)
-                    lines.append(f'-A {chain} {cmt} cluster IP" {match} {masq}-j {C.MARK_MASQ}')
-            lines += _endpoint_choice(chain, p.affinity_seconds, [seps[ep.address] for ep in endpoints])
+            if chain == internal_chain and masq is not None:
+                match = _match(p, p.cluster_ip, p.port)
+                lines.append(f'-A {chain} {cmt} cluster IP" {match} {masq}-j {C.MARK_MASQ}')
+            lines += _endpoint_choice(chain, p.affinity_seconds, [seps[ep.address] for ep in endpoints], mask)
             out[("nat", chain)] = lines
         # Endpoint rules carry no comments: there are many of them, the chain names and DNAT
         # targets say what they are, and every comment is one more match for the kernel to load
@@ -309,9 +306,9 @@ def render_port(p: ServicePortModel, node: NodeContext) -> PortRules:
         lproto = proto.lower()
         for ep in reachable:
             sep = seps[ep.address]
-            affinity = f"-m recent --set --name {sep} --mask 255.255.255.255 --rsource " if p.affinity_seconds else ""
+            affinity = f"-m recent --set --name {sep} --mask {mask} --rsource " if p.affinity_seconds else ""
             out[("nat", sep)] = (
-                f"-A {sep} -s {ep.ip}/32 -j {C.MARK_MASQ}",  # hairpin: a pod reaching itself
+                f"-A {sep} -s {ep.ip}{host} -j {C.MARK_MASQ}",  # hairpin: a pod reaching itself
                 f"-A {sep} -p {lproto} {affinity}-j DNAT --to-destination {ep.address}",
             )
         return out
@@ -320,23 +317,26 @@ def render_port(p: ServicePortModel, node: NodeContext) -> PortRules:
     return PortRules(shared=shared, chains=chains, _own=dict(own), _bulk=bulk)  # (widened: bulk adds tuples)
 
 
-def _internal_masquerade(node: NodeContext) -> str | None:
-    """Masquerade off-cluster traffic to the cluster IP (all of it with --masquerade-all)."""
-    if node.masquerade_all:
+def _internal_masquerade(m: Masquerade) -> str | None:
+    """The match of the masquerade rule in front of the internal policy chain (None: no rule)."""
+    if m.kind == MASQ_ALL:
         return ""
-    if node.cluster_cidrs:
-        return f"! -s {node.cluster_cidrs[0]} "
+    if m.kind == MASQ_OFF_CLUSTER:
+        return f"! -s {m.cluster_cidr} "
     return None
 
 
-def _endpoint_choice(chain: str, affinity_seconds: int, seps: list[str]) -> list[str]:
+_MASKS = {"/32": "255.255.255.255", "/128": "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"}
+
+
+def _endpoint_choice(chain: str, affinity_seconds: int, seps: list[str], mask: str) -> list[str]:
     """Session affinity first (a client seen recently goes back to its endpoint), then an equal
     random choice: the i-th of n rules matches with probability 1/(n-i)."""
     lines = []
     if affinity_seconds:
         for sep in seps:
             lines.append(f"-A {chain} -m recent --rcheck --seconds {affinity_seconds} --reap --name {sep} "
-                         f"--mask 255.255.255.255 --rsource -j {sep}")  # fmt: skip
+                         f"--mask {mask} --rsource -j {sep}")  # fmt: skip
     n = len(seps)
     for i, sep in enumerate(seps):
         left = n - i

@@ -32,6 +32,9 @@ class Transaction:
     tables: dict[str, TableChanges] = field(default_factory=lambda: {t: TableChanges() for t in TABLES})
     counter: Callable[[], dict[str, int]] | None = None  # rules of ours per table after this
     state: RenderState | None = None  # the renderer's state once this transaction has been applied
+    wanted: dict[str, set[str]] = field(default_factory=dict)  # every chain of ours after this, per table
+    inspect: bool = False  # the kernel's chains of ours are unknown: apply reads them first
+    check_hooks: bool = False  # apply checks the jump rules in the built-in chains
     _text: str | None = None
 
     def chunks(self) -> Iterator[str]:
@@ -58,6 +61,9 @@ class Transaction:
         if self._text is None:
             self._text = "".join(self.chunks())
         return self._text
+
+    def reset_text(self) -> None:
+        self._text = None
 
     def rule_counts(self) -> dict[str, int]:
         return self.counter() if self.counter else {}

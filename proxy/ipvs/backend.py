@@ -114,6 +114,16 @@ class IpvsBackend:
         self.applied = None
         return removed
 
+    def show(self) -> str:
+        """The companion chains (the virtual servers need IPVS, which `ipvsadm -Ln` shows)."""
+        out = []
+        for table in ("nat", "filter"):
+            r = subprocess.run(["iptables-save", "-t", table], capture_output=True, text=True)
+            lines = [line for line in r.stdout.splitlines() if "PODNET-IPVS-" in line]
+            if lines:
+                out += [f"*{table}", *lines]
+        return "\n".join(out) + "\n" if out else ""
+
 
 def _run(*args: str, input: str | None = None) -> None:
     subprocess.run(args, input=input, check=True, capture_output=True, text=True)

@@ -100,6 +100,9 @@ def _reals(endpoints: tuple[EndpointInfo, ...]) -> tuple[tuple[str, int], ...]:
 
 
 def _render_port(p: ServicePortModel, scheduler: str, np_addrs: list[str], s: DesiredState) -> None:
+    """Spell one service port's plan (proxy/plan.py) as virtual servers and ipset entries."""
+    plan = p.plan
+    assert plan is not None, "the model plans every service port"
     proto = p.protocol
     lproto = proto.lower()
 
@@ -110,13 +113,13 @@ def _render_port(p: ServicePortModel, scheduler: str, np_addrs: list[str], s: De
     # kube-proxy binds every Service address to the dummy interface, endpoints or not: a
     # virtual server without real servers answers nothing (its traffic is then REJECTed by
     # the companion filter rules when the Service has no endpoints at all)
-    server(p.cluster_ip, p.port, p.internal_endpoints)
+    server(p.cluster_ip, p.port, plan.internal)
     s.addresses.add(p.cluster_ip)
     s.ipsets["PODNET-CLUSTER-IP"].add(f"{p.cluster_ip},{lproto}:{p.port}")
 
     def external(addr: str, ipset: str) -> None:
         """An external or load-balancer address: served like the ClusterIP, to external endpoints."""
-        server(addr, p.port, p.external_endpoints)
+        server(addr, p.port, plan.external)
         s.addresses.add(addr)
         s.ipsets[ipset].add(f"{addr},{lproto}:{p.port}")
         if p.external_local:
@@ -126,13 +129,13 @@ def _render_port(p: ServicePortModel, scheduler: str, np_addrs: list[str], s: De
         external(addr, "PODNET-EXTERNAL-IP")
     for addr in p.load_balancer_ips:
         external(addr, "PODNET-LOAD-BALANCER")
-        if p.load_balancer_source_ranges:
+        if plan.firewall:
             s.ipsets["PODNET-LOAD-BALANCER-FW"].add(f"{addr},{lproto}:{p.port}")
-            for cidr in p.load_balancer_source_ranges:
+            for cidr in plan.firewall:
                 s.ipsets["PODNET-LB-SOURCE-CIDR"].add(f"{addr},{lproto}:{p.port},{cidr}")
     if p.node_port:
         for addr in np_addrs:
-            server(addr, p.node_port, p.external_endpoints)
+            server(addr, p.node_port, plan.external)
         if proto == "SCTP":
             for addr in np_addrs:
                 s.ipsets["PODNET-NODE-PORT-SCTP"].add(f"{addr},sctp:{p.node_port}")
@@ -140,5 +143,5 @@ def _render_port(p: ServicePortModel, scheduler: str, np_addrs: list[str], s: De
             s.ipsets[f"PODNET-NODE-PORT-{proto}"].add(str(p.node_port))
             if p.external_local:
                 s.ipsets[f"PODNET-NODE-PORT-LOCAL-{proto}"].add(str(p.node_port))
-    for e in p.all_reachable:
+    for e in plan.hairpin:
         s.ipsets["PODNET-LOOP-BACK"].add(f"{e.ip},{lproto}:{e.port},{e.ip}")

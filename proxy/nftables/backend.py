@@ -48,6 +48,9 @@ class NftablesBackend:
             raise
         self.shadow = tx.state
 
+    def show(self) -> str:
+        return executor.show(self.node.family, self.netns)
+
     def cleanup(self) -> list[str]:
         self.shadow = None
         return executor.cleanup(self.netns)

@@ -109,3 +109,11 @@ def cleanup(netns: str | None = None) -> list[str]:
     tables = our_tables(netns)
     run("".join(f"delete table {t}\n" for t in tables), netns)
     return [f"delete table {t}" for t in tables]
+
+
+def show(family: int, netns: str | None = None) -> str:
+    """`nft list table` of this family's podnet table ("" when there is none)."""
+    table = FAMILIES[family].table
+    if table not in our_tables(netns):
+        return ""
+    return run_in(netns, ["nft", "list", "table", *table.split()], capture_output=True, text=True).stdout

@@ -147,6 +147,9 @@ def fixed_chains(f: Family, nodeport_match: str) -> dict[str, tuple[str, ...]]:
         ),
         "mark-for-masquerade": (f"meta mark set meta mark | {MASQ_MARK}",),
         "reject-chain": ("reject",),
+        # externalTrafficPolicy Local without a local endpoint: the node's own connections are
+        # short-circuited to cluster endpoints in nat output, which runs after this check
+        "drop-unless-local": ("fib saddr type local return", "drop"),
         "service-endpoints-check": (f"{key} vmap @no-endpoint-services",),
         "nodeport-endpoints-check": (f"{nodeport_match} meta l4proto . th dport vmap @no-endpoint-nodeports",),
         "firewall-check": (f"{key} @firewall-ips {key} . {ip} saddr != @firewall-allow drop",),

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 from proxy.model import EndpointInfo, NodeContext, ServicePortModel
 from proxy.nftables.layout import Family
+from proxy.plan import MASQ_ALL, MASQ_OFF_CLUSTER, REJECT, masquerade_for
 
 Element = tuple[str, str, str]  # (map or set, key, value; "" for a set)
 
@@ -40,47 +41,47 @@ def _ep(e: EndpointInfo, f: Family) -> str:
 
 
 def masquerade_rule(node: NodeContext, f: Family) -> str | None:
-    """Off-cluster traffic to a cluster IP is masqueraded (all of it with --masquerade-all)."""
-    if node.masquerade_all:
+    """The plan's masquerading of cluster-IP traffic (node-wide, so one rule serves every
+    internal picker chain)."""
+    m = masquerade_for(node)
+    if m.kind == MASQ_ALL:
         return "jump mark-for-masquerade"
-    if node.cluster_cidrs:
-        return f"{f.name} saddr != {node.cluster_cidrs[0]} jump mark-for-masquerade"
+    if m.kind == MASQ_OFF_CLUSTER:
+        return f"{f.name} saddr != {m.cluster_cidr} jump mark-for-masquerade"
     return None
 
 
 def picker(kind: str, proto: str, n: int, np: bool = False) -> str:
-    """The shared chain that picks one of n endpoints: [np-]{int,ext,extl,pickc}-PROTO-N."""
+    """The shared chain that picks one of n endpoints: [np-]{int,ext,extl,pickc}-PROTO-N.
+    `extl-PROTO-0` only short-circuits local sources (no local endpoint to pick from)."""
     return f"{'np-' if np else ''}{kind}-{proto}-{n}"
 
 
 def picker_rules(name: str, node: NodeContext, f: Family) -> tuple[str, ...]:
     """The rules of a shared picker chain, from its name (see `picker`)."""
     np = name.startswith("np-")
-    kind, proto, n = name.removeprefix("np-").rsplit("-", 2)
+    kind, proto, count = name.removeprefix("np-").rsplit("-", 2)
+    n = int(count)
     ip = f.name
     prefix = "np-" if np else ""
     slot_key = "th dport" if np else f"{ip} daddr . th dport"
     slots = f"{prefix}slots-cluster-{proto}" if kind == "pickc" else f"{prefix}slots-{proto}"
-    dnat = f"meta l4proto {proto} dnat {ip} to {slot_key} . numgen random mod {n} map @{slots}"
+    dnat = (f"meta l4proto {proto} dnat {ip} to {slot_key} . numgen random mod {n} map @{slots}",) if n else ()
     if kind == "int":
         masq = masquerade_rule(node, f)
-        return (masq, dnat) if masq else (dnat,)
+        return ((masq,) if masq else ()) + dnat
     if kind == "ext":
-        return ("jump mark-for-masquerade", dnat)
+        return ("jump mark-for-masquerade", *dnat)
     if kind == "extl":
-        # pods and the node itself reach external destinations as if from outside and back in
-        # through a load balancer: subject to neither traffic policy, so all cluster endpoints
+        # the plan's short-circuit (plan.ShortCircuit): pods and the node itself go to the
+        # cluster endpoints, the node masqueraded; everyone else to this node's endpoints
         key = "meta l4proto . th dport" if np else f"{ip} daddr . meta l4proto . th dport"
         to_cluster = f"{key} vmap @{prefix}cluster-dispatch"
-        pods = [f"{ip} saddr {node.cluster_cidrs[0]} {to_cluster}"] if node.cluster_cidrs else []
-        return (
-            *pods,
-            "fib saddr type local jump mark-for-masquerade",
-            f"fib saddr type local {to_cluster}",
-            dnat,
-        )
+        pod_cidr = masquerade_for(node).cluster_cidr or (node.cluster_cidrs[0] if node.cluster_cidrs else "")
+        pods = [f"{ip} saddr {pod_cidr} {to_cluster}"] if pod_cidr else []
+        return (*pods, "fib saddr type local jump mark-for-masquerade", f"fib saddr type local {to_cluster}", *dnat)
     if kind == "pickc":
-        return (dnat,)
+        return dnat
     raise ValueError(f"not a picker chain: {name}")
 
 
@@ -88,19 +89,25 @@ def port_key(p: ServicePortModel, addr: str, f: Family) -> str:
     return f"{addr} . {p.protocol.lower()} . {p.port}"
 
 
+def _verdict(v: str, short_circuit: bool = False) -> str:
+    if v == REJECT:
+        return "goto reject-chain"
+    # The filter check runs before the nat output hook: the node's own connections, which the
+    # plan sends to cluster endpoints, must pass it (pods pass anyway: they are DNATed first).
+    return "goto drop-unless-local" if short_circuit else "drop"
+
+
 def contribution(p: ServicePortModel, node: NodeContext, f: Family) -> Contribution:
+    """Spell one service port's plan (proxy/plan.py) as map elements and picker chains; no
+    traffic decision is taken here."""
+    plan = p.plan
+    assert plan is not None, "the model plans every service port"
     proto = p.protocol.lower()
     elements: set[Element] = set()
     pickers: set[str] = set()
     chains: dict[str, tuple[str, ...]] = {}
     sets: dict[str, str] = {}
-
-    has_endpoints = p.any_usable
-    unusable = "goto reject-chain" if not has_endpoints else "drop"
-    internal = p.internal_endpoints
-    external = p.external_endpoints
-    cluster = p.cluster_endpoints
-    uses_ext = has_endpoints and p.externally_reachable
+    short = plan.short_circuit_endpoints
 
     elements.add(("cluster-ips", p.cluster_ip, ""))
     ip_keys = {"internal": [port_key(p, p.cluster_ip, f)]}
@@ -108,36 +115,38 @@ def contribution(p: ServicePortModel, node: NodeContext, f: Family) -> Contribut
     ip_keys["external"] = [port_key(p, a, f) for a in external_addrs]
     np_key = f"{proto} . {p.node_port}" if p.node_port else None
 
-    if not internal:
-        elements.add(("no-endpoint-services", ip_keys["internal"][0], unusable))
-    if not external:
+    if plan.internal_verdict:
+        elements.add(("no-endpoint-services", ip_keys["internal"][0], _verdict(plan.internal_verdict)))
+    if plan.external_verdict:
+        v = _verdict(plan.external_verdict, bool(short))
         for k in ip_keys["external"]:
-            elements.add(("no-endpoint-services", k, unusable))
+            elements.add(("no-endpoint-services", k, v))
         if np_key:
-            elements.add(("no-endpoint-nodeports", np_key, unusable))
-    for a in p.load_balancer_ips if p.load_balancer_source_ranges else ():
+            elements.add(("no-endpoint-nodeports", np_key, v))
+    for a in p.load_balancer_ips if plan.firewall else ():
         k = port_key(p, a, f)
         elements.add(("firewall-ips", k, ""))
-        elements |= {("firewall-allow", f"{k} . {cidr}", "") for cidr in p.load_balancer_source_ranges}
-    for e in p.all_reachable:
+        elements |= {("firewall-allow", f"{k} . {cidr}", "") for cidr in plan.firewall}
+    for e in plan.hairpin:
         elements.add(("hairpin", f"{e.ip} . {e.ip}", ""))
 
     if p.affinity_seconds:
-        _affinity(p, node, f, elements, chains, sets, ip_keys, np_key if uses_ext else None)
+        _affinity(p, node, f, elements, chains, sets, ip_keys, np_key if plan.external_handled else None)
         return Contribution(frozenset(elements), chains, frozenset(pickers), sets)
 
     def slots(table: str, key: str, endpoints) -> None:
         for i, e in enumerate(endpoints):
             elements.add((table, f"{key} . {i}", _ep(e, f)))
 
-    if internal:
+    if plan.internal:
         k = ip_keys["internal"][0]
-        chain = picker("int", proto, len(internal))
+        chain = picker("int", proto, len(plan.internal))
         pickers.add(chain)
         elements.add(("service-ips", k, f"goto {chain}"))
-        slots(f"slots-{proto}", f"{p.cluster_ip} . {p.port}", internal)
-    if uses_ext and external:
-        kind = "extl" if p.external_local else "ext"
+        slots(f"slots-{proto}", f"{p.cluster_ip} . {p.port}", plan.internal)
+    external = plan.external
+    if plan.external_handled and (external or (plan.external_local and short)):
+        kind = "extl" if plan.external_local else "ext"
         targets = [(k, f"{a} . {p.port}", False) for k, a in zip(ip_keys["external"], external_addrs, strict=True)]
         if np_key:
             targets.append((np_key, str(p.node_port), True))
@@ -147,11 +156,11 @@ def contribution(p: ServicePortModel, node: NodeContext, f: Family) -> Contribut
             pickers.add(chain)
             elements.add(("service-nodeports" if np else "service-ips", k, f"goto {chain}"))
             slots(f"{prefix}slots-{proto}", slot_key, external)
-            if kind == "extl" and cluster:
-                chain = picker("pickc", proto, len(cluster), np)
+            if kind == "extl" and short:
+                chain = picker("pickc", proto, len(short), np)
                 pickers.add(chain)
                 elements.add((f"{prefix}cluster-dispatch", k, f"goto {chain}"))
-                slots(f"{prefix}slots-cluster-{proto}", slot_key, cluster)
+                slots(f"{prefix}slots-cluster-{proto}", slot_key, short)
     return Contribution(frozenset(elements), chains, frozenset(pickers), sets)
 
 
@@ -159,6 +168,7 @@ def _affinity(p, node, f, elements, chains, sets, ip_keys, np_key) -> None:
     """kube-proxy's layout for a session-affinity service port: chains svc- (cluster endpoints),
     svl- (local endpoints), ext- (external traffic policy) and one per endpoint that records
     the client in the endpoint's dynamic set and DNATs to it."""
+    plan = p.plan
     ip = f.name
     h = _hash(str(p.name) + p.protocol)
     base = f"{h}-{p.name.namespace}/{p.name.name}/{p.protocol.lower()}/{p.name.port or '-'}"
@@ -169,13 +179,13 @@ def _affinity(p, node, f, elements, chains, sets, ip_keys, np_key) -> None:
         eh = _hash(str(p.name) + p.protocol + e.address)
         return f"sep-{h}-{eh}", f"aff-{h}-{eh}"
 
-    for e in p.all_reachable:
+    for e in plan.hairpin:
         chain, aff = ep_names(e)
         sets[aff] = f"set {aff} {{ type {f.addr_type} ; flags dynamic,timeout ; timeout {p.affinity_seconds}s ; }}"
         dnat = f"dnat {ip} to {e.ip}:{e.port}" if ip == "ip" else f"dnat {ip} to [{e.ip}]:{e.port}"
         chains[chain] = (f"update @{aff} {{ {ip} saddr }}", f"meta l4proto {p.protocol.lower()} {dnat}")
 
-    def picker(name: str, endpoints, internal: bool) -> None:
+    def choose(name: str, endpoints, internal: bool) -> None:
         rules = []
         if internal and masq:
             rules.append(f"{ip} daddr {p.cluster_ip} {masq}")
@@ -186,26 +196,26 @@ def _affinity(p, node, f, elements, chains, sets, ip_keys, np_key) -> None:
         rules.append(f"numgen random mod {len(endpoints)} vmap {{ {vmap} }}")
         chains[name] = tuple(rules)
 
-    cluster_chain = svc if p.uses_cluster_endpoints and p.cluster_endpoints else None
-    local_chain = svl if p.uses_local_endpoints and p.local_endpoints else None
-    internal_chain = local_chain if p.internal_local else cluster_chain
+    cluster_chain = svc if plan.cluster_set else None
+    local_chain = svl if plan.local_set else None
+    internal_chain = (local_chain if plan.internal_local else cluster_chain) if plan.internal else None
     if cluster_chain:
-        picker(svc, p.cluster_endpoints, internal_chain == svc)
+        choose(svc, plan.cluster_set, internal_chain == svc)
     if local_chain:
-        picker(svl, p.local_endpoints, internal_chain == svl)
+        choose(svl, plan.local_set, internal_chain == svl)
     if internal_chain:
         elements.add(("service-ips", ip_keys["internal"][0], f"goto {internal_chain}"))
-    external_chain = local_chain if p.external_local else cluster_chain
-    if not external_chain or not (ip_keys["external"] or np_key):
+    external_chain = (local_chain if plan.external_local else cluster_chain) if plan.external else None
+    sc = plan.short_circuit
+    if not (ip_keys["external"] or np_key) or not (external_chain or (sc and sc.endpoints)):
         return
     rules = []
-    if p.external_local:
-        if cluster_chain:
-            rules += [f"{ip} saddr {c} goto {cluster_chain}" for c in node.cluster_cidrs[:1]]
-            rules += ["fib saddr type local jump mark-for-masquerade", f"fib saddr type local goto {cluster_chain}"]
-        rules.append(f"goto {local_chain}")
-    else:
-        rules += ["jump mark-for-masquerade", f"goto {cluster_chain}"]
+    if sc is not None and sc.endpoints and cluster_chain:
+        rules += [f"{ip} saddr {sc.pod_cidr} goto {cluster_chain}"] if sc.pod_cidr else []
+        rules += ["fib saddr type local jump mark-for-masquerade", f"fib saddr type local goto {cluster_chain}"]
+    if external_chain:
+        rules += ["jump mark-for-masquerade"] if plan.masquerade_external else []
+        rules.append(f"goto {external_chain}")
     chains[ext] = tuple(rules)
     for k in ip_keys["external"]:
         elements.add(("service-ips", k, f"goto {ext}"))

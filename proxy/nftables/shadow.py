@@ -10,7 +10,6 @@ elements and chains whose presence or value changed.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -18,6 +17,7 @@ from proxy.model import NodeContext, ProxyModel, ServicePortName
 from proxy.nftables import layout
 from proxy.nftables.render import Contribution, contribution, picker_rules
 from proxy.nftables.transaction import Transaction
+from proxy.plan import plan_node
 
 
 @dataclass
@@ -39,20 +39,16 @@ class Shadow:
 
 
 def nodeport_match(node: NodeContext, f: layout.Family) -> str:
-    if node.nodeport_on_all_addresses():
+    if plan_node(node, "nftables").nodeport_addresses is None:
         return f"fib daddr type local {f.name} daddr != {f.loopback}"
     return f"{f.name} daddr @nodeport-ips"
 
 
 def node_elements(node: NodeContext, f: layout.Family) -> set[tuple[str, str, str]]:
-    """Elements that come from the node, not from Services."""
-    out = {("service-cidrs", c, "") for c in node.service_cidrs if (":" in c) == (f.name == "ip6")}
-    if not node.nodeport_on_all_addresses():
-        nets = [ipaddress.ip_network(c) for c in node.nodeport_addresses]
-        addrs = set(node.node_ips) | set(node.local_addresses)
-        selected = {a for a in addrs if any(ipaddress.ip_address(a) in n for n in nets)}
-        # loopback addresses never serve node ports in this mode
-        out |= {("nodeport-ips", a, "") for a in selected if not ipaddress.ip_address(a).is_loopback}
+    """Elements that come from the node's plan, not from Services."""
+    where = plan_node(node, "nftables")
+    out = {("service-cidrs", c, "") for c in where.drop_unallocated}
+    out |= {("nodeport-ips", a, "") for a in where.nodeport_addresses or ()}
     return out
 
 

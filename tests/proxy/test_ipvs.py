@@ -69,7 +69,9 @@ def test_desired_state_for_a_set_of_services():
     assert f"{S.cluster_ip(1)},tcp:80" in state.ipsets["PODNET-CLUSTER-IP"]
     assert state.ipsets["PODNET-NODE-PORT-TCP"] == {"30002"} and state.ipsets["PODNET-NODE-PORT-LOCAL-TCP"] == {"30002"}
     assert state.ipsets["PODNET-NODE-PORT-UDP"] == {"30003"}
-    assert state.ipsets["PODNET-LB-SOURCE-CIDR"] == {"192.168.60.3,udp:53,192.168.1.0/24"}
+    # the range holds the node IP: the LB IP itself is an allowed source too (allowFromNode)
+    assert state.ipsets["PODNET-LB-SOURCE-CIDR"] == {"192.168.60.3,udp:53,192.168.1.0/24",
+                                                     "192.168.60.3,udp:53,192.168.60.3/32"}  # fmt: skip
     assert f"{ep(1, 0)},tcp:8080,{ep(1, 0)}" in state.ipsets["PODNET-LOOP-BACK"]
 
 

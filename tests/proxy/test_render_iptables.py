@@ -113,6 +113,8 @@ def test_podnet_proxy_render_command(tmp_path):
             "n1",
             "--cluster-cidr",
             "10.244.0.0/16",
+            "--node-ip",
+            "192.168.1.1",
         ],  # fmt: skip
     )
     assert result.exit_code == 0, result.output

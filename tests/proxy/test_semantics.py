@@ -107,8 +107,13 @@ def test_node_port_external_ip_and_load_balancer(lab, mode):
         results = lab.probe("client", "tcp", host, port, 6)
         assert all_served(results), (host, results)
         assert CLIENT_IP not in peers(results)  # externalTrafficPolicy Cluster: SNATed
-    # the node port answers on the node's other addresses too (default --nodeport-addresses)
-    assert all_served(lab.probe("pc", "tcp", "10.244.9.1", 30080, 3))
+    # the node port answers on the node's other addresses too (default --nodeport-addresses),
+    # except in nftables mode, where the default is the node's primary IPs (kube-proxy's)
+    on_secondary = lab.probe("pc", "tcp", "10.244.9.1", 30080, 3, timeout=1)
+    if mode == "nftables":
+        assert names(on_secondary) == {"refused": 3}  # no rule: the node's own stack answers
+    else:
+        assert all_served(on_secondary)
 
 
 def test_nodeport_addresses_restricts_the_addresses(lab, mode):
@@ -273,3 +278,25 @@ def test_unknown_port_of_a_live_cluster_ip_and_unallocated_service_addresses(lab
     assert names(lab.probe("pc", "udp", CIP, 53, 2, timeout=1)) == {"refused": 2}
     # an address of a service CIDR that no Service holds is dropped, not routed
     assert names(lab.probe("pc", "tcp", CLIENT_IP, 9, 2, timeout=1)) == {"timeout": 2}
+
+
+def test_external_traffic_policy_local_without_local_endpoints_short_circuits_local_sources(lab, mode):
+    lb = {"loadBalancer": {"ingress": [{"ip": "192.168.60.1"}]}}
+    web(lab, mode, type="LoadBalancer", ports=[{"name": "http", "port": 80, "nodePort": 30080}],
+        externalTrafficPolicy="Local", pods=("e3",), status=lb)  # fmt: skip
+    assert names(lab.probe("client", "tcp", "192.168.60.1", 80, 2, timeout=1)) == {"timeout": 2}  # dropped
+    # a pod and the node itself reach it as through the load balancer: every cluster endpoint
+    assert names(lab.probe("pc", "tcp", "192.168.60.1", 80, 3)) == {"e3": 3}
+    results = lab.probe("node", "tcp", "192.168.60.1", 80, 3)
+    assert names(results) == {"e3": 3}
+    assert peers(results) <= {"10.244.3.1"}  # masqueraded to the node's side of e3's link
+
+
+def test_load_balancer_ip_mode_proxy_gets_no_rule(lab, mode):
+    lb = {"loadBalancer": {"ingress": [{"ip": "192.168.60.1"}, {"ip": "192.168.60.2", "ipMode": "Proxy"}]}}
+    web(lab, mode, type="LoadBalancer", ports=[{"name": "http", "port": 80, "nodePort": 30080}], status=lb)
+    assert all_served(lab.probe("pc", "tcp", "192.168.60.1", 80, 2))
+    # untouched: routed as addressed, to the upstream (the client namespace), which refuses it
+    assert names(lab.probe("pc", "tcp", "192.168.60.2", 80, 2, timeout=1)) != {"e1": 2}
+    text = lab.node.run("iptables-save").stdout + lab.node.run("nft", "list", "ruleset").stdout
+    assert "192.168.60.2" not in text

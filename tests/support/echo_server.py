@@ -8,13 +8,24 @@ import threading
 
 
 def answer(name: str, peer) -> bytes:
-    return f"{name} {peer[0]}:{peer[1]}\n".encode()
+    ip = peer[0].removeprefix("::ffff:")  # an IPv4 peer of the dual-stack socket
+    return f"{name} {f'[{ip}]' if ':' in ip else ip}:{peer[1]}\n".encode()
+
+
+def dual_stack(kind: int, proto: int = 0) -> socket.socket:
+    """One socket for IPv4 and IPv6 (dual-stack tests reach the same endpoints over both)."""
+    try:
+        s = socket.socket(socket.AF_INET6, kind, proto)
+        s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        return s
+    except OSError:  # no IPv6 in this kernel or namespace
+        return socket.socket(socket.AF_INET, kind, proto)
 
 
 def serve_stream(name: str, port: int, proto: int) -> None:
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM, proto)
+    s = dual_stack(socket.SOCK_STREAM, proto)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind(("0.0.0.0", port))
+    s.bind(("::" if s.family == socket.AF_INET6 else "0.0.0.0", port))
     s.listen(128)
     while True:
         conn, peer = s.accept()
@@ -25,8 +36,8 @@ def serve_stream(name: str, port: int, proto: int) -> None:
 
 
 def serve_udp(name: str, port: int) -> None:
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.bind(("0.0.0.0", port))
+    s = dual_stack(socket.SOCK_DGRAM)
+    s.bind(("::" if s.family == socket.AF_INET6 else "0.0.0.0", port))
     while True:
         _, peer = s.recvfrom(2048)
         s.sendto(answer(name, peer), peer)

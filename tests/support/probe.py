@@ -11,12 +11,13 @@ import urllib.request
 
 def once(proto: str, host: str, port: int, timeout: float, sport: int) -> dict:
     kind = socket.SOCK_DGRAM if proto == "udp" else socket.SOCK_STREAM
-    s = socket.socket(socket.AF_INET, kind, socket.IPPROTO_SCTP if proto == "sctp" else 0)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    s = socket.socket(family, kind, socket.IPPROTO_SCTP if proto == "sctp" else 0)
     s.settimeout(timeout)
     try:
         if sport:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            s.bind(("0.0.0.0", sport))
+            s.bind(("::" if family == socket.AF_INET6 else "0.0.0.0", sport))
         s.connect((host, port))
         if proto == "udp":
             s.send(b"ping")
