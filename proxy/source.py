@@ -1,6 +1,12 @@
 """The objects directory (`--objects-dir`): YAML/JSON files holding Services, EndpointSlices,
 Nodes and ServiceCIDRs. A scan re-reads only files whose size or mtime changed, and feeds the
 difference with the previous scan into the trackers; the first scan is the first complete view.
+
+The directory is outside input: files are read through `safeload` (regular files only, never
+blocking, bounded in size, depth and aliases). A file that cannot be read or parsed any more
+keeps the objects it last gave (the last good state, logged), one bad object in a file is
+left out alone, and when two files hold the same object the first file in path order wins,
+with a warning naming both.
 """
 
 from __future__ import annotations
@@ -9,6 +15,7 @@ import logging
 import os
 from dataclasses import dataclass, field
 
+import safeload
 from proxy.objects import EndpointSlice, KubeObject, ObjectError, Service, load_text
 from proxy.trackers import Trackers
 
@@ -27,6 +34,11 @@ def object_key(obj: KubeObject):
 class _File:
     stamp: tuple[int, int]
     objects: tuple[KubeObject, ...]
+
+
+def _printable(path: str) -> str:
+    """A file name as it may appear in a log line (a name can hold a newline too)."""
+    return path if path.isprintable() else repr(path)
 
 
 @dataclass
@@ -48,7 +60,10 @@ class DirectorySource:
             known = self.files.get(path)
             if known is not None and known.stamp == stamp:
                 continue
-            self.files[path] = _File(stamp, self._read(path))
+            objects = self._read(path)
+            if objects is None:  # unreadable now: keep what it held when it last was readable
+                objects = known.objects if known is not None else ()
+            self.files[path] = _File(stamp, objects)
             changed = True
         if changed or not trackers.synced:
             self._feed(trackers)
@@ -68,27 +83,43 @@ class DirectorySource:
                     out[full] = (st.st_mtime_ns, st.st_size)
         return out
 
-    def _read(self, path: str) -> tuple[KubeObject, ...]:
-        rel = os.path.relpath(path, self.path)
+    def _read(self, path: str) -> tuple[KubeObject, ...] | None:
+        """The file's usable objects; None when the file as a whole is refused."""
+        rel = _printable(os.path.relpath(path, self.path))
         try:
-            with open(path, encoding="utf-8") as f:
-                text = f.read()
-        except (OSError, UnicodeDecodeError) as e:
-            err = ObjectError(rel, "", f"unreadable: {e}")
+            text = safeload.read_text(path, where=rel)
+        except safeload.LoadError as e:
+            err = ObjectError(rel, "", f"unreadable: {e.problem}")
             self.errors.append(err)
-            log.error("skipped %s", err)
-            return ()
+            log.error("skipped %s (keeping what it held before)", err)
+            return None
         loaded = load_text(text, rel)
         for err in loaded.errors:
             self.errors.append(err)
             log.error("skipped %s", err)
+        if not loaded.parsed:
+            return None  # the whole file is refused: keep its last good objects
         return loaded.objects
 
     def _feed(self, trackers: Trackers) -> None:
         new: dict[tuple[type, object], KubeObject] = {}
+        origin: dict[tuple[type, object], str] = {}
         for path in sorted(self.files):
             for obj in self.files[path].objects:
-                new[(type(obj), object_key(obj))] = obj
+                key = (type(obj), object_key(obj))
+                if key in new:
+                    # the API server would hold one; take the first file in path order, every scan
+                    log.warning(
+                        "%s %s is in both %s and %s: using the one in %s",
+                        type(obj).__name__,
+                        "/".join(key[1]) if isinstance(key[1], tuple) else key[1],
+                        _printable(os.path.relpath(origin[key], self.path)),
+                        _printable(os.path.relpath(path, self.path)),
+                        _printable(os.path.relpath(origin[key], self.path)),
+                    )
+                    continue
+                new[key] = obj
+                origin[key] = path
         for (kind, key), obj in new.items():
             if self.current.get((kind, key)) != obj:
                 trackers.update(key, kind, obj)

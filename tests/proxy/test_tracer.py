@@ -40,7 +40,7 @@ def eps(service, endpoints, port=80, name="p80", family="IPv4", slice_name=""):
     return {
         "apiVersion": "discovery.k8s.io/v1",
         "kind": "EndpointSlice",
-        "metadata": {"name": slice_name or f"{service}-{family}", "namespace": "ns",
+        "metadata": {"name": slice_name or f"{service}-{family.lower()}", "namespace": "ns",
                      "labels": {"kubernetes.io/service-name": service}},  # fmt: skip
         "addressType": family,
         "endpoints": [{"addresses": [ip], "nodeName": node} for ip, node in endpoints],
