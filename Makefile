@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 PY     := $(BIN)/python
 
-.PHONY: install install-node system venv demo test test-fast lint bench clean
+.PHONY: install install-node system venv demo test test-fast fuzz lint bench clean
 
 install: system venv
 
@@ -37,6 +37,11 @@ test: install
 
 test-fast: venv
 	$(BIN)/pytest -q -ra -m "not slow"
+
+# The fuzz tier (tests/fuzz) with hypothesis's long profile: thousands of generated inputs per
+# property instead of the few dozen the normal run uses. The namespace half needs root.
+fuzz: venv
+	HYPOTHESIS_PROFILE=fuzz $(BIN)/pytest -q -ra tests/fuzz
 
 lint: venv
 	$(BIN)/ruff check .

@@ -129,6 +129,8 @@ def decode(stdin: bytes) -> dict:
         conf = json.loads(stdin)
     except ValueError as e:
         raise DecodeFailure(f"network configuration: malformed JSON on stdin: {e}") from None
+    except RecursionError:  # json's C scanner stops at the interpreter's recursion limit
+        raise DecodeFailure("network configuration: JSON nested too deeply") from None
     if not isinstance(conf, dict):
         raise DecodeFailure("network configuration: stdin must hold a JSON object")
     return conf

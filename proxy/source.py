@@ -14,10 +14,19 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import safeload
 from proxy.objects import EndpointSlice, KubeObject, ObjectError, Service, load_text
-from proxy.trackers import Trackers
+
+
+class Sink(Protocol):
+    """What a scan feeds: one family's Trackers, or the daemon's FanOut over both families."""
+
+    synced: bool
+
+    def update(self, key: Any, kind: type, current: Any) -> None: ...
+
 
 log = logging.getLogger("podnet.proxy")
 
@@ -48,7 +57,7 @@ class DirectorySource:
     current: dict[tuple[type, object], KubeObject] = field(default_factory=dict)
     errors: list[ObjectError] = field(default_factory=list)  # of the last scan's re-read files
 
-    def scan(self, trackers: Trackers) -> bool:
+    def scan(self, trackers: Sink) -> bool:
         """Read what changed and feed the trackers; True when any file changed."""
         seen = self._list()
         changed = False
@@ -101,25 +110,25 @@ class DirectorySource:
             return None  # the whole file is refused: keep its last good objects
         return loaded.objects
 
-    def _feed(self, trackers: Trackers) -> None:
+    def _feed(self, trackers: Sink) -> None:
         new: dict[tuple[type, object], KubeObject] = {}
         origin: dict[tuple[type, object], str] = {}
         for path in sorted(self.files):
             for obj in self.files[path].objects:
-                key = (type(obj), object_key(obj))
-                if key in new:
+                ident = (type(obj), object_key(obj))
+                if ident in new:
                     # the API server would hold one; take the first file in path order, every scan
                     log.warning(
                         "%s %s is in both %s and %s: using the one in %s",
                         type(obj).__name__,
-                        "/".join(key[1]) if isinstance(key[1], tuple) else key[1],
-                        _printable(os.path.relpath(origin[key], self.path)),
+                        "/".join(ident[1]) if isinstance(ident[1], tuple) else ident[1],
+                        _printable(os.path.relpath(origin[ident], self.path)),
                         _printable(os.path.relpath(path, self.path)),
-                        _printable(os.path.relpath(origin[key], self.path)),
+                        _printable(os.path.relpath(origin[ident], self.path)),
                     )
                     continue
-                new[key] = obj
-                origin[key] = path
+                new[ident] = obj
+                origin[ident] = path
         for (kind, key), obj in new.items():
             if self.current.get((kind, key)) != obj:
                 trackers.update(key, kind, obj)

@@ -121,7 +121,7 @@ class _LimitedLoader(yaml.SafeLoader):
         self.depth = 0
         self.open_anchors: set[str] = set()  # anchors whose node is still being composed
 
-    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
         event = self.peek_event()
         if isinstance(event, yaml.AliasEvent):
             if event.anchor in self.open_anchors:
@@ -165,7 +165,11 @@ def _expanded_size(node: yaml.Node, limits: Limits, where: str) -> int:
 
 def yaml_documents(text: str, where: str, limits: Limits = DEFAULT) -> Iterator[Any]:
     """Each document of a (multi-document) YAML text, as the safe loader builds it."""
-    loader = _LimitedLoader(text, limits, where)
+    try:
+        # the reader checks the characters as it is made: a NUL byte fails here already
+        loader = _LimitedLoader(text, limits, where)
+    except yaml.YAMLError as e:
+        raise LoadError(where, f"not valid YAML: {_one_line(e)}") from None
     try:
         while loader.check_node():
             node = loader.get_node()
