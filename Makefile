@@ -11,7 +11,7 @@ BIN    := $(VENV)/bin
 PY     := $(BIN)/python
 DRIVER := build/cni-driver
 
-.PHONY: install install-node system venv test-tools demo test lint types unit integration test-fast bench clean
+.PHONY: install install-node system venv test-tools demo test lint types unit integration test-fast fuzz bench clean
 # The stages of `test` run one after another, in the order listed, even under -j.
 .NOTPARALLEL:
 
@@ -47,6 +47,11 @@ test-tools:
 	OUT=$(abspath $(DRIVER)) bash .ci/install-test-tools
 
 test: install test-tools lint types unit integration
+
+# The fuzz tier (tests/fuzz) with hypothesis's long profile: thousands of generated inputs per
+# property instead of the few dozen the normal run uses. The namespace half needs root.
+fuzz: venv
+	HYPOTHESIS_PROFILE=fuzz $(BIN)/pytest -q -ra tests/fuzz
 
 lint: venv
 	$(BIN)/ruff check .

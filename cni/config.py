@@ -11,7 +11,8 @@ import re
 from dataclasses import dataclass, field
 
 from cni import version
-from cni.errors import DecodeFailure, InvalidConfig, InvalidEnvironment
+from cni.errors import CNIError, DecodeFailure, InvalidConfig, InvalidEnvironment
+from ipam.ranges import never_pods
 
 VERBS = ("ADD", "DEL", "CHECK", "VERSION", "GC", "STATUS")
 # Spec "Parameters": which variables each verb requires.
@@ -23,8 +24,16 @@ _REQUIRED = {
     "STATUS": (),
     "VERSION": (),
 }
-_CONTAINER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
-_NETWORK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+# libcni's ValidateContainerID and ValidateNetworkName; matched with fullmatch, because `$` also
+# matches before a trailing newline, which would then reach link aliases, files and rules
+_CONTAINER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*")
+_NETWORK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*")
+# podnet's own bounds, so a refusal comes before the kernel or the file system refuse half-way:
+# the network name is a directory name (255 bytes), and the host veth's alias
+# ("podnet NETWORK CONTAINERID IFNAME") must fit IFLA_IFALIAS's 255 bytes
+MAX_NETWORK_NAME = 64
+MAX_CONTAINER_ID = 160
+MAX_PATH = 4095  # PATH_MAX less the NUL
 
 
 @dataclass(frozen=True)
@@ -39,7 +48,32 @@ class Invocation:
     path: tuple[str, ...] = ()
 
 
+def text(value: str, where: str, error: type[CNIError] = InvalidConfig) -> str:
+    """A string that can reach a system call: no NUL byte (C strings end there) and no lone
+    surrogate (it cannot be encoded as a file name)."""
+    if "\x00" in value:
+        raise error(f"{where}: holds a NUL byte")
+    try:
+        value.encode("utf-8", "surrogateescape")  # what os.fsencode does with a name
+    except UnicodeEncodeError:
+        raise error(f"{where}: holds characters that cannot be encoded (a lone surrogate)") from None
+    return value
+
+
+def path_text(value: str, where: str, error: type[CNIError] = InvalidConfig) -> str:
+    text(value, where, error)
+    encoded = value.encode("utf-8", "surrogateescape")
+    if len(encoded) > MAX_PATH:
+        raise error(f"{where}: a path of {len(encoded)} bytes, more than {MAX_PATH}")
+    if any(len(part) > 255 for part in encoded.split(b"/")):
+        raise error(f"{where}: a path component longer than 255 bytes")
+    return value
+
+
 def parse_invocation(environ: dict) -> Invocation:
+    for key, value in environ.items():
+        if isinstance(key, str) and key.startswith("CNI_") and isinstance(value, str):
+            text(value, key, InvalidEnvironment)
     command = environ.get("CNI_COMMAND", "")
     if not command:
         raise InvalidEnvironment("CNI_COMMAND: not set")
@@ -49,11 +83,16 @@ def parse_invocation(environ: dict) -> Invocation:
         if not environ.get(name):
             raise InvalidEnvironment(f"{name}: not set (required for {command})")
     container_id = environ.get("CNI_CONTAINERID", "")
-    if container_id and not _CONTAINER_ID.match(container_id):
+    if container_id and not _CONTAINER_ID.fullmatch(container_id):
         raise InvalidEnvironment(
-            f"CNI_CONTAINERID: {container_id!r} is not valid",
+            f"CNI_CONTAINERID: {container_id[:80]!r} is not valid",
             "it must start with a letter or digit and hold only letters, digits, '_', '.' and '-'",
         )
+    if len(container_id) > MAX_CONTAINER_ID:
+        raise InvalidEnvironment(f"CNI_CONTAINERID: {len(container_id)} characters, more than {MAX_CONTAINER_ID}")
+    netns = environ.get("CNI_NETNS", "")
+    if netns:
+        path_text(netns, "CNI_NETNS", InvalidEnvironment)
     ifname = environ.get("CNI_IFNAME", "")
     if ifname:
         _check_ifname(ifname)
@@ -66,7 +105,7 @@ def parse_invocation(environ: dict) -> Invocation:
     return Invocation(
         command=command,
         container_id=container_id,
-        netns=environ.get("CNI_NETNS", ""),
+        netns=netns,
         ifname=ifname,
         args=tuple(args),
         path=tuple(filter(None, environ.get("CNI_PATH", "").split(":"))),
@@ -74,10 +113,15 @@ def parse_invocation(environ: dict) -> Invocation:
 
 
 def _check_ifname(ifname: str) -> None:
-    if len(ifname) > 15:
-        raise InvalidEnvironment(f"CNI_IFNAME: {ifname!r} is longer than 15 characters")
-    if ifname in (".", "..") or any(c in ifname for c in "/: \t\n"):
-        raise InvalidEnvironment(f"CNI_IFNAME: {ifname!r} is not a valid interface name")
+    """libcni's ValidateInterfaceName (the kernel's dev_valid_name), and `%`: the kernel reads
+    `eth%d` as a template and makes eth0, a link the plugin would then never find again."""
+    if len(ifname.encode("utf-8", "surrogateescape")) > 15:
+        raise InvalidEnvironment(f"CNI_IFNAME: {ifname[:40]!r} is longer than 15 bytes")
+    if ifname in (".", "..") or any(c in "/:%" or c.isspace() or not c.isprintable() for c in ifname):
+        raise InvalidEnvironment(
+            f"CNI_IFNAME: {ifname!r} is not a valid interface name",
+            "not '.' or '..', and no '/', ':', '%', whitespace or control characters",
+        )
 
 
 def decode(stdin: bytes) -> dict:
@@ -85,6 +129,8 @@ def decode(stdin: bytes) -> dict:
         conf = json.loads(stdin)
     except ValueError as e:
         raise DecodeFailure(f"network configuration: malformed JSON on stdin: {e}") from None
+    except RecursionError:  # json's C scanner stops at the interpreter's recursion limit
+        raise DecodeFailure("network configuration: JSON nested too deeply") from None
     if not isinstance(conf, dict):
         raise DecodeFailure("network configuration: stdin must hold a JSON object")
     return conf
@@ -132,8 +178,11 @@ def common_fields(conf: dict) -> tuple[str, str]:
         raise InvalidConfig("cniVersion: missing or not a string")
     version.check(cni_version)
     name = conf.get("name")
-    if not isinstance(name, str) or not _NETWORK_NAME.match(name):
-        raise InvalidConfig(f"name: {name!r} is not a valid network name")
+    if not isinstance(name, str) or not _NETWORK_NAME.fullmatch(name) or len(name) > MAX_NETWORK_NAME:
+        raise InvalidConfig(
+            f"name: {str(name)[:80]!r} is not a valid network name",
+            f"letters, digits, '_', '.' and '-', starting with a letter or digit; at most {MAX_NETWORK_NAME}",
+        )
     return cni_version, name
 
 
@@ -142,6 +191,9 @@ def parse_netconf(conf: dict) -> NetConf:
     ipam = conf.get("ipam")
     if not isinstance(ipam, dict) or not isinstance(ipam.get("type"), str) or not ipam["type"]:
         raise InvalidConfig("ipam.type: missing (podnet-cni needs an IPAM plugin, e.g. podnet-ipam)")
+    plugin_type(ipam["type"], "ipam.type")
+    if ipam["type"] in MAIN_PLUGINS:
+        raise InvalidConfig(f"ipam.type: {ipam['type']!r} is a main plugin, not an IPAM plugin (it would run itself)")
     mtu = conf.get("mtu")
     if mtu is not None and (not isinstance(mtu, int) or isinstance(mtu, bool) or not 68 <= mtu <= 65535):
         raise InvalidConfig(f"mtu: {mtu!r} is not an integer between 68 and 65535")
@@ -167,17 +219,34 @@ def parse_netconf(conf: dict) -> NetConf:
     )
 
 
+MAIN_PLUGINS = ("podnet-cni",)  # never an IPAM plugin: delegating to one runs it again
+
+
+def plugin_type(value: str, where: str) -> str:
+    """A plugin's name is a file name in CNI_PATH: not a path, not `.` or `..`."""
+    text(value, where)
+    if value in (".", "..") or "/" in value or not value.isprintable() or len(value) > 255:
+        raise InvalidConfig(f"{where}: {value[:80]!r} is not a plugin name")
+    return value
+
+
 def parse_cidrs(raw, field: str) -> tuple:
-    """A CIDR or a list of CIDRs."""
+    """A CIDR or a list of CIDRs: networks (no host bits) that could hold pods."""
     items = [raw] if isinstance(raw, str) else raw
     if not isinstance(items, list):
         raise InvalidConfig(f"{field}: not a CIDR or a list of CIDRs")
     out = []
     for i, item in enumerate(items):
         try:
-            out.append(ipaddress.ip_network(item, strict=False))
+            net = ipaddress.ip_network(item, strict=True)
         except (ValueError, TypeError):
-            raise InvalidConfig(f"{field}[{i}]: {item!r} is not a CIDR") from None
+            raise InvalidConfig(
+                f"{field}[{i}]: {str(item)[:80]!r} is not a network in CIDR form (no host bits)"
+            ) from None
+        problem = never_pods(net)  # the same test as IPAM's ranges
+        if problem:
+            raise InvalidConfig(f"{field}[{i}]: {net} {problem}")
+        out.append(net)
     return tuple(out)
 
 

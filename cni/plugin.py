@@ -12,7 +12,7 @@ import sys
 import netns
 from cni import delegate, ipam_plugin, masq, routing, version, veth
 from cni.config import NetConf, parse_netconf, valid_attachments
-from cni.errors import CNIError, InvalidConfig, IOFailure, StateDiffers, UnknownContainer
+from cni.errors import CNIError, InvalidConfig, InvalidEnvironment, IOFailure, StateDiffers, UnknownContainer
 from cni.netlink import Netlink
 from cni.skel import Call, Handler, run
 from ipam.config import parse_routes
@@ -44,6 +44,14 @@ def ipam(verb: str, conf: NetConf, call: Call):
     return delegate.execute(conf.ipam["type"], verb, conf.raw, call.environ, call.inv.path)
 
 
+def _same_file(fd: int, path: str) -> bool:
+    try:
+        a, b = os.fstat(fd), os.stat(path)
+    except OSError:
+        return False
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+
+
 def _quietly(what: str, fn, *args) -> None:
     """An undo step: log its own failure, never hide the error that made us undo."""
     try:
@@ -56,9 +64,18 @@ def open_pod_netns(netns_path: str) -> int:
     """The pod's namespace, or the spec's "unknown container" (code 3): a CNI code is chosen
     here, at the plugin's boundary, not by the namespace primitive."""
     try:
-        return netns.open(netns_path)
+        fd = netns.open(netns_path)
     except netns.NamespaceError as e:
         raise UnknownContainer(f"CNI_NETNS: {e}") from None
+    # A namespace is one inode of nsfs: the node's own (ours, or pid 1's when we run inside a
+    # helper) would be configured as if it were a pod, default route included
+    for own in ("/proc/self/ns/net", "/proc/1/ns/net"):
+        if _same_file(fd, own):
+            os.close(fd)
+            raise InvalidEnvironment(
+                f"CNI_NETNS: {netns_path!r} is the node's own network namespace ({own}), not a pod's"
+            )
+    return fd
 
 
 @contextlib.contextmanager
@@ -92,21 +109,15 @@ def pod_ips(ipam_result: dict) -> list:
 def cmd_add(call: Call) -> dict:
     conf = parse_netconf(call.conf)
     inv = call.inv
-    host_ifname = veth.host_name(inv.container_id, inv.ifname)
+    check_alias(conf, inv)
     with namespaces(inv.netns) as (host, pod, pod_fd), contextlib.ExitStack() as undo:
+        refuse_repeated_add(host, inv)
         ipam_result = ipam("ADD", conf, call) or {}
         undo.callback(_quietly, "IPAM allocation", ipam, "DEL", conf, call)
         checkpoint(call, "ipam")
         ips = pod_ips(ipam_result)
         mtu = conf.mtu or routing.uplink_mtu(host)
-        tag = veth.alias(conf.name, inv.container_id, inv.ifname)
-        try:
-            pair = veth.create(host, pod, pod_fd, host_ifname, inv.ifname, mtu, tag)
-        except FileExistsError:
-            raise InvalidConfig(
-                f"CNI_IFNAME: {inv.ifname!r} or host link {host_ifname} already exists for this container"
-            ) from None
-        undo.callback(_quietly, f"veth {host_ifname}", host.del_link, host_ifname)
+        pair = make_veth(undo, host, pod, pod_fd, conf, inv, mtu)
         checkpoint(call, "veth")
         routes = ipam_routes(ipam_result)
         routing.setup_pod(pod, pair, ips, routes)
@@ -119,6 +130,47 @@ def cmd_add(call: Call) -> dict:
         result = build_result(conf, inv, pair, ips, routes, mtu)
         undo.pop_all()
     return version.convert_result(result, conf.cni_version)
+
+
+def check_alias(conf: NetConf, inv) -> None:
+    """The host veth's alias must fit the kernel's 255 bytes, or the link would be made and
+    then fail to be labelled: refused before the kernel is touched."""
+    tag = veth.alias(conf.name, inv.container_id, inv.ifname)
+    if len(tag.encode()) > veth.MAX_ALIAS:
+        raise InvalidEnvironment(
+            f"CNI_CONTAINERID: too long for the host link's alias ({len(tag.encode())} > {veth.MAX_ALIAS} bytes)"
+        )
+
+
+def refuse_repeated_add(host: Netlink, inv) -> None:
+    """A second ADD of one container and ifname is refused before IPAM is asked: IPAM would
+    answer with the first attachment's address, and undoing would release it."""
+    name = veth.host_name(inv.container_id, inv.ifname)
+    if host.get_link(name) is not None:
+        raise InvalidConfig(
+            f"CNI_IFNAME: {inv.ifname!r} of container {inv.container_id} is already attached (host link {name})",
+            "DEL the attachment first",
+        )
+
+
+def make_veth(undo: contextlib.ExitStack, host: Netlink, pod: Netlink, pod_fd: int, conf: NetConf, inv, mtu: int):
+    """The veth pair, with its undo registered even when the call fails after the kernel made
+    the link; a link that was there before (a concurrent ADD's) is never removed."""
+    host_ifname = veth.host_name(inv.container_id, inv.ifname)
+    tag = veth.alias(conf.name, inv.container_id, inv.ifname)
+    try:
+        pair = veth.create(host, pod, pod_fd, host_ifname, inv.ifname, mtu, tag)
+    except FileExistsError:
+        if host.get_link(host_ifname) is not None:
+            undo.pop_all()  # a concurrent ADD of this attachment made it: its address is not ours
+        raise InvalidConfig(
+            f"CNI_IFNAME: {inv.ifname!r} or host link {host_ifname} already exists for this container"
+        ) from None
+    except BaseException:
+        _quietly(f"veth {host_ifname}", host.del_link, host_ifname)  # made, then failed: still ours
+        raise
+    undo.callback(_quietly, f"veth {host_ifname}", host.del_link, host_ifname)
+    return pair
 
 
 def ipam_routes(ipam_result: dict):

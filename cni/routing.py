@@ -9,8 +9,10 @@ node having a default route.
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 
+from cni.errors import InvalidConfig
 from cni.netlink import RT_SCOPE_LINK, Netlink
 from cni.veth import VethPair
 
@@ -53,7 +55,17 @@ def setup_pod(pod: Netlink, pair: VethPair, ips, extra_routes) -> None:
     for route in extra_routes:
         if route.dst.prefixlen == 0:
             continue  # the default route already goes to the host end
-        pod.add_route(route.dst, index, gateway=route.gw or gateway_for(route.dst.version, pair), replace=True)
+        gw = route.gw or gateway_for(route.dst.version, pair)
+        try:
+            pod.add_route(route.dst, index, gateway=gw, replace=True)
+        except OSError as e:
+            if e.errno not in (errno.ENETUNREACH, errno.EHOSTUNREACH, errno.EINVAL):
+                raise
+            # the pod's only neighbour is the host end: any other next hop is unreachable
+            raise InvalidConfig(
+                f"ipam.routes: gateway {gw} for {route.dst} is not reachable from the pod ({e.strerror})",
+                f"leave gw out, or use {gateway_for(route.dst.version, pair)}",
+            ) from None
 
 
 def setup_host(host: Netlink, pair: VethPair, ips) -> None:

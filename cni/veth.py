@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from cni.netlink import Link, Netlink
 
 PREFIX = "pn"
+MAX_ALIAS = 255  # IFALIASZ (256) less the NUL
 
 
 def host_name(container_id: str, ifname: str) -> str:

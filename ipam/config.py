@@ -71,9 +71,31 @@ def parse_ipam(ipam: dict, network: str) -> IPAMConf:
                         raise IPAMError(f"ipam.ranges: subnets {ra.subnet} and {rb.subnet} overlap")
     data_dir = ipam.get("dataDir", DEFAULT_DATA_DIR)
     if not isinstance(data_dir, str) or not os.path.isabs(data_dir):
-        raise IPAMError(f"ipam.dataDir: {data_dir!r} is not an absolute path")
+        raise IPAMError(f"ipam.dataDir: {str(data_dir)[:80]!r} is not an absolute path")
+    problem = path_problem(data_dir)
+    if problem:
+        raise IPAMError(f"ipam.dataDir: {problem}")
     store = parse_store_url(ipam["store"], "ipam.store") if ipam.get("store") is not None else None
     return IPAMConf(network, range_sets, parse_routes(ipam.get("routes", [])), data_dir, store)
+
+
+MAX_PATH = 3800  # PATH_MAX (4096) less room for the network, the range and a claim's name
+
+
+def path_problem(path: str) -> str:
+    """Why `path` could never be a directory of ours ("" when it can): found here, so that a
+    refusal names the field instead of the file system failing half-way."""
+    if "\x00" in path:
+        return "holds a NUL byte"
+    try:
+        encoded = path.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return "holds characters that cannot be encoded (a lone surrogate)"
+    if len(encoded) > MAX_PATH:
+        return f"{len(encoded)} bytes long, more than {MAX_PATH}"
+    if any(len(part) > 255 for part in encoded.split(b"/")):
+        return "has a component longer than 255 bytes"
+    return ""
 
 
 def parse_routes(raw) -> tuple[RouteConf, ...]:
@@ -86,12 +108,14 @@ def parse_routes(raw) -> tuple[RouteConf, ...]:
         try:
             dst = ipaddress.ip_network(r.get("dst", ""), strict=False)
         except (ValueError, TypeError):
-            raise IPAMError(f"ipam.routes[{i}].dst: {r.get('dst')!r} is not a CIDR") from None
+            raise IPAMError(f"ipam.routes[{i}].dst: {str(r.get('dst'))[:80]!r} is not a CIDR") from None
         gw = None
         if r.get("gw") is not None:
             try:
                 gw = ipaddress.ip_address(r["gw"])
             except (ValueError, TypeError):
-                raise IPAMError(f"ipam.routes[{i}].gw: {r['gw']!r} is not an IP address") from None
+                raise IPAMError(f"ipam.routes[{i}].gw: {str(r['gw'])[:80]!r} is not an IP address") from None
+            if getattr(gw, "scope_id", None) or gw.version != dst.version:
+                raise IPAMError(f"ipam.routes[{i}].gw: {gw} is zone-scoped or not of the family of {dst}")
         routes.append(RouteConf(dst, gw))
     return tuple(routes)

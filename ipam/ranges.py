@@ -36,13 +36,43 @@ class Range:
         return int(self.end) - int(self.start) + 1
 
 
+_BROADCAST = ipaddress.ip_network("255.255.255.255/32")
+_THIS_NETWORK = ipaddress.ip_network("0.0.0.0/8")
+_V4_MAPPED = ipaddress.ip_network("::ffff:0:0/96")
+
+
+def never_pods(net: Network) -> str:
+    """Why `net` can never hold pods ("" when it can): the kernel or every peer treats these
+    addresses specially, and link-local holds the pods' own gateway (169.254.1.1)."""
+    if net.prefixlen == 0:
+        return "is every address, not a pod network"
+    if getattr(net.network_address, "scope_id", None):
+        return "is zone-scoped (%zone): pod addresses are global"
+    if net.is_multicast:
+        return "is multicast"
+    if net.is_loopback:
+        return "is loopback"
+    if net.is_link_local:
+        return "is link-local (the pods' gateway 169.254.1.1 and IPv6 link addresses live there)"
+    if net.version == 4 and (net.overlaps(_BROADCAST) or net.overlaps(_THIS_NETWORK)):
+        return "holds the broadcast or 'this network' (0.0.0.0/8) addresses"
+    if net.version == 6 and net.overlaps(_V4_MAPPED):
+        return "holds IPv4-mapped IPv6 addresses"
+    if net.version == 6 and net.is_unspecified:
+        return "is the unspecified address"
+    return ""
+
+
 def parse_range(raw: dict, field: str) -> Range:
     if not isinstance(raw, dict):
         raise IPAMError(f"{field}: not a JSON object")
     try:
         subnet = ipaddress.ip_network(raw.get("subnet", ""), strict=False)
     except (ValueError, TypeError):
-        raise IPAMError(f"{field}.subnet: {raw.get('subnet')!r} is not a CIDR subnet") from None
+        raise IPAMError(f"{field}.subnet: {str(raw.get('subnet'))[:80]!r} is not a CIDR subnet") from None
+    problem = never_pods(subnet)
+    if problem:
+        raise IPAMError(f"{field}.subnet: {subnet} {problem}")
     # The network address, the broadcast (IPv4) and at least one more must fit.
     if subnet.num_addresses < (4 if subnet.version == 4 else 2):
         raise IPAMError(f"{field}.subnet: {subnet} is too small to hand out addresses")
@@ -56,7 +86,9 @@ def parse_range(raw: dict, field: str) -> Range:
         try:
             ip = ipaddress.ip_address(value)
         except (ValueError, TypeError):
-            raise IPAMError(f"{field}.{key}: {value!r} is not an IP address") from None
+            raise IPAMError(f"{field}.{key}: {str(value)[:80]!r} is not an IP address") from None
+        if getattr(ip, "scope_id", None):
+            raise IPAMError(f"{field}.{key}: {ip} is zone-scoped")
         if ip not in subnet:
             raise IPAMError(f"{field}.{key}: {ip} is outside subnet {subnet}")
         return ip

@@ -21,7 +21,8 @@ ENV = "PODNET_STORE"
 DEFAULT_DIR = "/var/lib/podnet/ipam"
 DEFAULT_PREFIX = "/podnet"
 FORMS = "file:DIR or etcd://HOST:PORT/PREFIX"
-_ETCD = re.compile(r"^etcd://(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(?P<port>[0-9]{1,5})(?P<prefix>/\S*)?$")
+# matched with fullmatch: `$` would let a trailing newline into the prefix
+_ETCD = re.compile(r"etcd://(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(?P<port>[0-9]{1,5})(?P<prefix>/\S*)?")
 
 
 @dataclass(frozen=True)
@@ -57,8 +58,13 @@ def parse_store_url(url: str | None = None, field: str = "store") -> StoreURL:
             directory = directory[2:]
         if not directory.startswith("/"):
             raise IPAMError(f"{field}: {url!r}: file: needs an absolute directory (file:/var/lib/podnet/ipam)")
+        from ipam.config import path_problem  # config imports this module
+
+        problem = path_problem(directory)
+        if problem:
+            raise IPAMError(f"{field}: the directory {problem}")
         return StoreURL(url, directory=os.path.normpath(directory))
-    m = _ETCD.match(url)
+    m = _ETCD.fullmatch(url)
     if m is None:
         raise IPAMError(f"{field}: {url!r} is not a store URL ({FORMS})")
     port = int(m["port"])

@@ -6,21 +6,35 @@ Parsing applies the defaults the API server would have applied (protocol TCP, na
 where Kubernetes is lenient: IPv4 addresses with leading zeros (`172.30.0.041`) are accepted,
 as Kubernetes' own validation still does for old objects, and normalised (to decimal, as Go's
 net.ParseIP reads them). Anything invalid raises ObjectError naming the file, object and field.
+
+Every field is validated as the API server validates it (names as DNS-1123/1035 labels or
+subdomains, label values, IPs, port ranges, enum values) before a model sees it: names end up
+in chain names, set names and rule comments, so text the API server would never have accepted
+(a newline, a quote) must never get that far. Files are read through `safeload`, with its
+limits on size, depth and aliases.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import json
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-import yaml
+import safeload
 
 PROTOCOLS = ("TCP", "UDP", "SCTP")
 DEFAULT_AFFINITY_TIMEOUT = 10800
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 ZONE_LABEL = "topology.kubernetes.io/zone"
+
+# k8s.io/apimachinery/pkg/util/validation, matched as whole strings (fullmatch: `$` would let a
+# trailing newline through)
+DNS1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")  # at most 63
+DNS1035_LABEL = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")  # at most 63; Service names
+DNS1123_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")  # at most 253
+LABEL_VALUE = re.compile(r"([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?")  # at most 63
+MAX_ITEMS = 10_000  # ports, endpoints, addresses … of one object: far above any real one
 
 
 class ObjectError(ValueError):
@@ -143,7 +157,22 @@ class _Reader:
             return []
         if not isinstance(value, list):
             raise self.fail(path, f"must be a list, got {type(value).__name__}")
+        if len(value) > MAX_ITEMS:
+            raise self.fail(path, f"{len(value)} items, more than {MAX_ITEMS}")
         return value
+
+    def name(self, value, path: str, pattern: re.Pattern[str], limit: int, what: str, default: str = "") -> str:
+        """A name as the API server validates it, or "" for an optional one left out (the
+        callers say which are required); the message shows the value escaped."""
+        text = self.string(value, path, default)
+        if not text:
+            return ""
+        if len(text) > limit or not pattern.fullmatch(text):
+            raise self.fail(path, f"{text[:80]!r} is not a valid {what} ({_RULES[what]}, at most {limit} characters)")
+        return text
+
+    def label(self, value, path: str, what: str = "DNS-1123 label", default: str = "") -> str:
+        return self.name(value, path, DNS1123_LABEL, 63, what, default)
 
     def string(self, value, path: str, default: str = "") -> str:
         if value is None:
@@ -194,6 +223,14 @@ class _Reader:
             raise self.fail(path, f"invalid CIDR {text!r}") from None
 
 
+_RULES = {
+    "DNS-1123 label": "lowercase letters, digits and '-', starting and ending with a letter or digit",
+    "DNS-1035 label": "lowercase letters, digits and '-', starting with a letter, ending with a letter or digit",
+    "DNS-1123 subdomain": "DNS-1123 labels joined by '.'",
+    "label value": "letters, digits, '-', '_' and '.', starting and ending with a letter or digit",
+}
+
+
 def parse_ip(text: str) -> str:
     """An IP address in canonical form; IPv4 octets with leading zeros are read as decimal, as
     Kubernetes (Go's legacy net.ParseIP) reads them."""
@@ -214,18 +251,23 @@ def ip_family(address: str) -> int:
 # ---------------------------------------------------------------- objects
 
 
-def _meta(r: _Reader, obj: dict, *, namespaced: bool) -> tuple[str, str]:
+def _meta(r: _Reader, obj: dict, *, namespaced: bool, service: bool = False) -> tuple[str, str]:
+    """namespace and name, as ValidateObjectMeta checks them: Services are named by DNS-1035
+    labels, namespaces by DNS-1123 labels, everything else here by DNS-1123 subdomains."""
     meta = r.mapping(obj.get("metadata"), "metadata")
-    name = r.string(meta.get("name"), "metadata.name")
-    if not name:
+    if not meta.get("name"):
         raise r.fail("metadata.name", "missing")
-    namespace = r.string(meta.get("namespace"), "metadata.namespace", "default") if namespaced else ""
+    if service:
+        name = r.name(meta.get("name"), "metadata.name", DNS1035_LABEL, 63, "DNS-1035 label")
+    else:
+        name = r.name(meta.get("name"), "metadata.name", DNS1123_SUBDOMAIN, 253, "DNS-1123 subdomain")
+    namespace = r.label(meta.get("namespace"), "metadata.namespace", default="default") if namespaced else ""
     return namespace or "default", name
 
 
 def parse_service(obj: dict, where: str) -> Service:
     r = _Reader(where)
-    namespace, name = _meta(r, obj, namespaced=True)
+    namespace, name = _meta(r, obj, namespaced=True, service=True)
     r.where = f"{where}: Service {namespace}/{name}"
     spec = r.mapping(obj.get("spec"), "spec")
     svc_type = r.string(spec.get("type"), "spec.type", "ClusterIP")
@@ -239,15 +281,13 @@ def parse_service(obj: dict, where: str) -> Service:
         node_port = r.port(p.get("nodePort"), f"{path}.nodePort", required=False)
         ports.append(
             ServicePort(
-                name=r.string(p.get("name"), f"{path}.name"),
+                name=r.label(p.get("name"), f"{path}.name"),
                 protocol=r.protocol(p.get("protocol"), f"{path}.protocol"),
                 port=r.port(p.get("port"), f"{path}.port"),
                 node_port=node_port if svc_type in ("NodePort", "LoadBalancer") else 0,
             )
         )
-    names = [p.name for p in ports]
-    if len(set(names)) != len(names):
-        raise r.fail("spec.ports", "port names must be unique")
+    _check_ports(r, ports)
     status = r.mapping(obj.get("status"), "status")
     lb = r.mapping(status.get("loadBalancer"), "status.loadBalancer")
     lb_ips = []
@@ -301,6 +341,28 @@ def parse_service(obj: dict, where: str) -> Service:
     )
 
 
+def _check_ports(r: _Reader, ports: list[ServicePort]) -> None:
+    """What ValidateService requires of the ports as a whole."""
+    seen_names: dict[str, int] = {}
+    seen_ports: dict[tuple[str, int], int] = {}
+    seen_node_ports: dict[tuple[str, int], int] = {}
+    for i, p in enumerate(ports):
+        if len(ports) > 1 and not p.name:
+            raise r.fail(f"spec.ports[{i}].name", "required when a Service has more than one port")
+        if p.name in seen_names:
+            raise r.fail(f"spec.ports[{i}].name", f"{p.name!r} duplicates spec.ports[{seen_names[p.name]}]")
+        seen_names[p.name] = i
+        j = seen_ports.setdefault((p.protocol, p.port), i)
+        if j != i:
+            raise r.fail(f"spec.ports[{i}]", f"{p.protocol} port {p.port} duplicates spec.ports[{j}]")
+        if p.node_port:
+            j = seen_node_ports.setdefault((p.protocol, p.node_port), i)
+            if j != i:
+                raise r.fail(
+                    f"spec.ports[{i}].nodePort", f"{p.protocol} node port {p.node_port} duplicates spec.ports[{j}]"
+                )
+
+
 def _cluster_ips(r: _Reader, spec: dict) -> tuple[str, ...]:
     ips = r.seq(spec.get("clusterIPs"), "spec.clusterIPs")
     path = "spec.clusterIPs"
@@ -311,6 +373,8 @@ def _cluster_ips(r: _Reader, spec: dict) -> tuple[str, ...]:
         if v in ("None", ""):  # headless
             return ()
         out.append(r.ip(v, f"{path}[{i}]" if path.endswith("IPs") else path))
+    if len(out) > 2 or len({ip_family(ip) for ip in out}) != len(out):
+        raise r.fail(path, "at most two cluster IPs, one of each family")
     return tuple(out)
 
 
@@ -319,9 +383,11 @@ def parse_endpoint_slice(obj: dict, where: str) -> EndpointSlice:
     namespace, name = _meta(r, obj, namespaced=True)
     r.where = f"{where}: EndpointSlice {namespace}/{name}"
     labels = r.mapping(r.mapping(obj.get("metadata"), "metadata").get("labels"), "metadata.labels")
-    service_name = r.string(labels.get(SERVICE_NAME_LABEL), f"metadata.labels[{SERVICE_NAME_LABEL}]")
-    if not service_name:
-        raise r.fail(f"metadata.labels[{SERVICE_NAME_LABEL}]", "missing: the slice names no Service")
+    label_path = f"metadata.labels[{SERVICE_NAME_LABEL}]"
+    if not labels.get(SERVICE_NAME_LABEL):
+        raise r.fail(label_path, "missing: the slice names no Service")
+    # a label value by the API's rules; one that is no Service name can never match a Service
+    service_name = r.name(labels.get(SERVICE_NAME_LABEL), label_path, LABEL_VALUE, 63, "label value")
     address_type = r.string(obj.get("addressType"), "addressType")
     if address_type not in ("IPv4", "IPv6", "FQDN"):
         raise r.fail("addressType", f"must be IPv4, IPv6 or FQDN, got {address_type!r}")
@@ -331,7 +397,7 @@ def parse_endpoint_slice(obj: dict, where: str) -> EndpointSlice:
         p = r.mapping(p, path)
         ports.append(
             EndpointPort(
-                name=r.string(p.get("name"), f"{path}.name"),
+                name=r.label(p.get("name"), f"{path}.name"),
                 protocol=r.protocol(p.get("protocol"), f"{path}.protocol"),
                 port=r.port(p.get("port"), f"{path}.port"),
             )
@@ -362,12 +428,24 @@ def _endpoint(r: _Reader, e: dict, path: str, address_type: str) -> Endpoint:
     zone_hints = node_hints = None
     if hints.get("forZones") is not None:
         zone_hints = frozenset(
-            r.string(r.mapping(z, f"{path}.hints.forZones[{k}]").get("name"), f"{path}.hints.forZones[{k}].name")
+            r.name(
+                r.mapping(z, f"{path}.hints.forZones[{k}]").get("name"),
+                f"{path}.hints.forZones[{k}].name",
+                LABEL_VALUE,
+                63,
+                "label value",
+            )
             for k, z in enumerate(r.seq(hints.get("forZones"), f"{path}.hints.forZones"))
         )
     if hints.get("forNodes") is not None:
         node_hints = frozenset(
-            r.string(r.mapping(z, f"{path}.hints.forNodes[{k}]").get("name"), f"{path}.hints.forNodes[{k}].name")
+            r.name(
+                r.mapping(z, f"{path}.hints.forNodes[{k}]").get("name"),
+                f"{path}.hints.forNodes[{k}].name",
+                DNS1123_SUBDOMAIN,
+                253,
+                "DNS-1123 subdomain",
+            )
             for k, z in enumerate(r.seq(hints.get("forNodes"), f"{path}.hints.forNodes"))
         )
     return Endpoint(
@@ -375,8 +453,8 @@ def _endpoint(r: _Reader, e: dict, path: str, address_type: str) -> Endpoint:
         ready=ready,
         serving=serving,
         terminating=terminating,
-        node_name=r.string(e.get("nodeName"), f"{path}.nodeName"),
-        zone=r.string(e.get("zone"), f"{path}.zone"),
+        node_name=r.name(e.get("nodeName"), f"{path}.nodeName", DNS1123_SUBDOMAIN, 253, "DNS-1123 subdomain"),
+        zone=r.name(e.get("zone"), f"{path}.zone", LABEL_VALUE, 63, "label value"),
         zone_hints=zone_hints,
         node_hints=node_hints,
     )
@@ -387,7 +465,10 @@ def parse_node(obj: dict, where: str) -> Node:
     _, name = _meta(r, obj, namespaced=False)
     r.where = f"{where}: Node {name}"
     meta = r.mapping(obj.get("metadata"), "metadata")
-    labels = {str(k): str(v) for k, v in r.mapping(meta.get("labels"), "metadata.labels").items()}
+    labels = {}
+    for k, v in r.mapping(meta.get("labels"), "metadata.labels").items():
+        # only the zone label is read; a value the API would refuse is dropped with the object
+        labels[str(k)] = r.name(str(v), f"metadata.labels[{k}]", LABEL_VALUE, 63, "label value")
     status = r.mapping(obj.get("status"), "status")
     addrs = []
     for i, a in enumerate(r.seq(status.get("addresses"), "status.addresses")):
@@ -421,14 +502,15 @@ class Loaded:
 
     objects: tuple[KubeObject, ...]
     errors: tuple[ObjectError, ...]
+    parsed: bool = True  # False: the text as a whole was refused (syntax, size, depth, aliases)
 
 
 def load_text(text: str, where: str) -> Loaded:
     """Every object in a YAML/JSON text (single objects, Lists, multi-document YAML)."""
     try:
-        docs = list(yaml.safe_load_all(text)) if not text.lstrip().startswith(("{", "[")) else [json.loads(text)]
-    except (yaml.YAMLError, json.JSONDecodeError) as e:
-        return Loaded((), (ObjectError(where, "", f"unparsable: {str(e).splitlines()[0]}"),))
+        docs = safeload.load_documents(text, where)
+    except safeload.LoadError as e:
+        return Loaded((), (ObjectError(where, "", f"unparsable: {e.problem}"),), parsed=False)
     objects: list[KubeObject] = []
     errors: list[ObjectError] = []
     for n, doc in enumerate(docs):

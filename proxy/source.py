@@ -1,6 +1,12 @@
 """The objects directory (`--objects-dir`): YAML/JSON files holding Services, EndpointSlices,
 Nodes and ServiceCIDRs. A scan re-reads only files whose size or mtime changed, and feeds the
 difference with the previous scan into the trackers; the first scan is the first complete view.
+
+The directory is outside input: files are read through `safeload` (regular files only, never
+blocking, bounded in size, depth and aliases). A file that cannot be read or parsed any more
+keeps the objects it last gave (the last good state, logged), one bad object in a file is
+left out alone, and when two files hold the same object the first file in path order wins,
+with a warning naming both.
 """
 
 from __future__ import annotations
@@ -10,19 +16,21 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import safeload
 from proxy.objects import EndpointSlice, KubeObject, ObjectError, Service, load_text
-
-log = logging.getLogger("podnet.proxy")
-
-SUFFIXES = (".yaml", ".yml", ".json")
 
 
 class Sink(Protocol):
-    """What a scan feeds: one family's Trackers, or the metaproxier's fan-out to every family."""
+    """What a scan feeds: one family's Trackers, or the daemon's FanOut over both families."""
 
     synced: bool
 
     def update(self, key: Any, kind: type, current: Any) -> None: ...
+
+
+log = logging.getLogger("podnet.proxy")
+
+SUFFIXES = (".yaml", ".yml", ".json")
 
 
 def object_key(obj: KubeObject):
@@ -35,6 +43,11 @@ def object_key(obj: KubeObject):
 class _File:
     stamp: tuple[int, int]
     objects: tuple[KubeObject, ...]
+
+
+def _printable(path: str) -> str:
+    """A file name as it may appear in a log line (a name can hold a newline too)."""
+    return path if path.isprintable() else repr(path)
 
 
 @dataclass
@@ -56,7 +69,10 @@ class DirectorySource:
             known = self.files.get(path)
             if known is not None and known.stamp == stamp:
                 continue
-            self.files[path] = _File(stamp, self._read(path))
+            objects = self._read(path)
+            if objects is None:  # unreadable now: keep what it held when it last was readable
+                objects = known.objects if known is not None else ()
+            self.files[path] = _File(stamp, objects)
             changed = True
         if changed or not trackers.synced:
             self._feed(trackers)
@@ -76,27 +92,43 @@ class DirectorySource:
                     out[full] = (st.st_mtime_ns, st.st_size)
         return out
 
-    def _read(self, path: str) -> tuple[KubeObject, ...]:
-        rel = os.path.relpath(path, self.path)
+    def _read(self, path: str) -> tuple[KubeObject, ...] | None:
+        """The file's usable objects; None when the file as a whole is refused."""
+        rel = _printable(os.path.relpath(path, self.path))
         try:
-            with open(path, encoding="utf-8") as f:
-                text = f.read()
-        except (OSError, UnicodeDecodeError) as e:
-            err = ObjectError(rel, "", f"unreadable: {e}")
+            text = safeload.read_text(path, where=rel)
+        except safeload.LoadError as e:
+            err = ObjectError(rel, "", f"unreadable: {e.problem}")
             self.errors.append(err)
-            log.error("skipped %s", err)
-            return ()
+            log.error("skipped %s (keeping what it held before)", err)
+            return None
         loaded = load_text(text, rel)
         for err in loaded.errors:
             self.errors.append(err)
             log.error("skipped %s", err)
+        if not loaded.parsed:
+            return None  # the whole file is refused: keep its last good objects
         return loaded.objects
 
     def _feed(self, trackers: Sink) -> None:
         new: dict[tuple[type, object], KubeObject] = {}
+        origin: dict[tuple[type, object], str] = {}
         for path in sorted(self.files):
             for obj in self.files[path].objects:
-                new[(type(obj), object_key(obj))] = obj
+                ident = (type(obj), object_key(obj))
+                if ident in new:
+                    # the API server would hold one; take the first file in path order, every scan
+                    log.warning(
+                        "%s %s is in both %s and %s: using the one in %s",
+                        type(obj).__name__,
+                        "/".join(ident[1]) if isinstance(ident[1], tuple) else ident[1],
+                        _printable(os.path.relpath(origin[ident], self.path)),
+                        _printable(os.path.relpath(path, self.path)),
+                        _printable(os.path.relpath(origin[ident], self.path)),
+                    )
+                    continue
+                new[ident] = obj
+                origin[ident] = path
         for (kind, key), obj in new.items():
             if self.current.get((kind, key)) != obj:
                 trackers.update(key, kind, obj)

@@ -3,6 +3,11 @@
 The spec is pure (mininet's `Topo` idea): it parses from the YAML a person writes in
 `netns-labs/`, serialises back to the same dictionaries, and is checked completely before
 anything touches the kernel, so bad input changes nothing and its error names the field.
+
+Limits (documented in the README; a lab is a learning tool on one machine): at most
+MAX_NODES nodes, MAX_DEPLOYMENTS deployments, MAX_SERVICES Services and MAX_PODS replicas in
+all; files of at most MAX_FILE_BYTES, UTF-8, YAML nested at most MAX_DEPTH deep, read through
+`safeload` (regular files only, never blocking, aliases bounded).
 """
 
 from __future__ import annotations
@@ -14,9 +19,21 @@ import json
 import re
 from dataclasses import asdict, dataclass, field, replace
 
-import yaml
+import safeload
 
-NAME = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
+# matched with fullmatch: `$` would accept a name ending in a newline
+NAME = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?")
+LABEL_NAME = re.compile(
+    r"([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?"
+)
+LABEL_VALUE = re.compile(r"([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?")
+MAX_NODES = 100
+MAX_DEPLOYMENTS = 200
+MAX_SERVICES = 200
+MAX_PODS = 5000  # replicas of all deployments together
+MAX_FILE_BYTES = 1 << 20
+MAX_DEPTH = 32
+LIMITS = safeload.Limits(max_bytes=MAX_FILE_BYTES, max_depth=MAX_DEPTH, max_nodes=200_000)
 MAX_LAB_NAME = 16  # keeps `podnet-<lab>-...` names readable; namespace names allow more
 PROXY_MODES = ("iptables", "nftables")  # ipvs needs kernel IPVS and dummy links
 WORKLOAD_KINDS = ("http", "counter", "command")
@@ -112,7 +129,7 @@ def _mapping(value, where: str) -> dict:
 
 
 def _name(value, where: str) -> str:
-    if not isinstance(value, str) or not NAME.match(value) or len(value) > 40:
+    if not isinstance(value, str) or not NAME.fullmatch(value) or len(value) > 40:
         raise SpecError(f"{where}: {value!r} is not a valid name (lowercase letters, digits and '-')")
     return value
 
@@ -133,8 +150,12 @@ def _cidr(value, where: str) -> str:
 def _labels(value, where: str) -> dict[str, str]:
     labels = _mapping(value, where)
     for k, v in labels.items():
-        if not isinstance(k, str) or not isinstance(v, str | int | float) or isinstance(v, bool):
+        if not isinstance(k, str) or len(k) > 316 or not LABEL_NAME.fullmatch(k):
+            raise SpecError(f"{where}: {str(k)[:80]!r} is not a valid label key")
+        if not isinstance(v, str | int | float) or isinstance(v, bool):
             raise SpecError(f"{where}.{k}: label values must be strings")
+        if len(str(v)) > 63 or not LABEL_VALUE.fullmatch(str(v)):
+            raise SpecError(f"{where}.{k}: {str(v)[:80]!r} is not a valid label value")
     return {k: str(v) for k, v in labels.items()}
 
 
@@ -199,7 +220,7 @@ def parse_deployment(data, where: str) -> Deployment:
     name = _name(data.get("name"), f"{where}.name")
     labels = _labels(data.get("labels"), f"{where}.labels") or {"app": name}
     version = str(data.get("version", "v1"))
-    if not NAME.match(version):
+    if not NAME.fullmatch(version):
         raise SpecError(f"{where}.version: {version!r} is not a valid version (lowercase letters, digits, '-')")
     return Deployment(
         name=name,
@@ -262,23 +283,31 @@ def _list(value, where: str) -> list:
     return value
 
 
+def _bounded(value, where: str, limit: int) -> list:
+    items = _list(value, where)
+    if len(items) > limit:
+        raise SpecError(f"{where}: {len(items)} entries, more than the limit of {limit}")
+    return items
+
+
 def parse(data) -> LabSpec:
     data = _mapping(data, "lab")
     _unknown(data, {"name", "nodes", "network", "deployments", "services"}, "lab")
     name = _name(data.get("name", "lab"), "name")
     if len(name) > MAX_LAB_NAME:
         raise SpecError(f"name: {name!r} is longer than {MAX_LAB_NAME} characters")
-    nodes = tuple(_name(n, f"nodes[{i}]") for i, n in enumerate(_list(data.get("nodes"), "nodes")))
+    nodes = tuple(_name(n, f"nodes[{i}]") for i, n in enumerate(_bounded(data.get("nodes"), "nodes", MAX_NODES)))
     spec = LabSpec(
         name=name,
         nodes=nodes,
         network=parse_network(data.get("network")),
         deployments=tuple(
             parse_deployment(d, f"deployments[{i}]")
-            for i, d in enumerate(_list(data.get("deployments"), "deployments"))
+            for i, d in enumerate(_bounded(data.get("deployments"), "deployments", MAX_DEPLOYMENTS))
         ),
         services=tuple(
-            parse_service(s, f"services[{i}]") for i, s in enumerate(_list(data.get("services"), "services"))
+            parse_service(s, f"services[{i}]")
+            for i, s in enumerate(_bounded(data.get("services"), "services", MAX_SERVICES))
         ),
     )
     return check(spec)
@@ -293,9 +322,14 @@ def check(spec: LabSpec) -> LabSpec:
         ("deployments", [d.name for d in spec.deployments]),
         ("services", [s.name for s in spec.services]),
     ):
-        dup = next((n for n in names if list(names).count(n) > 1), None)
-        if dup:
-            raise SpecError(f"{what}: {dup!r} appears twice")
+        seen: set[str] = set()  # one pass: the old count() per name was quadratic
+        for n in names:
+            if n in seen:
+                raise SpecError(f"{what}: {n!r} appears twice")
+            seen.add(n)
+    pods = sum(d.replicas for d in spec.deployments)
+    if pods > MAX_PODS:
+        raise SpecError(f"deployments: {pods} replicas in all, more than the limit of {MAX_PODS}")
     net = spec.network
     underlay = ipaddress.ip_network(net.underlay_cidr)
     if underlay.num_addresses - 2 < len(spec.nodes) + 1:
@@ -374,14 +408,19 @@ def to_dict(spec: LabSpec) -> dict:
     }
 
 
-def load(path: str) -> LabSpec:
+def _documents(path: str) -> list:
+    """The file's YAML documents, read and parsed within the limits; any refusal names the file."""
     try:
-        with open(path) as f:
-            data = yaml.safe_load(f)
-    except OSError as e:
-        raise SpecError(f"{path}: {e.strerror}") from None
-    except yaml.YAMLError as e:
-        raise SpecError(f"{path}: not valid YAML: {e}") from None
+        return list(safeload.yaml_documents(safeload.read_text(path, LIMITS), path, LIMITS))
+    except safeload.LoadError as e:
+        raise SpecError(str(e)) from None
+
+
+def load(path: str) -> LabSpec:
+    docs = _documents(path)
+    if len(docs) > 1:
+        raise SpecError(f"{path}: holds {len(docs)} YAML documents; a topology is one")
+    data = docs[0] if docs else None
     try:
         return parse(data)
     except SpecError as e:
@@ -390,13 +429,7 @@ def load(path: str) -> LabSpec:
 
 def load_objects(path: str) -> list[Deployment | Service]:
     """`lab apply -f`: YAML documents of `kind: Deployment` or `kind: Service`."""
-    try:
-        with open(path) as f:
-            docs = [d for d in yaml.safe_load_all(f) if d is not None]
-    except OSError as e:
-        raise SpecError(f"{path}: {e.strerror}") from None
-    except yaml.YAMLError as e:
-        raise SpecError(f"{path}: not valid YAML: {e}") from None
+    docs = [d for d in _documents(path) if d is not None]
     objects: list[Deployment | Service] = []
     for i, doc in enumerate(docs):
         where = f"{path}: document {i + 1}"
@@ -421,7 +454,7 @@ def packaged(filename: str) -> str:
 
 def tutorial_data() -> dict:
     """netns-labs/tutorial.yaml as the dictionaries a person writes (a fresh copy each call)."""
-    return yaml.safe_load(packaged("tutorial.yaml"))
+    return safeload.load_yaml(packaged("tutorial.yaml"), "tutorial.yaml", LIMITS)
 
 
 def default() -> LabSpec:

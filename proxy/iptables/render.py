@@ -33,6 +33,7 @@ from proxy.iptables import chains as C
 from proxy.iptables.transaction import Transaction
 from proxy.model import NodeContext, ProxyModel, ServicePortModel, ServicePortName
 from proxy.plan import DROP, MASQ_ALL, MASQ_OFF_CLUSTER, REJECT, Masquerade, plan_node
+from proxy.ruletext import comment
 
 Chain = tuple[str, str]  # (table, chain)
 
@@ -180,13 +181,13 @@ def _write_shared(tx: Transaction, ports: dict[ServicePortName, PortRules], node
 
 
 def _nodeport_jumps(node: NodeContext) -> list[str]:
-    comment = '-m comment --comment "podnet service nodeports; NOTE: this must be the last rule in this chain"'
+    note = '-m comment --comment "podnet service nodeports; NOTE: this must be the last rule in this chain"'
     where = plan_node(node, "iptables")
     if where.nodeport_addresses is None:
         loopback = "127.0.0.0/8" if node.family == 4 else "::1/128"
         not_local = "" if where.localhost_nodeports else f"! -d {loopback} "
-        return [f"-A {C.SERVICES} {comment} {not_local}-m addrtype --dst-type LOCAL -j {C.NODEPORTS}"]
-    return [f"-A {C.SERVICES} {comment} -d {ip}{_host(ip)} -j {C.NODEPORTS}" for ip in where.nodeport_addresses]
+        return [f"-A {C.SERVICES} {note} {not_local}-m addrtype --dst-type LOCAL -j {C.NODEPORTS}"]
+    return [f"-A {C.SERVICES} {note} -d {ip}{_host(ip)} -j {C.NODEPORTS}" for ip in where.nodeport_addresses]
 
 
 # ---------------------------------------------------------------- one service port
@@ -227,12 +228,15 @@ def render_port(p: ServicePortModel, node: NodeContext) -> PortRules:
     local_chain = C.service_chain("SVL", name, proto) if plan.local_set else None
     internal_chain = (local_chain if plan.internal_local else cluster_chain) if plan.internal else None
     external_chain = (local_chain if plan.external_local else cluster_chain) if plan.external else None
-    cmt = f'-m comment --comment "{name}'
-    no_eps = f'{cmt} has no endpoints"'
+
+    def cmt(what: str) -> str:  # this port's comment: its validated name, quoted by the one function
+        return f"-m comment --comment {comment(name + what)}"
+
+    no_eps = cmt(" has no endpoints")
 
     # ClusterIP
     if internal_chain:
-        top("nat", C.SERVICES, f'{cmt} cluster IP" {_match(p, p.cluster_ip, p.port)} -j {internal_chain}')
+        top("nat", C.SERVICES, f"{cmt(' cluster IP')} {_match(p, p.cluster_ip, p.port)} -j {internal_chain}")
     else:
         top("filter", C.SERVICES, f"{no_eps} {_match(p, p.cluster_ip, p.port)} -j {VERDICTS[plan.internal_verdict]}")
 
@@ -242,45 +246,48 @@ def render_port(p: ServicePortModel, node: NodeContext) -> PortRules:
     verdict = VERDICTS.get(plan.external_verdict)
     for ip in p.external_ips:
         if handled:
-            top("nat", C.SERVICES, f'{cmt} external IP" {_match(p, ip, p.port)} -j {ext}')
+            top("nat", C.SERVICES, f"{cmt(' external IP')} {_match(p, ip, p.port)} -j {ext}")
         if verdict:
             top("filter", C.EXTERNAL_SERVICES, f"{no_eps} {_match(p, ip, p.port)} -j {verdict}")
     for ip in p.load_balancer_ips:
         if handled:
-            top("nat", C.SERVICES, f'{cmt} loadbalancer IP" {_match(p, ip, p.port)} -j {fw or ext}')
+            top("nat", C.SERVICES, f"{cmt(' loadbalancer IP')} {_match(p, ip, p.port)} -j {fw or ext}")
             if fw:
                 # allowed sources were DNATed in nat; whatever still goes to the LB IP is not allowed
-                top("filter", C.PROXY_FIREWALL, f'{cmt} not allowed by {fw}" {_match(p, ip, p.port)} -j DROP')
+                top("filter", C.PROXY_FIREWALL, f"{cmt(f' not allowed by {fw}')} {_match(p, ip, p.port)} -j DROP")
         if verdict:
             top("filter", C.EXTERNAL_SERVICES, f"{no_eps} {_match(p, ip, p.port)} -j {verdict}")
     if p.node_port:
         if handled:
-            top("nat", C.NODEPORTS, f'{cmt}" {_match(p, None, p.node_port)} -j {ext}')
+            top("nat", C.NODEPORTS, f"{cmt('')} {_match(p, None, p.node_port)} -j {ext}")
         if verdict:
             local = "-m addrtype --dst-type LOCAL"
             top("filter", C.EXTERNAL_SERVICES, f"{no_eps} {local} {_match(p, None, p.node_port)} -j {verdict}")
     if p.health_check_node_port:
         hc = f"-p tcp -m tcp --dport {p.health_check_node_port}"
-        top("filter", C.NODEPORTS, f'{cmt} health check node port" {hc} -j ACCEPT')
+        top("filter", C.NODEPORTS, f"{cmt(' health check node port')} {hc} -j ACCEPT")
 
     # the external traffic chain, and the firewall chain of loadBalancerSourceRanges
     if handled:
-        dests = f"{name} external destinations"
+
+        def about(what: str) -> str:
+            return f"-m comment --comment {comment(f'{what} for {name} external destinations')}"
+
         sc = plan.short_circuit
         if sc is not None and sc.endpoints and cluster_chain:
             if sc.pod_cidr:
-                nat(ext, f'-m comment --comment "pod traffic for {dests}" -s {sc.pod_cidr} -j {cluster_chain}')
+                nat(ext, f"{about('pod traffic')} -s {sc.pod_cidr} -j {cluster_chain}")
             local_src = "-m addrtype --src-type LOCAL"
-            nat(ext, f'-m comment --comment "masquerade LOCAL traffic for {dests}" {local_src} -j {C.MARK_MASQ}')
-            nat(ext, f'-m comment --comment "route LOCAL traffic for {dests}" {local_src} -j {cluster_chain}')
+            nat(ext, f"{about('masquerade LOCAL traffic')} {local_src} -j {C.MARK_MASQ}")
+            nat(ext, f"{about('route LOCAL traffic')} {local_src} -j {cluster_chain}")
         if external_chain:
             if plan.masquerade_external:
-                nat(ext, f'-m comment --comment "masquerade traffic for {dests}" -j {C.MARK_MASQ}')
+                nat(ext, f"{about('masquerade traffic')} -j {C.MARK_MASQ}")
             nat(ext, f"-j {external_chain}")
         own.setdefault(("nat", ext), [])  # without usable endpoints it falls through to the filter DROP
         if fw:
             for cidr in plan.firewall:
-                nat(fw, f'{cmt} loadbalancer IP" -s {cidr} -j {ext}')
+                nat(fw, f"{cmt(' loadbalancer IP')} -s {cidr} -j {ext}")
             own.setdefault(("nat", fw), [])
 
     # policy chains and endpoints: the bulk of all rules, built when first read
@@ -297,7 +304,7 @@ def render_port(p: ServicePortModel, node: NodeContext) -> PortRules:
             lines = []
             if chain == internal_chain and masq is not None:
                 match = _match(p, p.cluster_ip, p.port)
-                lines.append(f'-A {chain} {cmt} cluster IP" {match} {masq}-j {C.MARK_MASQ}')
+                lines.append(f"-A {chain} {cmt(' cluster IP')} {match} {masq}-j {C.MARK_MASQ}")
             lines += _endpoint_choice(chain, p.affinity_seconds, [seps[ep.address] for ep in endpoints], mask)
             out[("nat", chain)] = lines
         # Endpoint rules carry no comments: there are many of them, the chain names and DNAT

@@ -18,6 +18,7 @@ from proxy.nftables import layout
 from proxy.nftables.render import Contribution, contribution, picker_rules
 from proxy.nftables.transaction import Transaction
 from proxy.plan import plan_node
+from proxy.ruletext import NFT_COMMENT_MAX, comment
 
 
 @dataclass
@@ -62,7 +63,7 @@ def plan(model: ProxyModel, changed: set[ServicePortName], full: bool, old: Shad
     tx = Transaction(full=full, table=f.table, recreate=recreate)
     node = model.node
     if recreate:
-        tx.declare.append(f'add table {f.table} {{ comment "podnet service proxy" ; }}')
+        tx.declare.append(f"add table {f.table} {{ comment {comment('podnet service proxy', NFT_COMMENT_MAX)} ; }}")
         tx.declare += [f"add {body}" for body in _prefix(layout.maps(f), f)]
         for bc in layout.BASE_CHAINS:
             tx.declare.append(

@@ -41,7 +41,7 @@ def eps(service, endpoints, port=80, name="p80", family="IPv4", slice_name=""):
         "apiVersion": "discovery.k8s.io/v1",
         "kind": "EndpointSlice",
         "metadata": {
-            "name": slice_name or f"{service}-{family}",
+            "name": slice_name or f"{service}-{family.lower()}",
             "namespace": "ns",
             "labels": {"kubernetes.io/service-name": service},
         },  # fmt: skip
