@@ -104,19 +104,33 @@ def capture_cmd(targets, expression, path, count, duration, netns, lab_name, out
 
 @click.command("trace")
 @click.option("--from", "source", required=True, help="pod/NAME the probe is sent from.")
-@click.option("--to", "to", required=True, help="svc/NAME:PORT, pod/NAME:PORT or IP:PORT.")
+@click.option("--to", "to", required=True, help="svc/NAME:PORT, pod/NAME:PORT, node/NAME:NODEPORT or IP:PORT.")
 @click.option("--proto", type=click.Choice(["tcp", "udp", "icmp"]), default="tcp", show_default=True)
 @click.option("--timeout", type=click.FloatRange(0.1, 30), default=2.0, show_default=True, help="Seconds to wait.")
+@click.option(
+    "--size",
+    type=click.IntRange(28, 65535),
+    help="Bytes of IP packet (padded; DF is always set), to find where the path's MTU is too small.",
+)
+@click.option(
+    "--kernel/--no-kernel",
+    default=True,
+    show_default=True,
+    help="Watch the kernel's drop reasons (skb:kfree_skb, through bpftrace); costs a few seconds to attach.",
+)
 @output_option("text", "json", "yaml")
 @LAB_OPTION
-def trace_cmd(source, to, proto, timeout, output, lab_name) -> None:
-    """Send one probe packet from a pod and follow it hop by hop."""
+def trace_cmd(source, to, proto, timeout, size, kernel, output, lab_name) -> None:
+    """Send one probe packet from a pod and follow it hop by hop.
+
+    Exits 0 when the probe was answered, 1 with a verdict naming the place (pod, node,
+    interface) and the cause otherwise."""
     from podnet.debug import trace
 
     try:
         cluster = _cluster(lab_name)
         with interruptible():
-            result = trace.trace(cluster, source, to, proto, timeout)
+            result = trace.trace(cluster, source, to, proto, timeout, size=size, kernel=kernel)
     except TargetError as e:
         raise click.ClickException(str(e)) from None
     except KeyboardInterrupt:
