@@ -153,9 +153,16 @@ def register(group: click.Group) -> None:
 @click.option("--to", "targets", multiple=True, help="pod/NAME or svc/NAME (repeatable; default: all of them).")
 @click.option("--timeout", type=click.FloatRange(0.1, 30), default=1.0, show_default=True, help="Seconds to wait.")
 @click.option("--png", "png", type=click.Path(dir_okay=False), help="Also draw the matrix into this PNG file.")
+@click.option(
+    "--explain/--no-explain",
+    default=True,
+    show_default=True,
+    help="Trace every red cell (in parallel) and mark it with the cause trace names.",
+)
+@click.option("--kernel/--no-kernel", default=True, show_default=True, help="Let those traces watch kernel drops.")
 @output_option("text", "json", "yaml")
 @LAB_OPTION
-def probe_cmd(sources, targets, timeout, png, output, lab_name) -> None:
+def probe_cmd(sources, targets, timeout, png, explain, kernel, output, lab_name) -> None:
     """Connectivity matrix: every pod to every pod and Service; exit 1 if an expected one failed."""
     from podnet.debug import probe
 
@@ -163,8 +170,14 @@ def probe_cmd(sources, targets, timeout, png, output, lab_name) -> None:
         cluster = _cluster(lab_name)
         chosen = probe.pick_sources(cluster, sources), probe.pick_targets(cluster, targets)
         matrix = probe.probe(cluster, *chosen, timeout)
+        if explain:
+            with interruptible():
+                probe.explain(cluster, matrix, timeout, kernel)
     except TargetError as e:
         raise click.ClickException(str(e)) from None
+    except KeyboardInterrupt:
+        click.echo("interrupted; trace flags and monitors removed", err=True)
+        sys.exit(130)
 
     def text() -> list[str]:
         rows = probe.table(matrix)

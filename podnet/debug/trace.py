@@ -403,6 +403,11 @@ def _cause(cluster: Cluster, src: PodInfo, target: Target, flow, frames: list[Fr
             "rejected", h.where, f"rejected on {h.where} by a rule in {h.table} {h.chain}", h.rule, cause="rule-reject"
         )
     answer = next((f for f in frames if _is_answer(f, flow, src)), None)
+    if answer is not None and probe_packet.dissect(answer.data).src == src.ip:
+        # the source pod's own kernel gave up on it: most often its gateway never answered ARP
+        own = _neighbour_at(src.netns, f"pod/{src.name}", target.ip)
+        if own is not None:
+            return own
     if answer is not None:
         return _from_answer(cluster, answer, flow, target, endpoint, endpoint_ip, via)
     drops = [h for h in r.rules if h.verdict == "DROP"]
@@ -426,7 +431,7 @@ def _cause(cluster: Cluster, src: PodInfo, target: Target, flow, frames: list[Fr
     problem = _route_problem(cluster, src, frames, flow, r, endpoint, endpoint_ip)
     if problem is not None:
         return problem
-    unresolved = _neighbour_problem(cluster, frames, flow, endpoint_ip)
+    unresolved = _neighbour_problem(cluster, src, frames, flow, endpoint_ip)
     if unresolved is not None:
         return unresolved
     if _reached(frames, flow, endpoint):
@@ -549,28 +554,32 @@ def _netns_of(cluster: Cluster, label: str) -> str | None:
     return next((n.netns for n in cluster.nodes if n.name == name), None)
 
 
-def _neighbour_problem(cluster: Cluster, frames: list[Frame], flow, dst: str) -> Verdict | None:
-    """The last node the request entered: did its next hop answer ARP?"""
-    last = None
+def _neighbour_problem(cluster: Cluster, src: PodInfo, frames: list[Frame], flow, dst: str) -> Verdict | None:
+    """The last place the request was seen in (the source pod, or a node it entered): did
+    its next hop answer ARP?"""
+    last: tuple[str | None, str, str] = (src.netns, f"pod/{src.name}", dst)
     for f in frames:
         node = cluster.node_by_netns(f.place.netns)
         ip = probe_packet.dissect(f.data)
         if node is not None and ip is not None and probe_packet.relation(ip, flow) == "request":
-            last = (node, ip.dst)
-    if last is None:
-        return None
-    node, to = last
-    route, _ = routes.route_get(node.netns, to if to else dst, None, None)
+            last = (node.netns, f"node/{node.name}", ip.dst)
+    return _neighbour_at(*last)
+
+
+def _neighbour_at(netns: str | None, where: str, to: str) -> Verdict | None:
+    route, _ = routes.route_get(netns, to, None, None)
     if route is None or not route.get("dev"):
         return None
     hop = route.get("gateway") or to
-    state = causes.neighbour_unresolved(routes.neighbours(node.netns, hop, route["dev"]))
+    state = causes.neighbour_unresolved(routes.neighbours(netns, hop, route["dev"]))
     if state is None:
         return None
+    name = where.split("/", 1)[1]
+    kind = where.split("/", 1)[0]
     return Verdict(
         "unreachable",
-        f"node/{node.name}",
-        f"node {node.name} has no ARP answer for {hop} on {route['dev']} (neighbour {state})",
+        where,
+        f"{kind} {name} has no ARP answer for {hop} on {route['dev']} (neighbour {state})",
         cause="neighbour-unresolved",
         ifname=route["dev"],
     )

@@ -81,15 +81,16 @@ def trace(lab: str, *args: str, timeout: float = 1.0) -> dict:
     assert "Traceback" not in p.stderr, p.stderr
     r = json.loads(p.stdout)
     assert (p.returncode == 0) == (r["verdict"]["result"] == "delivered"), (p.returncode, r["verdict"])
-    no_leftovers(lab)
+    no_leftovers(lab, r["probe_port"])
     return r
 
 
-def no_leftovers(lab: str) -> None:
+def no_leftovers(lab: str, port: int | None = None) -> None:
     for n in nodes(lab).values():
         assert "podnet-trace-" not in Namespace(n["netns"]).run(["nft", "list", "tables"], check=True).out
-    mine = subprocess.run(["pgrep", "-f", "tracepoint:skb:kfree_skb"], capture_output=True, text=True).stdout
-    assert not mine.split(), "a bpftrace outlived its trace"
+    if port is not None:  # this trace's bpftrace (its program names the probe's port), not another's
+        mine = subprocess.run(["pgrep", "-f", f"a == {port} "], capture_output=True, text=True).stdout
+        assert not mine.split(), "a bpftrace outlived its trace"
 
 
 @contextlib.contextmanager
@@ -99,6 +100,8 @@ def restored(netns: str):
     links = json.loads(ns.run(["ip", "-j", "link", "show"], check=True).out)
     routes = ns.run(["ip", "route", "show"], check=True).out.splitlines()
     sysctls = ns.run(["sysctl", "-a", "-r", r"rp_filter$"], check=True).out.splitlines()
+    # a link set down loses its neighbours, the CNI's permanent entry for the pod's gateway too
+    neighbours = json.loads(ns.run(["ip", "-j", "neigh", "show", "nud", "permanent"], check=True).out or "[]")
     try:
         yield ns
     finally:
@@ -106,6 +109,8 @@ def restored(netns: str):
             state = "up" if "UP" in link["flags"] else "down"
             arp = "off" if "NOARP" in link["flags"] else "on"
             ns.run(["ip", "link", "set", link["ifname"], state, "arp", arp, "mtu", str(link["mtu"])])
+        for n in neighbours:
+            ns.run(["ip", "neigh", "replace", n["dst"], "lladdr", n["lladdr"], "dev", n["dev"], "nud", "permanent"])
         for line in sysctls:
             ns.run(["sysctl", "-q", "-w", line.replace(" ", "")])
         # routes to a gateway need the route to the gateway first
@@ -327,3 +332,32 @@ def test_port_nobody_listens_on(lab, proto):
     db, client = db_and_client(lab)
     r = trace(lab, "--from", f"pod/{client['name']}", "--to", f"pod/{db['name']}:9999", "--proto", proto, "--no-kernel")
     verdict(r, "refused", f"pod/{db['name']}", "port-closed")
+
+
+# -- probe ----------------------------------------------------------------------------------
+def test_probe_marks_each_red_cell_with_the_cause_trace_names(lab, tmp_path):
+    db, client = db_and_client(lab)
+    png = tmp_path / "matrix.png"
+    rule = ["FORWARD", "-d", db["ip"], "-j", "DROP"]
+    ns = Namespace(nodes(lab)[db["node"]]["netns"])
+    ns.run(["iptables", "-I", *rule], check=True)
+    try:
+        p = subprocess.run(
+            [PODNET, "probe", "--lab", lab, "--from", f"pod/{client['name']}", "--to", f"pod/{db['name']}"]
+            + ["--to", f"pod/{client['name']}", "-o", "json", "--png", str(png)],
+            capture_output=True,
+            text=True,
+            timeout=240,
+        )
+    finally:
+        ns.run(["iptables", "-D", *rule])
+    assert p.returncode == 1, p.stderr
+    cells = {c["target"]: c for c in json.loads(p.stdout)["cells"]}
+    red = cells[f"pod/{db['name']}"]
+    assert red["failed"] and (red["cause"], red["where"]) == ("rule-drop", f"node/{db['node']}"), red
+    assert cells[f"pod/{client['name']}"]["ok"]
+    no_leftovers(lab)
+    from PIL import Image
+
+    with Image.open(png) as img:
+        assert img.format == "PNG"
