@@ -51,9 +51,9 @@ def route_error_cause(error: str) -> str:
     """`ip route get DST from SRC iif DEV` fails the way the kernel's input routing fails:
     EXDEV is reverse-path filtering, EINVAL a martian source, the rest no route."""
     low = error.lower()
-    if "cross-device" in low:
+    if "cross-device" in low or "rp_filter" in low:
         return "rp-filter"
-    if "invalid argument" in low:
+    if "invalid argument" in low or "martian" in low:
         return "martian-source"
     return "no-route"
 

@@ -46,8 +46,11 @@ def check(cluster: Cluster, node: NodeInfo, dst: str, src: str | None, iif: str 
     route, error = route_get(node.netns, dst, src, iif)
     if route is None:
         low = error.lower()
-        if "cross-device" in low:  # EXDEV: fib_validate_source's verdict under rp_filter
-            back, _ = route_get(node.netns, src or "", None, None)
+        back, _ = route_get(node.netns, src, None, None) if src else (None, "")
+        # EXDEV is fib_validate_source's rp_filter verdict; `ip route get` also answers EINVAL
+        # for it on some kernels, so a strict rp_filter with the way back by another link decides
+        strict = src and iif and rp_filter(node.netns, iif) and back and back.get("dev") != iif
+        if "cross-device" in low or ("invalid argument" in low and strict):
             problem = (
                 f"reverse-path filtering (rp_filter) on node {node.name} drops packets from {src} arriving on {iif}: "
                 f"the route back leaves by `{describe(back) if back else '?'}`"
@@ -106,3 +109,17 @@ def neighbours(netns: str | None, address: str, dev: str) -> list[dict]:
     args = ["ip", "-j", *(["-n", netns] if netns else []), "neigh", "show", "to", address, "dev", dev]
     r = subprocess.run(args, capture_output=True, text=True)
     return json.loads(r.stdout or "[]") if r.returncode == 0 else []
+
+
+def rp_filter(netns: str | None, dev: str) -> int:
+    """The rp_filter in force on dev: the kernel uses the larger of `all` and the device's."""
+    import netns as nsmod
+
+    values = []
+    for name in ("all", dev):
+        try:
+            with nsmod.entered(netns), open(f"/proc/sys/net/ipv4/conf/{name}/rp_filter") as f:
+                values.append(int(f.read().strip() or 0))
+        except (OSError, ValueError):
+            values.append(0)
+    return max(values)

@@ -420,17 +420,19 @@ def _cause(cluster: Cluster, src: PodInfo, target: Target, flow, frames: list[Fr
     down = _link_problem(cluster, src, r, endpoint)
     if down is not None:
         return down
-    from_kernel = _from_kernel(cluster, src, r)
-    if from_kernel is not None:
-        return from_kernel
-    if target.service and dnat is None:
+    if target.service and dnat is None:  # whatever became of it next, nothing could answer it
         svc = cluster.service(target.service)
         if not svc.endpoints:
             return _no_endpoints(cluster, target, "", None)
         return _untranslated(cluster, src, target, flow)
+    # the routes first: a route that sends the packet the wrong way is the cause, wherever the
+    # kernel finally drops it; the kernel's reason rides along as evidence
     problem = _route_problem(cluster, src, frames, flow, r, endpoint, endpoint_ip)
     if problem is not None:
         return problem
+    from_kernel = _from_kernel(cluster, src, r)
+    if from_kernel is not None:
+        return from_kernel
     unresolved = _neighbour_problem(cluster, src, frames, flow, endpoint_ip)
     if unresolved is not None:
         return unresolved
@@ -684,7 +686,7 @@ def _route_problem(cluster, src, frames, flow, r, endpoint, endpoint_ip) -> Verd
         check = routes.check(cluster, cluster.node(name), local.reply_src if local else dst, src.ip, ifname)
         r.routes.append(check)
         if not check.ok:
-            cause = causes.route_error_cause(check.route) if check.error else "no-route"
+            cause = causes.route_error_cause(check.problem) if check.error else "no-route"
             return Verdict("no-route", f"node/{name}", check.problem, cause=cause, ifname=ifname)
     if endpoint is not None and _reached(frames, flow, endpoint):
         snat = next((n for n in r.nat if n.snat), None)
@@ -692,7 +694,7 @@ def _route_problem(cluster, src, frames, flow, r, endpoint, endpoint_ip) -> Verd
         check = routes.check(cluster, cluster.node(endpoint.node), back_to, endpoint_ip, endpoint.host_veth)
         r.routes.append(check)
         if not check.ok:
-            cause = causes.route_error_cause(check.route) if check.error else "no-route"
+            cause = causes.route_error_cause(check.problem) if check.error else "no-route"
             return Verdict(
                 "no-route", f"node/{endpoint.node}", f"the reply from pod {endpoint.name}: {check.problem}", cause=cause
             )
