@@ -12,6 +12,7 @@ import click
 from podnet.debug import topology
 from podnet.debug.bpf import FilterError
 from podnet.debug.topology import Place, TargetError
+from podnet.lab.complete import refs
 from podnet.output import emit, output_option
 
 LAB_OPTION = click.option("--lab", "lab_name", envvar="PODNET_LAB", help="Which lab (default: the one that is up).")
@@ -54,7 +55,7 @@ def capture_place(ref: str, lab_name: str | None, netns: str | None) -> Place:
 
 
 @click.command("capture")
-@click.argument("targets", nargs=-1, required=True)
+@click.argument("targets", nargs=-1, required=True, shell_complete=refs("pod", "node"))
 @click.option("--filter", "expression", help="A tcpdump filter expression, e.g. 'tcp port 80'.")
 @click.option(
     "-w",
@@ -103,8 +104,14 @@ def capture_cmd(targets, expression, path, count, duration, netns, lab_name, out
 
 
 @click.command("trace")
-@click.option("--from", "source", required=True, help="pod/NAME the probe is sent from.")
-@click.option("--to", "to", required=True, help="svc/NAME:PORT, pod/NAME:PORT, node/NAME:NODEPORT or IP:PORT.")
+@click.option("--from", "source", required=True, shell_complete=refs("pod"), help="pod/NAME the probe is sent from.")
+@click.option(
+    "--to",
+    "to",
+    required=True,
+    shell_complete=refs("svc", "pod", ports=True),
+    help="svc/NAME:PORT, pod/NAME:PORT, node/NAME:NODEPORT or IP:PORT.",
+)
 @click.option("--proto", type=click.Choice(["tcp", "udp", "icmp"]), default="tcp", show_default=True)
 @click.option("--timeout", type=click.FloatRange(0.1, 30), default=2.0, show_default=True, help="Seconds to wait.")
 @click.option(
@@ -137,10 +144,10 @@ def trace_cmd(source, to, proto, timeout, size, kernel, output, lab_name) -> Non
         click.echo("interrupted; trace flags and monitors removed", err=True)
         sys.exit(130)
     emit(output, result.to_dict(), lambda: trace.render(result))
-    sys.exit(0 if result.verdict.result == "delivered" else 1)
+    sys.exit(0 if result.verdict is not None and result.verdict.result == "delivered" else 1)
 
 
-COMMANDS = (capture_cmd, trace_cmd)
+COMMANDS: tuple[click.Command, ...] = (capture_cmd, trace_cmd)
 
 
 def register(group: click.Group) -> None:
@@ -149,12 +156,25 @@ def register(group: click.Group) -> None:
 
 
 @click.command("probe")
-@click.option("--from", "sources", multiple=True, help="pod/NAME to connect from (repeatable; default: every pod).")
-@click.option("--to", "targets", multiple=True, help="pod/NAME or svc/NAME (repeatable; default: all of them).")
+@click.option(
+    "--from",
+    "sources",
+    multiple=True,
+    shell_complete=refs("pod"),
+    help="pod/NAME to connect from (repeatable; default: every pod).",
+)
+@click.option(
+    "--to",
+    "targets",
+    multiple=True,
+    shell_complete=refs("pod", "svc"),
+    help="pod/NAME or svc/NAME (repeatable; default: all of them).",
+)
 @click.option("--timeout", type=click.FloatRange(0.1, 30), default=1.0, show_default=True, help="Seconds to wait.")
 @click.option("--png", "png", type=click.Path(dir_okay=False), help="Also draw the matrix into this PNG file.")
 @click.option(
-    "--explain/--no-explain",
+    "--trace/--no-trace",
+    "trace_red",
     default=True,
     show_default=True,
     help="Trace every red cell (in parallel) and mark it with the cause trace names.",
@@ -162,17 +182,22 @@ def register(group: click.Group) -> None:
 @click.option("--kernel/--no-kernel", default=True, show_default=True, help="Let those traces watch kernel drops.")
 @output_option("text", "json", "yaml")
 @LAB_OPTION
-def probe_cmd(sources, targets, timeout, png, explain, kernel, output, lab_name) -> None:
-    """Connectivity matrix: every pod to every pod and Service; exit 1 if an expected one failed."""
+def probe_cmd(sources, targets, timeout, png, trace_red, kernel, output, lab_name) -> None:
+    """Connectivity matrix: every pod to every pod and Service; exit 1 if an expected one failed.
+
+    A failed Service is explained by the endpoints it had when the probe began and ended."""
+    from podnet import progress
     from podnet.debug import probe
 
     try:
         cluster = _cluster(lab_name)
-        chosen = probe.pick_sources(cluster, sources), probe.pick_targets(cluster, targets)
-        matrix = probe.probe(cluster, *chosen, timeout)
-        if explain:
+        src, dst = probe.pick_sources(cluster, sources), probe.pick_targets(cluster, targets)
+        meter = progress.meter("probe: connections") if len(src) * len(dst) > 100 else None
+        matrix = probe.probe(cluster, src, dst, timeout, meter)
+        probe.explain(matrix, dst, _cluster(cluster.lab) if matrix.failures() else None)
+        if trace_red:
             with interruptible():
-                probe.explain(cluster, matrix, timeout, kernel)
+                probe.trace_failures(cluster, matrix, timeout, kernel)
     except TargetError as e:
         raise click.ClickException(str(e)) from None
     except KeyboardInterrupt:
@@ -182,7 +207,8 @@ def probe_cmd(sources, targets, timeout, png, explain, kernel, output, lab_name)
     def text() -> list[str]:
         rows = probe.table(matrix)
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-        return ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+        lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+        return lines + [f"\n{note}" for note in matrix.notes]
 
     emit(output, matrix.to_dict(), text)
     if png:

@@ -175,7 +175,7 @@ class KernelWatch:
 
     def _read(self, proc: subprocess.Popen) -> None:
         # a thread, so the pipe never fills while the trace is busy elsewhere
-        for line in proc.stdout:
+        for line in proc.stdout or ():
             if READY in line:
                 self._ready.set()
                 continue

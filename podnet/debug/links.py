@@ -52,7 +52,8 @@ def problems(ends: list[LinkEnd], found: dict[str | None, dict[str, dict]]) -> l
     """The ends that stop a packet. `found` is each namespace's links by name (a namespace
     that could not be read maps to {}: its links count as missing). An end without carrier
     is reported only when no end was set down or is missing: its peer is the cause then."""
-    hard, soft = [], []
+    hard: list[LinkProblem] = []
+    soft: list[LinkProblem] = []
     for end in ends:
         s = state(found.get(end.netns, {}).get(end.ifname))
         if s == "up":

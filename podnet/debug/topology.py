@@ -60,6 +60,16 @@ class NodeInfo:
 
 
 @dataclass(frozen=True)
+class EndpointInfo:
+    pod: str
+    ip: str
+    node: str
+    ready: bool
+    terminating: bool
+    available: bool  # ready long enough that every node's proxy has programmed it
+
+
+@dataclass(frozen=True)
 class ServiceInfo:
     name: str
     cluster_ip: str
@@ -67,6 +77,7 @@ class ServiceInfo:
     endpoints: tuple[str, ...]  # pod names of ready endpoints
     not_ready: tuple[str, ...] = ()  # pods it selects that are not ready (so not endpoints)
     node_ports: tuple[int, ...] = ()
+    seen: tuple[EndpointInfo, ...] = ()  # every endpoint, ready or draining
 
 
 @dataclass
@@ -165,6 +176,10 @@ def lab_cluster(lab: str) -> Cluster:
                 if p["phase"] != "Running" and s.get("selector") and selects(s["selector"], p.get("labels") or {})
             ),
             node_ports=tuple(p["nodePort"] for p in s["ports"] if p.get("nodePort")),
+            seen=tuple(
+                EndpointInfo(e["pod"], e["ip"], e["node"], e["ready"], e["terminating"], e.get("available", e["ready"]))
+                for e in s["endpoints"]
+            ),
         )
         for s in st.get("services", [])
         if s.get("clusterIP")

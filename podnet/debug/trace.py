@@ -436,7 +436,7 @@ def _cause(cluster: Cluster, src: PodInfo, target: Target, flow, frames: list[Fr
     unresolved = _neighbour_problem(cluster, src, frames, flow, endpoint_ip)
     if unresolved is not None:
         return unresolved
-    if _reached(frames, flow, endpoint):
+    if endpoint is not None and _reached(frames, flow, endpoint):
         return Verdict(
             "lost", f"pod/{endpoint.name}", f"reached pod {endpoint.name}{via} but no answer came back", cause="lost"
         )
@@ -484,6 +484,7 @@ def _not_sent(cluster: Cluster, src: PodInfo, target: Target, r: TraceResult, er
 
 
 def _no_endpoints(cluster: Cluster, target: Target, how: str, hit: nftrace.RuleHit | None) -> Verdict:
+    assert target.service is not None  # called for Services only
     svc = cluster.service(target.service)
     node_where = hit.where if hit else ""
     if svc.not_ready:
@@ -645,6 +646,7 @@ def _nodeport_closed(cluster: Cluster, target: Target) -> Verdict:
 
 def _untranslated(cluster: Cluster, src: PodInfo, target: Target, flow) -> Verdict:
     """A ClusterIP is virtual: no rule translated the probe, so nothing will ever answer it."""
+    assert target.service is not None  # called for a Service target only
     svc = cluster.service(target.service)
     serves = ", ".join(f"tcp {port}" for port, _ in svc.ports)
     node = cluster.node(src.node)
@@ -708,11 +710,11 @@ def render(r: TraceResult) -> list[str]:
     if not r.hops:
         lines.append("  (the probe was not seen on any interface)")
     lines += ["", f"rules hit ({r.tool}):"]
-    for h in r.rules:
-        if h.verdict == "CONTINUE" and h.kind == "rule":
+    for hit in r.rules:
+        if hit.verdict == "CONTINUE" and hit.kind == "rule":
             continue
-        text = h.rule or f"policy {h.verdict}"
-        lines.append(f"  {h.where:<10} {h.table:<7} {h.chain:<28} {h.verdict:<9} {text}")
+        text = hit.rule or f"policy {hit.verdict}"
+        lines.append(f"  {hit.where:<10} {hit.table:<7} {hit.chain:<28} {hit.verdict:<9} {text}")
     if not r.rules:
         lines.append("  (none recorded)")
     lines += ["", "address translation (conntrack):"]
@@ -737,6 +739,7 @@ def render(r: TraceResult) -> list[str]:
     elif not r.kernel:
         lines.append("  (none)")
     v = r.verdict
+    assert v is not None  # trace() always draws one
     place = f"{v.where} {v.ifname}" if v.ifname and v.ifname not in v.where else v.where
     lines += ["", f"verdict: {v.result.upper()} at {place} ({v.cause}): {v.detail}"]
     if v.mtu:

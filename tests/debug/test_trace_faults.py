@@ -40,7 +40,7 @@ LAB = {
 
 @pytest.fixture(scope="module", params=["iptables", "nftables"])
 def lab(request):
-    s = unique_spec({**spec.DEFAULT, **LAB, "network": {**LAB["network"], "proxyMode": request.param}})
+    s = unique_spec({**spec.tutorial_data(), **LAB, "network": {**LAB["network"], "proxyMode": request.param}})
     try:
         net.Lab(s, keep=True, progress=lambda *_: None).up(wait=120)
         yield s.name
