@@ -36,10 +36,19 @@ def cli() -> None:
 @click.option("--data-dir", default=None, help="IPAM data directory (default /var/lib/podnet/networks).")
 @click.option("--no-conflist", is_flag=True, help="Install the executables only.")
 @click.option("--python", "python", default=None, help="Interpreter the plugins run on (default: this one; 3.11+).")
-def install_cni(bin_dir, conf_dir, name, subnets, mtu, chain, data_dir, no_conflist, python) -> None:
+@click.option(
+    "--python-launcher",
+    is_flag=True,
+    help="Install the Python launchers as the plugins instead of compiling the front door.",
+)
+def install_cni(bin_dir, conf_dir, name, subnets, mtu, chain, data_dir, no_conflist, python, python_launcher) -> None:
     """Install podnet-cni and podnet-ipam, and a conflist that uses them."""
-    for path in install.write_launchers(bin_dir, python):
+    from cni.frontdoor import install_frontdoor
+
+    done = install_frontdoor(bin_dir, python, compile=not python_launcher)
+    for path in done.paths:
         click.echo(f"installed {path}")
+    click.echo(done.note, err=not done.compiled)
     if not no_conflist:
         opts = install.ConflistOptions(
             name=name, subnets=tuple(subnets), mtu=mtu, chain=tuple(chain), data_dir=data_dir
