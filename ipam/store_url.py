@@ -13,9 +13,12 @@ from dataclasses import dataclass
 
 from ipam.disk import DiskStore
 from ipam.errors import IPAMError
-from ipam.etcd import EtcdStore
-from ipam.etcd_gateway import EtcdGateway
-from ipam.store import Store
+
+# Without importing typing, which costs each standalone plugin run more than it is worth:
+# the store interface is only needed by the type checker (which treats this name as true).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ipam.store import Store
 
 ENV = "PODNET_STORE"
 DEFAULT_DIR = "/var/lib/podnet/ipam"
@@ -38,6 +41,11 @@ class StoreURL:
 
     def open(self) -> Store:
         if self.is_etcd:
+            # Imported here: the etcd client pulls in http.client and ssl, which a pod ADD
+            # on a node with a file store would pay for at every start.
+            from ipam.etcd import EtcdStore
+            from ipam.etcd_gateway import EtcdGateway
+
             return EtcdStore(EtcdGateway(self.host, self.port), self.prefix)
         return DiskStore(self.directory)
 
