@@ -98,6 +98,8 @@ def mac_str(raw: bytes) -> str:
 
 @dataclass(frozen=True)
 class Link:
+    """A network interface as the kernel reports it."""
+
     index: int
     name: str
     mac: str
@@ -108,6 +110,8 @@ class Link:
 
 @dataclass(frozen=True)
 class Route:
+    """A route as the kernel reports it."""
+
     dst: ipaddress.IPv4Network | ipaddress.IPv6Network
     gateway: str | None
     oif: int

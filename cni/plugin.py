@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import os
-import signal
 import sys
 from _socket import AF_INET, AF_INET6  # not socket.py: see cni/netlink.py
 
@@ -25,6 +24,8 @@ STOP_AT = "PODNET_CNI_STOP_AT"
 
 def checkpoint(call: Call, step: str) -> None:
     if call.environ.get(STOP_AT) == step:
+        import signal  # here: signal's enum conversions would cost every plugin start
+
         os.kill(os.getpid(), signal.SIGSTOP)
 
 

@@ -26,6 +26,8 @@ def split_owner(owner: str) -> tuple[str, str]:
 
 @dataclass(frozen=True)
 class Allocation:
+    """One address handed out, and the range it came from."""
+
     ip: Address
     range: Range
 

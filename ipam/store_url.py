@@ -24,11 +24,14 @@ ENV = "PODNET_STORE"
 DEFAULT_DIR = "/var/lib/podnet/ipam"
 DEFAULT_PREFIX = "/podnet"
 FORMS = "file:DIR or etcd://HOST:PORT/PREFIX"
-_ETCD = re.compile(r"^etcd://(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(?P<port>[0-9]{1,5})(?P<prefix>/\S*)?$")
+# A pattern string, compiled on first use: most nodes never parse an etcd URL.
+_ETCD = r"^etcd://(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(?P<port>[0-9]{1,5})(?P<prefix>/\S*)?$"
 
 
 @dataclass(frozen=True)
 class StoreURL:
+    """Where the claims are kept: a directory (file:) or an etcd endpoint."""
+
     url: str
     directory: str = ""  # file:
     host: str = ""  # etcd://
@@ -66,7 +69,7 @@ def parse_store_url(url: str | None = None, field: str = "store") -> StoreURL:
         if not directory.startswith("/"):
             raise IPAMError(f"{field}: {url!r}: file: needs an absolute directory (file:/var/lib/podnet/ipam)")
         return StoreURL(url, directory=os.path.normpath(directory))
-    m = _ETCD.match(url)
+    m = re.match(_ETCD, url)
     if m is None:
         raise IPAMError(f"{field}: {url!r} is not a store URL ({FORMS})")
     port = int(m["port"])
