@@ -26,6 +26,7 @@ import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+import netns  # noqa: E402
 from cni import frontdoor, install  # noqa: E402
 
 REFERENCE = "/usr/lib/cni"
@@ -89,11 +90,11 @@ def inner(args) -> None:
     cpu: dict[tuple[str, str], list[float]] = {key: [] for key in times}
 
     def run(verb: str, label: str, i: int) -> None:
-        netns = f"/var/run/netns/{args.prefix}-{label[:3]}-{i}"
+        pod_netns = f"/var/run/netns/{args.prefix}-{label[:3]}-{i}"
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.perf_counter()
         proc = subprocess.run(
-            [args.client, verb, files[label], netns, f"bench-{i}", "eth0"], env=env, capture_output=True
+            [args.client, verb, files[label], pod_netns, f"bench-{i}", "eth0"], env=env, capture_output=True
         )
         elapsed = time.perf_counter() - start
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -186,15 +187,12 @@ def bench_once(pods: int, server_mode: bool, python: str, launcher: str = "compi
                 made.append(name)
         server = None
         if server_mode:
-            server = subprocess.Popen(
-                ["ip", "netns", "exec", node, sys.executable, "-m", "podnet.cli", "cni-server"],
-                stderr=subprocess.PIPE,
-            )
+            server = netns.popen(node, [sys.executable, "-m", "podnet.cli", "cni-server"], stderr=subprocess.PIPE)
             server.stderr.readline()  # "listening"
         inner_cmd = [sys.executable, os.path.abspath(__file__), "--inner", "--pods", str(pods), "--work", work,
                      "--prefix", prefix, "--client", client]  # fmt: skip
         try:
-            out = subprocess.run(["ip", "netns", "exec", node, *inner_cmd], check=True, capture_output=True, text=True)
+            out = netns.run(node, inner_cmd, check=True, capture_output=True, text=True)
         finally:
             if server:
                 server.kill()

@@ -8,12 +8,12 @@ import os
 import sys
 from _socket import AF_INET, AF_INET6  # not socket.py: see cni/netlink.py
 
+import netns
 from cni import delegate, ipam_plugin, masq, routing, version, veth
 from cni.config import NetConf, parse_netconf, valid_attachments
-from cni.errors import CNIError, InvalidConfig, IOFailure, StateDiffers
+from cni.errors import CNIError, InvalidConfig, IOFailure, StateDiffers, UnknownContainer
 from cni.netlink import Netlink
-from cni.netns import inside, open_netns
-from cni.skel import Call, run
+from cni.skel import Call, Handler, run
 from ipam.config import parse_routes
 
 IN_PROCESS_IPAM = "podnet-ipam"
@@ -53,14 +53,29 @@ def _quietly(what: str, fn, *args) -> None:
         print(f"podnet-cni: undo {what} failed: {e}", file=sys.stderr)
 
 
+def open_pod_netns(netns_path: str) -> int:
+    """The pod's namespace, or the spec's "unknown container" (code 3): a CNI code is chosen
+    here, at the plugin's boundary, not by the namespace primitive."""
+    try:
+        return netns.open(netns_path)
+    except netns.NamespaceError as e:
+        raise UnknownContainer(f"CNI_NETNS: {e}") from None
+
+
 @contextlib.contextmanager
 def namespaces(netns_path: str):
-    """Netlink sockets for the node (where we run) and for the pod, and the pod's ns fd."""
-    fd = open_netns(netns_path)
+    """Netlink sockets for the node (where we run) and for the pod, and the pod's ns fd.
+
+    One socket per namespace: the pod's is opened inside and stays bound to it, so every step
+    uses it from this thread without entering again."""
+    fd = open_pod_netns(netns_path)
     try:
         with Netlink() as host:
-            with inside(fd):
-                pod = Netlink()
+            try:
+                with netns.entered(fd):
+                    pod = Netlink()
+            except netns.NamespaceError as e:
+                raise UnknownContainer(f"CNI_NETNS: {netns_path}: {e.reason}") from None
             with pod:
                 yield host, pod, fd
     finally:
@@ -113,11 +128,11 @@ def ipam_routes(ipam_result: dict):
 
 
 def build_result(conf: NetConf, inv, pair: veth.VethPair, ips, routes, mtu: int) -> dict:
-    host_if = {"name": pair.host.name, "mac": pair.host.mac}
-    pod_if = {"name": pair.pod.name, "mac": pair.pod.mac, "sandbox": inv.netns}
+    host_if: dict[str, str | int] = {"name": pair.host.name, "mac": pair.host.mac}
+    pod_if: dict[str, str | int] = {"name": pair.pod.name, "mac": pair.pod.mac, "sandbox": inv.netns}
     if version.at_least(conf.cni_version, "1.1.0"):
         host_if["mtu"] = pod_if["mtu"] = mtu
-    result = {
+    result: dict[str, object] = {
         "cniVersion": conf.cni_version,
         "interfaces": [host_if, pod_if],
         "ips": [
@@ -240,7 +255,7 @@ def cmd_status(call: Call) -> None:
     ipam("STATUS", parse_netconf(call.conf), call)
 
 
-HANDLERS = {"ADD": cmd_add, "DEL": cmd_del, "CHECK": cmd_check, "GC": cmd_gc, "STATUS": cmd_status}
+HANDLERS: dict[str, Handler] = {"ADD": cmd_add, "DEL": cmd_del, "CHECK": cmd_check, "GC": cmd_gc, "STATUS": cmd_status}
 
 
 def main() -> None:

@@ -151,7 +151,7 @@ class EtcdGateway:
         return _kv(kvs[0]) if kvs else None
 
     def get_prefix(self, prefix: str, keys_only: bool = False) -> list[KeyValue]:
-        body = {"key": b64(prefix), "range_end": prefix_end(prefix)}
+        body: dict[str, str | bool] = {"key": b64(prefix), "range_end": prefix_end(prefix)}
         if keys_only:
             body["keys_only"] = True
         return [_kv(kv) for kv in self.post("/v3/kv/range", body).get("kvs", [])]

@@ -6,6 +6,13 @@ one poll, so a whole matrix costs about one timeout, not one per pair.
 
 What is expected to connect: a Running pod on its workload port, and a Service that has
 ready endpoints. A Service without endpoints is expected to refuse; that is not a failure.
+
+The expectation comes from the lab's status, and each node's proxy programs an endpoint a
+moment after the status shows it ready (`pod.SETTLE`, about 1.5 s). A probe in that moment
+(right after `lab scale`, say) meets rules that do not have the endpoint yet, on some nodes
+and not others, and a Service looks unreachable from some pods. So the answer says which
+endpoints each Service had when the probe began and when it ended, which of them every node
+had programmed, and calls a failure that may be such a moment a transient.
 """
 
 from __future__ import annotations
@@ -17,8 +24,9 @@ import socket
 import time
 from dataclasses import dataclass, field
 
-from cni.netns import inside, open_netns
-from podnet.debug.topology import Cluster, PodInfo, TargetError, split_ref
+import netns
+from podnet.debug.topology import Cluster, EndpointInfo, PodInfo, TargetError, split_ref
+from podnet.progress import Meter, Silent
 
 
 @dataclass(frozen=True)
@@ -27,6 +35,7 @@ class Target:
     ip: str
     port: int
     expected: bool
+    endpoints: tuple[EndpointInfo, ...] = ()  # a Service's, as the probe found them
 
 
 @dataclass(frozen=True)
@@ -47,6 +56,9 @@ class Matrix:
     sources: list[str]
     targets: list[str]
     cells: dict[tuple[str, str], Cell] = field(default_factory=dict)
+    # per Service target: its endpoints when the probe began and when it ended
+    endpoints: dict[str, dict[str, list[dict]]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # why a Service failed, for a person
 
     def failures(self) -> list[Cell]:
         return [c for c in self.cells.values() if c.failed]
@@ -56,6 +68,8 @@ class Matrix:
             "sources": self.sources,
             "targets": self.targets,
             "cells": [vars(c) | {"failed": c.failed} for c in self.cells.values()],
+            "endpoints": self.endpoints,
+            "notes": self.notes,
         }
 
 
@@ -87,18 +101,13 @@ def pick_targets(cluster: Cluster, refs: tuple[str, ...]) -> list[Target]:
             out.append(Target(f"pod/{name}", p.ip, p.port, p.running))
         else:
             s = cluster.service(name)
-            out.append(Target(f"svc/{name}", s.cluster_ip, s.ports[0][0], bool(s.endpoints)))
+            out.append(Target(f"svc/{name}", s.cluster_ip, s.ports[0][0], bool(s.endpoints), s.seen))
     return out
 
 
-def socket_in(netns: str) -> socket.socket:
-    """A TCP socket born in the namespace: its connections leave from there."""
-    fd = open_netns(os.path.join("/run/netns", netns), field="namespace")
-    try:
-        with inside(fd):
-            return socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    finally:
-        os.close(fd)
+def socket_in(name: str) -> socket.socket:
+    """A TCP socket born in the namespace (a name under /run/netns): its connections leave from there."""
+    return netns.socket(name, socket.AF_INET, socket.SOCK_STREAM)
 
 
 def _connect_from(netns: str, target: Target) -> socket.socket:
@@ -117,18 +126,25 @@ OUTCOMES = {
 }
 
 
-def probe(cluster: Cluster, sources: list[PodInfo], targets: list[Target], timeout: float = 1.0) -> Matrix:
+def probe(
+    cluster: Cluster, sources: list[PodInfo], targets: list[Target], timeout: float = 1.0, meter: Meter | None = None
+) -> Matrix:
     matrix = Matrix([f"pod/{s.name}" for s in sources], [t.label for t in targets])
+    meter = meter or Silent()
+    total = len(sources) * len(targets)
     pending: dict[int, tuple[socket.socket, str, Target]] = {}
     poller = select.poll()
     try:
         for src in sources:
             for t in targets:
+                assert src.netns is not None  # pick_sources() takes only pods with a namespace
                 sock = _connect_from(src.netns, t)
                 pending[sock.fileno()] = (sock, f"pod/{src.name}", t)
                 poller.register(sock, select.POLLOUT)
+            meter.update(0, total, f"{len(pending)} connecting")
         deadline = time.monotonic() + timeout
         while pending and (left := deadline - time.monotonic()) > 0:
+            meter.update(len(matrix.cells), total, "answered")
             for fd, _ev in poller.poll(left * 1000):
                 sock, source, t = pending.pop(fd)
                 poller.unregister(fd)
@@ -138,10 +154,48 @@ def probe(cluster: Cluster, sources: list[PodInfo], targets: list[Target], timeo
                 sock.close()
         for _sock, source, t in pending.values():
             matrix.cells[(source, t.label)] = Cell(source, t.label, t.expected, False, "timeout")
+        meter.update(total, total, "done")
     finally:
+        meter.close()
         for sock, _, _ in pending.values():
             sock.close()
     return matrix
+
+
+def _endpoint(e: EndpointInfo) -> dict:
+    state = "terminating" if e.terminating else "available" if e.available else "ready" if e.ready else "not ready"
+    return {"pod": e.pod, "ip": e.ip, "node": e.node, "state": state}
+
+
+def _spelled(eps: list[dict]) -> str:
+    return ", ".join(f"{e['pod']} {e['ip']} on {e['node']} ({e['state']})" for e in eps) or "none"
+
+
+def explain(matrix: Matrix, targets: list[Target], after: Cluster | None) -> None:
+    """Record each Service's endpoints as the probe found them and as they were when it ended
+    (`after`, the lab read again), and say of each failed Service whether it may be a
+    transient: an endpoint changed meanwhile, or was ready but not yet in every node's rules."""
+    later = {f"svc/{s.name}": s.seen for s in after.services} if after else {}
+    failed = {c.target for c in matrix.failures()}
+    for t in targets:
+        if not t.label.startswith("svc/"):
+            continue
+        before = [_endpoint(e) for e in t.endpoints]
+        now = [_endpoint(e) for e in (later.get(t.label, ()) if after else t.endpoints)]  # gone: none
+        matrix.endpoints[t.label] = {"before": before, "after": now}
+        if t.label not in failed:
+            continue
+        sources = sum(1 for c in matrix.failures() if c.target == t.label)
+        head = f"{t.label} failed from {sources} of {len(matrix.sources)} pods; endpoints seen: {_spelled(before)}"
+        if before != now:
+            matrix.notes.append(f"{head}; by the end of the probe: {_spelled(now)}. A transient: probe again.")
+        elif any(e.ready and not e.available for e in t.endpoints):
+            matrix.notes.append(
+                f"{head}. Ready, but not yet in every node's rules: a transient (the proxies program a new "
+                "endpoint within about 1.5 s); probe again."
+            )
+        else:
+            matrix.notes.append(f"{head}. Every endpoint was programmed on every node: not a transient.")
 
 
 def mark(cell: Cell) -> str:

@@ -58,11 +58,22 @@ class NodeInfo:
 
 
 @dataclass(frozen=True)
+class EndpointInfo:
+    pod: str
+    ip: str
+    node: str
+    ready: bool
+    terminating: bool
+    available: bool  # ready long enough that every node's proxy has programmed it
+
+
+@dataclass(frozen=True)
 class ServiceInfo:
     name: str
     cluster_ip: str
     ports: tuple[tuple[int, int], ...]  # (port, targetPort)
     endpoints: tuple[str, ...]  # pod names of ready endpoints
+    seen: tuple[EndpointInfo, ...] = ()  # every endpoint, ready or draining
 
 
 @dataclass
@@ -152,6 +163,10 @@ def lab_cluster(lab: str) -> Cluster:
             cluster_ip=s["clusterIP"],
             ports=tuple((p["port"], p["targetPort"]) for p in s["ports"]),
             endpoints=tuple(e["pod"] for e in s["endpoints"] if e["ready"]),
+            seen=tuple(
+                EndpointInfo(e["pod"], e["ip"], e["node"], e["ready"], e["terminating"], e.get("available", e["ready"]))
+                for e in s["endpoints"]
+            ),
         )
         for s in st.get("services", [])
         if s.get("clusterIP")

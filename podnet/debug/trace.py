@@ -11,6 +11,7 @@ last place it was seen.
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -75,6 +76,9 @@ def parse_target(cluster: Cluster, ref: str, proto: str) -> Target:
         base, port_text = ref, ""
     if port_text and not port_text.isdigit():
         raise TargetError(f"--to: {ref!r}: the port {port_text!r} is not a number")
+    if port_text and proto == "icmp":
+        # ICMP has no ports: a :PORT would otherwise be dropped without a word
+        raise TargetError(f"--to: {ref!r}: ICMP has no ports; give {base} without :{port_text}, or --proto tcp|udp")
     port = int(port_text) if port_text else None
     if port is not None and not 1 <= port <= 65535:
         raise TargetError(f"--to: {ref!r}: port {port} is out of range 1-65535")
@@ -132,6 +136,7 @@ def trace(cluster: Cluster, source: str, to: str, proto: str = "tcp", timeout: f
     finally:
         natmod.forget(node_ns, flow)
     result.hops = _hops(frames, flow, sent)
+    result.rules = crossing_order(result.rules, result.hops, flow.port, proto)
     result.verdict = _verdict(cluster, src, target, flow, frames, result)
     return result
 
@@ -182,6 +187,62 @@ def _hops(frames: list[Frame], flow, sent_ns: int) -> list[Hop]:
     return hops
 
 
+PORTS = re.compile(r"(?:SPORT=|SPT=|sport )(\d+).*?(?:DPORT=|DPT=|dport )(\d+)")
+ICMP_TYPE = re.compile(r"(?:TYPE=|icmp type )(\S+)")
+
+
+def packet_relation(packet: str, port: int, proto: str) -> str | None:
+    """Whether a trace event's packet ("IN=.. SRC=.. SPORT=.." from xtables-monitor, or nft's
+    "ip saddr .. tcp sport ..") is the probe's request or its reply; None when it cannot tell."""
+    if proto == "icmp":
+        m = ICMP_TYPE.search(packet)
+        kind = m.group(1) if m else ""
+        return "request" if kind in ("8", "echo-request") else "reply" if kind in ("0", "echo-reply") else None
+    m = PORTS.search(packet)
+    if not m:
+        return None
+    sport, dport = int(m.group(1)), int(m.group(2))
+    return "request" if sport == port else "reply" if dport == port else None
+
+
+def crossing_order(hits: list[nftrace.RuleHit], hops: list[Hop], port: int, proto: str) -> list[nftrace.RuleHit]:
+    """The rules in the order the packet met them, across nodes.
+
+    Each node's monitor reports its own namespace's events in order, but no event carries a
+    time, and the monitors are separate processes, so their output cannot be merged as read.
+    The captured hops do carry kernel times: each run of a node's events for one direction of
+    the flow (a pass through that node) is placed at the time the packet of that direction
+    entered that node, the k-th pass at the k-th entry. A pass without a matching hop keeps
+    its place after the previous pass of its node.
+    """
+    passes: list[tuple[str, str | None, list[nftrace.RuleHit]]] = []  # (where, relation, hits)
+    for hit in hits:
+        rel = packet_relation(hit.packet, port, proto)
+        last = passes[-1] if passes else None
+        if last is not None and last[0] == hit.where and (rel is None or rel == last[1] or last[1] is None):
+            if last[1] is None and rel is not None:
+                passes[-1] = (last[0], rel, last[2])
+            passes[-1][2].append(hit)
+        else:
+            passes.append((hit.where, rel, [hit]))
+    entries: dict[tuple[str, str], list[float]] = {}
+    for h in hops:
+        if h.direction == "in":
+            entries.setdefault((h.where, h.relation), []).append(h.ms)
+    used: dict[tuple[str, str | None], int] = {}
+    previous: dict[str, float] = {}
+    keyed = []
+    for index, (where, rel, group) in enumerate(passes):
+        k = used.get((where, rel), 0)
+        used[(where, rel)] = k + 1
+        times = entries.get((where, rel or ""), [])
+        at = times[k] if k < len(times) else previous.get(where, float("inf"))
+        previous[where] = at
+        keyed.append((at, index, group))
+    keyed.sort(key=lambda item: (item[0], item[1]))
+    return [hit for _, _, group in keyed for hit in group]
+
+
 def _verdict(cluster: Cluster, src: PodInfo, target: Target, flow, frames: list[Frame], r: TraceResult) -> Verdict:
     dnat = next((n for n in r.nat if n.dnat), None)
     endpoint_ip = dnat.reply_src if dnat else target.ip
@@ -204,7 +265,7 @@ def _verdict(cluster: Cluster, src: PodInfo, target: Target, flow, frames: list[
     problem = _route_problem(cluster, src, frames, flow, r, endpoint, endpoint_ip)
     if problem is not None:
         return problem
-    if _reached(frames, flow, endpoint):
+    if endpoint is not None and _reached(frames, flow, endpoint):
         return Verdict("lost", f"pod/{endpoint.name}", f"reached pod {endpoint.name}{via} but no answer came back")
     last = [h for h in r.hops if h.relation == "request"]
     where = f"{last[-1].where} {last[-1].ifname}" if last else f"pod/{src.name}"
@@ -232,6 +293,7 @@ def _from_answer(cluster: Cluster, answer: Frame, flow, endpoint: PodInfo | None
 
 def _untranslated(cluster: Cluster, src: PodInfo, target: Target, flow) -> Verdict:
     """A ClusterIP is virtual: no rule translated the probe, so nothing will ever answer it."""
+    assert target.service is not None  # called for a Service target only
     svc = cluster.service(target.service)
     serves = ", ".join(f"tcp {port}" for port, _ in svc.ports)
     node = cluster.node(src.node)
@@ -290,11 +352,11 @@ def render(r: TraceResult) -> list[str]:
     if not r.hops:
         lines.append("  (the probe was not seen on any interface)")
     lines += ["", f"rules hit ({r.tool}):"]
-    for h in r.rules:
-        if h.verdict == "CONTINUE" and h.kind == "rule":
+    for hit in r.rules:
+        if hit.verdict == "CONTINUE" and hit.kind == "rule":
             continue
-        text = h.rule or f"policy {h.verdict}"
-        lines.append(f"  {h.where:<10} {h.table:<7} {h.chain:<28} {h.verdict:<9} {text}")
+        text = hit.rule or f"policy {hit.verdict}"
+        lines.append(f"  {hit.where:<10} {hit.table:<7} {hit.chain:<28} {hit.verdict:<9} {text}")
     if not r.rules:
         lines.append("  (none recorded)")
     lines += ["", "address translation (conntrack):"]
@@ -308,6 +370,7 @@ def render(r: TraceResult) -> list[str]:
     for c in r.routes:
         lines.append(f"route on node/{c.node} to {c.dst}: {c.route}{'' if c.ok else '  <- ' + c.problem}")
     v = r.verdict
+    assert v is not None  # trace() always draws one
     lines += ["", f"verdict: {v.result.upper()} at {v.where}: {v.detail}"]
     if v.rule:
         lines.append(f"  rule: {v.rule}")

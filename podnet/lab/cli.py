@@ -9,10 +9,15 @@ import os
 import subprocess
 import sys
 import time
+from typing import Any, NoReturn
 
 import click
+import yaml
 
+import netns
+from podnet import progress
 from podnet.lab import names, selectors, spec
+from podnet.lab.complete import node_ports, refs, words
 from podnet.lab.net import Lab, LabError, ensure_root, start_controller, teardown
 from podnet.lab.node import Namespace
 from podnet.lab.state import LabFiles, LabNotFound
@@ -20,7 +25,7 @@ from podnet.lab.state import LabFiles, LabNotFound
 TIMEOUT = 180.0
 
 
-def fail(msg: str) -> None:
+def fail(msg: str) -> NoReturn:
     raise click.ClickException(msg)
 
 
@@ -67,21 +72,33 @@ def files_of(ctx) -> LabFiles:
     return files
 
 
-def wait_converged(files: LabFiles, generation: int, what: str) -> dict:
-    def progress(st: dict) -> str:
-        if st.get("observedGeneration", 0) < generation:
-            return ""  # the controller has not seen the change yet: old numbers would mislead
-        parts = [
-            f"{d['name']} {d['ready']}/{d['replicas']} ready, {d['updated']} updated" for d in st.get("deployments", [])
-        ]
-        return f"{what}: " + "; ".join(parts)
+def wait_converged(files: LabFiles, generation: int, what: str, deployments: tuple[str, ...] = ()) -> dict:
+    """Wait until the controller has carried out `generation`; for the Deployments a command
+    changed, until each of their pods is also available (an endpoint in every node's rules),
+    so whatever the person does next meets the new pods, not a transient."""
 
+    def mine(st: dict) -> list[dict]:
+        return [d for d in st.get("deployments", []) if d["name"] in deployments]
+
+    def done(st: dict) -> bool:
+        if st.get("observedGeneration", 0) < generation or not st.get("converged"):
+            return False
+        return all(d["available"] == d["replicas"] for d in mine(st))
+
+    def measure(st: dict) -> tuple[int, int, str] | None:
+        if st.get("observedGeneration", 0) < generation or not deployments:
+            return None  # the controller has not seen the change yet: old numbers would mislead
+        deps = mine(st)  # only what this command changed, not every Deployment of the lab
+        ready, updated = sum(d["ready"] for d in deps), sum(d["updated"] for d in deps)
+        return sum(d["available"] for d in deps), sum(d["replicas"] for d in deps), f"{ready} ready, {updated} updated"
+
+    meter = progress.meter(f"{what}: pods available")
     try:
-        return files.wait(
-            lambda st: st.get("observedGeneration", 0) >= generation and st.get("converged"), TIMEOUT, progress
-        )
+        return files.wait(done, TIMEOUT, measure, meter)
     except (TimeoutError, RuntimeError) as e:
         fail(str(e))
+    finally:
+        meter.close()
 
 
 # -- lifecycle --------------------------------------------------------------------------
@@ -100,7 +117,8 @@ def up(topology, name, wait_s) -> None:
         fail(str(e))
     start = time.monotonic()
     try:
-        status = Lab(s, keep=True, progress=click.echo).up(wait=wait_s)
+        built = Lab(s, keep=True, progress=lambda m: click.echo(m, err=True), meter=progress.meter("pods ready"))
+        status = built.up(wait=wait_s)
     except (LabError, TimeoutError, RuntimeError, OSError) as e:
         fail(f"lab up failed (nothing left behind): {e}")
     click.echo(f"lab {s.name} is up in {time.monotonic() - start:.1f}s\n")
@@ -133,12 +151,30 @@ def down(ctx, name, all_labs) -> None:
         click.echo(f"lab {lab_name}: removed {len(removed)} namespaces")
 
 
+def output_option(*choices: str):
+    """-o, in kubectl's words where they fit: text (the table), wide, json, yaml, name."""
+    return click.option(
+        "-o", "--output", type=click.Choice(choices), default="text", show_default=True, help="Output format."
+    )
+
+
+def dump(data: object, output: str) -> None:
+    if output == "json":
+        click.echo(json.dumps(data, indent=2))
+    else:
+        click.echo(yaml.safe_dump(data, sort_keys=False), nl=False)
+
+
 @lab.command("status")
+@output_option("text", "json", "yaml")
 @click.pass_context
-def status_cmd(ctx) -> None:
+def status_cmd(ctx, output) -> None:
     """The lab at a glance: nodes, deployments, services."""
     files = files_of(ctx)
     st = files.read_status()
+    if output != "text":
+        dump(st, output)
+        return
     pid = files.controller_pid()
     running = f"running (pid {pid})" if pid else "NOT RUNNING"
     click.echo(f"lab {files.lab}: controller {running}; state {files.root}")
@@ -166,6 +202,7 @@ def age(created: float) -> str:
 
 def pod_rows(st: dict, wide: bool, columns: list[str], reqs) -> list[list[str]]:
     head = ["NAME", "READY", "STATUS", "AGE"] + (["IP", "NODE", "VERSION"] if wide else [])
+    columns = [c for c in dict.fromkeys(columns) if c.upper() not in head]  # -o wide -L version: once
     rows = [head + [c.upper() for c in columns]]
     for p in st.get("pods", []):
         if not selectors.matches(reqs, p["labels"]):
@@ -223,13 +260,16 @@ def deployment_rows(st: dict) -> list[list[str]]:
 
 
 KINDS = {**POD, **{k: "service" for k in SVC}, "endpoints": "endpoints", "ep": "endpoints", **NODE, **DEPLOY}
+# where status.json keeps each kind, and how `-o name` spells it (kubectl's resource names)
+LISTS = {"pod": "pods", "service": "services", "endpoints": "services", "node": "nodes", "deployment": "deployments"}
+RESOURCE = {**{k: k for k in LISTS}, "deployment": "deployment.apps"}
 
 
 @lab.command("get")
-@click.argument("kind")
+@click.argument("kind", shell_complete=words("pods", "services", "endpoints", "nodes", "deployments"))
 @click.option("-l", "--selector", help="Label selector, e.g. app=frontend,version!=v2")
 @click.option("-L", "--label-columns", multiple=True, help="Show this label as a column (repeatable).")
-@click.option("-o", "--output", type=click.Choice(["wide", "json"]), help="More columns, or JSON.")
+@output_option("text", "wide", "json", "yaml", "name")
 @click.pass_context
 def get(ctx, kind, selector, label_columns, output) -> None:
     """List pods, services, endpoints, nodes or deployments."""
@@ -241,18 +281,15 @@ def get(ctx, kind, selector, label_columns, output) -> None:
         fail(str(e))
     kind = KINDS[kind]
     st = files_of(ctx).read_status()
-    if output == "json":
-        key = {
-            "pod": "pods",
-            "service": "services",
-            "endpoints": "services",
-            "node": "nodes",
-            "deployment": "deployments",
-        }
-        items = st.get(key[kind], [])
+    if output in ("json", "yaml", "name"):
+        items = st.get(LISTS[kind], [])
         if kind == "pod":
             items = [p for p in items if selectors.matches(reqs, p["labels"])]
-        click.echo(json.dumps({"items": items}, indent=2))
+        if output == "name":
+            for item in items:
+                click.echo(f"{RESOURCE[kind]}/{item['name']}")
+        else:
+            dump({"apiVersion": "v1", "kind": "List", "items": items}, output)
         return
     wide = output == "wide"
     cols = [c for arg in label_columns for c in arg.split(",")]
@@ -285,7 +322,7 @@ def change_deployment(files: LabFiles, name: str, fn) -> int:
 
 
 @lab.command("scale")
-@click.argument("ref")
+@click.argument("ref", shell_complete=refs("deploy"))
 @click.option("--replicas", type=click.IntRange(0, 5000), required=True)
 @click.pass_context
 def scale(ctx, ref, replicas) -> None:
@@ -293,12 +330,12 @@ def scale(ctx, ref, replicas) -> None:
     _, name = split_ref(ref, DEPLOY)
     files = files_of(ctx)
     gen = change_deployment(files, name, lambda d, _: d.update(replicas=replicas))
-    wait_converged(files, gen, f"scale {name}")
+    wait_converged(files, gen, f"scale {name}", (name,))
     click.echo(f"deployment.apps/{name} scaled to {replicas}")
 
 
 @lab.command("delete")
-@click.argument("ref")
+@click.argument("ref", shell_complete=refs("pod", "deploy", "svc"))
 @click.pass_context
 def delete(ctx, ref) -> None:
     """Delete pod/NAME (its Deployment replaces it), deploy/NAME or svc/NAME."""
@@ -328,7 +365,7 @@ def delete(ctx, ref) -> None:
 
 
 @lab.command("rollout", context_settings={"ignore_unknown_options": False})
-@click.argument("args", nargs=-1, required=True)
+@click.argument("args", nargs=-1, required=True, shell_complete=refs("deploy", extra=lambda _: ["undo"]))
 @click.option("--version", "version", help="The new version (rollout deploy/NAME --version V).")
 @click.pass_context
 def rollout_cmd(ctx, args, version) -> None:
@@ -346,7 +383,7 @@ def rollout_cmd(ctx, args, version) -> None:
             d["version"] = history.pop()
 
         gen = change_deployment(files, name, undo)
-        wait_converged(files, gen, f"rollback {name}")
+        wait_converged(files, gen, f"rollback {name}", (name,))
         click.echo(f"deployment.apps/{name} rolled back")
         return
     if len(args) != 1 or not version:
@@ -359,7 +396,7 @@ def rollout_cmd(ctx, args, version) -> None:
             d["version"] = version
 
     gen = change_deployment(files, name, roll)
-    wait_converged(files, gen, f"rollout {name}")
+    wait_converged(files, gen, f"rollout {name}", (name,))
     click.echo(f"deployment.apps/{name} rolled out to {version}")
 
 
@@ -374,7 +411,10 @@ def apply(ctx, filename) -> None:
     except spec.SpecError as e:
         fail(str(e))
 
+    results: dict[str, str] = {}  # kubectl's words: created, configured, unchanged
+
     def put(data: dict) -> None:
+        results.clear()  # a second try under the lock starts afresh
         for o in objs:
             key, body = (
                 ("deployments", spec.deployment_dict(o))
@@ -383,9 +423,14 @@ def apply(ctx, filename) -> None:
             )
             items = data["spec"][key]
             old = next((i for i, x in enumerate(items) if x["name"] == o.name), None)
+            ref = f"{'deployment.apps' if key == 'deployments' else 'service'}/{o.name}"
             if old is None:
                 items.append(body)
+                results[ref] = "created"
+            elif items[old] == body:
+                results[ref] = "unchanged"
             else:
+                results[ref] = "configured"
                 if key == "deployments" and items[old]["version"] != body["version"]:
                     data["history"].setdefault(o.name, []).append(items[old]["version"])
                 items[old] = body
@@ -394,9 +439,10 @@ def apply(ctx, filename) -> None:
         gen = files.change(put)
     except spec.SpecError as e:
         fail(f"{filename}: {e}")
-    wait_converged(files, gen, "apply")
-    for o in objs:
-        click.echo(f"{'deployment.apps' if isinstance(o, spec.Deployment) else 'service'}/{o.name} configured")
+    deployments = tuple(o.name for o in objs if isinstance(o, spec.Deployment))
+    wait_converged(files, gen, "apply", deployments)
+    for ref, result in results.items():
+        click.echo(f"{ref} {result}")
 
 
 # -- into the lab -----------------------------------------------------------------------------
@@ -416,14 +462,17 @@ def source_ns(files: LabFiles, st: dict, ref: str | None, default: str) -> str:
 
 
 @lab.command("exec", context_settings={"ignore_unknown_options": True})
-@click.argument("ref")
+@click.argument("ref", shell_complete=refs("pod", "node"))
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 @click.pass_context
 def exec_cmd(ctx, ref, command) -> None:
     """Run a command in a pod or node: exec pod/NAME -- CMD ARGS..."""
     files = files_of(ctx)
     ns = source_ns(files, files.read_status(), ref, "")
-    p = subprocess.run(["ip", "netns", "exec", ns, *command])
+    # etc=True (through `ip netns exec`): a person's command in a pod should see the pod as a
+    # container would, /sys/class/net with the pod's links and /etc/netns/NAME/* (resolv.conf,
+    # hosts) over /etc; the few milliseconds it costs more do not matter to a person.
+    p = netns.run(ns, list(command), etc=True)
     sys.exit(p.returncode)
 
 
@@ -449,8 +498,13 @@ def resolve_target(files: LabFiles, st: dict, target: str) -> tuple[str, int, st
 
 
 @lab.command("curl")
-@click.argument("target")
-@click.option("--from", "from_", help="pod/NAME or node/NAME to send from (default: a node for svc/, else outside).")
+@click.argument("target", shell_complete=refs("svc", "pod", extra=node_ports))
+@click.option(
+    "--from",
+    "from_",
+    shell_complete=refs("pod", "node"),
+    help="pod/NAME or node/NAME to send from (default: a node for svc/, else outside).",
+)
 @click.option("-n", "--count", default=1, show_default=True, help="Requests to send.")
 @click.option("--duration", type=float, default=0.0, help="Send for this many seconds instead.")
 @click.option("--interval", type=float, default=0.0, help="Seconds between requests.")
@@ -468,7 +522,9 @@ def curl(ctx, target, from_, count, duration, interval, summary) -> None:
     p = Namespace(ns).popen(args, stdout=subprocess.PIPE, text=True, env=env)
     out, _ = p.communicate()
     lines = out.splitlines()
-    tally = json.loads(lines[-1]) if lines else {"failed": 1, "requests": 0}
+    # a client that died before its tally (killed, or the namespace went away) counts as one failure
+    nothing = {"requests": 0, "ok": 0, "failed": 1, "seconds": 0, "pods": {}, "errors": {"client printed nothing": 1}}
+    tally: dict[str, Any] = json.loads(lines[-1]) if lines else nothing
     for line in lines[:-1]:
         click.echo(line)
     if summary or count > 1 or duration:

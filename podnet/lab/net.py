@@ -23,12 +23,14 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from cni import install
 from podnet.lab import names, spec
 from podnet.lab.node import CommandFailed, Namespace, ip_batch
 from podnet.lab.state import LabFiles, write_json
+from podnet.progress import Meter
 
 
 class LabError(RuntimeError):
@@ -78,11 +80,18 @@ def netconf(lab: str, node: str, subnet: str, files: LabFiles) -> dict:
 class Lab:
     """with Lab(spec) as lab: ... — built on entry, torn down in reverse on exit."""
 
-    def __init__(self, lab_spec: spec.LabSpec, keep: bool = False, progress=print):
+    def __init__(
+        self,
+        lab_spec: spec.LabSpec,
+        keep: bool = False,
+        progress: Callable[[str], object] = print,
+        meter: Meter | None = None,
+    ):
         self.spec = lab_spec
         self.files = LabFiles(lab_spec.name)
         self.keep = keep
-        self.progress = progress
+        self.progress = progress  # what is being done, a line at a time
+        self.meter = meter  # how many pods are ready
         self._undo = contextlib.ExitStack()
         self.nodes: list[NodeNet] = []
 
@@ -213,16 +222,19 @@ class Lab:
         self._undo.callback(stop_processes, self.spec.name)
         total = sum(d.replicas for d in self.spec.deployments)
 
-        def progress(st: dict) -> str:
-            ready = sum(1 for p in st.get("pods", []) if p["ready"])
-            return f"pods ready {ready}/{total}"
+        def ready(st: dict) -> tuple[int, int, str]:
+            return sum(1 for p in st.get("pods", []) if p["ready"]), total, ""
 
         def serving(st: dict) -> bool:
             """Every pod ready, and an endpoint long enough for every node's proxy to have it."""
             deps = st.get("deployments", [])
             return bool(st.get("converged")) and all(d["available"] == d["replicas"] for d in deps)
 
-        return files.wait(serving, wait, progress)
+        try:
+            return files.wait(serving, wait, ready, self.meter)
+        finally:
+            if self.meter:
+                self.meter.close()
 
 
 def start_controller(lab: str) -> int:

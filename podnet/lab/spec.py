@@ -8,6 +8,7 @@ anything touches the kernel, so bad input changes nothing and its error names th
 from __future__ import annotations
 
 import hashlib
+import importlib.resources
 import ipaddress
 import json
 import re
@@ -409,47 +410,23 @@ def load_objects(path: str) -> list[Deployment | Service]:
     return objects
 
 
-# The tutorial cluster: `podnet lab up` with no file. netns-labs/tutorial.yaml holds the same.
-DEFAULT = {
-    "name": "tutorial",
-    "nodes": ["node1", "node2", "node3"],
-    "network": {
-        "clusterCIDR": "10.244.0.0/16",
-        "serviceCIDR": "10.96.0.0/16",
-        "nodeSubnetSize": 24,
-        "underlayCIDR": "192.168.50.0/24",
-        "proxyMode": "iptables",
-    },
-    "deployments": [
-        {
-            "name": "frontend",
-            "replicas": 3,
-            "labels": {"app": "frontend"},
-            "version": "v1",
-            "workload": {"kind": "http", "port": 8080, "backend": "backend"},
-        },
-        {
-            "name": "backend",
-            "replicas": 1,
-            "labels": {"app": "backend"},
-            "version": "v1",
-            "workload": {"kind": "counter", "port": 6379},
-        },
-    ],
-    "services": [
-        {
-            "name": "frontend",
-            "type": "NodePort",
-            "selector": {"app": "frontend"},
-            "ports": [{"port": 80, "targetPort": 8080, "nodePort": 30080}],
-        },
-        {"name": "backend", "type": "ClusterIP", "selector": {"app": "backend"}, "ports": [{"port": 6379}]},
-    ],
-}
+# The topologies and manifests of netns-labs/ ship as the package podnet.netns_labs.
+TOPOLOGIES = "podnet.netns_labs"
+
+
+def packaged(filename: str) -> str:
+    """The text of a file of netns-labs/, from whatever install of podnet this is."""
+    return importlib.resources.files(TOPOLOGIES).joinpath(filename).read_text()
+
+
+def tutorial_data() -> dict:
+    """netns-labs/tutorial.yaml as the dictionaries a person writes (a fresh copy each call)."""
+    return yaml.safe_load(packaged("tutorial.yaml"))
 
 
 def default() -> LabSpec:
-    return parse(DEFAULT)
+    """The tutorial cluster: `podnet lab up` with no file."""
+    return parse(tutorial_data())
 
 
 def check_name(value, where: str) -> str:

@@ -15,9 +15,11 @@ import fcntl
 import json
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from podnet.lab import names, spec
+from podnet.progress import Meter
 
 
 class LabNotFound(RuntimeError):
@@ -58,6 +60,10 @@ class LabFiles:
     @property
     def status(self) -> str:
         return self.path("status.json")
+
+    @property
+    def checkpoint(self) -> str:
+        return self.path("checkpoint.json")
 
     @property
     def network(self) -> str:
@@ -133,19 +139,24 @@ class LabFiles:
             return None
         return None if state in ("Z", "X") else pid  # a killed child not yet reaped is no controller
 
-    def wait(self, until, timeout: float, progress=None, interval: float = 0.1) -> dict:
-        """Poll status.json until until(status) is true; progress(status) reports each change."""
+    def wait(
+        self,
+        until: Callable[[dict], bool],
+        timeout: float,
+        measure: Callable[[dict], tuple[int, int, str] | None] | None = None,
+        meter: Meter | None = None,
+        interval: float = 0.1,
+    ) -> dict:
+        """Poll status.json until until(status) is true; measure(status) -> (done, total, note)
+        says how far it is, for the meter (None: nothing to say yet)."""
         deadline = time.monotonic() + timeout
-        last, printed = None, 0.0
         while True:
             status = self.read_status()
             done = bool(status) and until(status)
-            if progress:
-                line = progress(status)
-                # a line per change, but not a flood of them when hundreds of pods start
-                if line and line != last and (done or time.monotonic() - printed >= 0.5):
-                    progress_print(line)
-                    last, printed = line, time.monotonic()
+            if measure and meter:
+                progress = measure(status)
+                if progress:
+                    meter.update(*progress)
             if done:
                 return status
             if status.get("fatal"):
@@ -157,7 +168,3 @@ class LabFiles:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"lab {self.lab!r}: gave up waiting after {timeout:.0f}s (see {self.log})")
             time.sleep(interval)
-
-
-def progress_print(line: str) -> None:
-    print(line, flush=True)

@@ -37,7 +37,7 @@ LAB = {
 
 @pytest.fixture(scope="module")
 def lab():
-    s = unique_spec({**spec.DEFAULT, **LAB})
+    s = unique_spec({**spec.tutorial_data(), **LAB})
     try:
         net.Lab(s, keep=True, progress=lambda *_: None).up(wait=90)
         _wait_programmed(s.name)

@@ -17,7 +17,7 @@ PODNET = os.path.join(os.path.dirname(sys.executable), "podnet")
 
 
 def unique_spec(base: dict | None = None, **changes) -> spec.LabSpec:
-    s = spec.parse(base or spec.DEFAULT)
+    s = spec.parse(base or spec.tutorial_data())
     return dataclasses.replace(s, name=f"t{uuid.uuid4().hex[:7]}", **changes)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import signal
@@ -59,7 +60,7 @@ COMMAND = {
 
 
 def test_cross_node_pod_to_pod_keeps_the_senders_address():
-    s = unique_spec({**spec.DEFAULT, **TWO_NODES, "deployments": [*TWO_NODES["deployments"], COMMAND]})
+    s = unique_spec({**spec.tutorial_data(), **TWO_NODES, "deployments": [*TWO_NODES["deployments"], COMMAND]})
     with net.Lab(s, progress=lambda *_: None):
         check_cross_node(s)
         # a workload that is a command the topology names
@@ -135,7 +136,7 @@ def _without_counters(text: str) -> list[str]:
 
 
 def test_dead_pod_is_replaced_and_scale_follows(make_lab):
-    s = unique_spec({**spec.DEFAULT, **TWO_NODES})
+    s = unique_spec({**spec.tutorial_data(), **TWO_NODES})
     make_lab(s)
     victim = pods(s.name, "web")[0]
     os.kill(victim["pid"], signal.SIGKILL)
@@ -158,15 +159,17 @@ def test_dead_pod_is_replaced_and_scale_follows(make_lab):
     wait_for(lambda: len(pods(s.name, "web")) == 1, timeout=20)  # the rest drained and deleted
     bad = podnet(s.name, "scale", "deploy/nope", "--replicas", "2", check=False)
     assert bad.returncode != 0 and "deployment 'nope' not found" in bad.stderr
-    table = podnet(s.name, "get", "pods", "-o", "wide", "-L", "app").stdout.splitlines()
+    table = podnet(s.name, "get", "pods", "-o", "wide", "-L", "app", "-L", "version").stdout.splitlines()
     assert table[0].split() == ["NAME", "READY", "STATUS", "AGE", "IP", "NODE", "VERSION", "APP"]
     assert len(table) == 2 and "Running" in table[1]
+    (only,) = pods(s.name, "web")
+    assert podnet(s.name, "get", "pods", "-o", "name").stdout == f"pod/{only['name']}\n"
     out = json.loads(podnet(s.name, "get", "nodes", "-o", "json").stdout)
     assert [n["name"] for n in out["items"]] == ["a", "b"]
 
 
 def test_a_killed_controller_is_started_again_and_takes_over(make_lab):
-    s = unique_spec({**spec.DEFAULT, **TWO_NODES})
+    s = unique_spec({**spec.tutorial_data(), **TWO_NODES})
     make_lab(s)
     files = LabFiles(s.name)
     before = {p["name"]: p["pid"] for p in pods(s.name, "web")}
@@ -206,8 +209,8 @@ def test_bad_topology_is_refused_naming_the_field_and_changes_nothing(tmp_path):
 
 
 def test_a_lab_in_nftables_mode_serves_its_service_and_node_port(make_lab):
-    topology = {**spec.DEFAULT, **TWO_NODES}
-    topology["network"] = {**spec.DEFAULT["network"], "proxyMode": "nftables"}
+    topology = {**spec.tutorial_data(), **TWO_NODES}
+    topology["network"] = {**spec.tutorial_data()["network"], "proxyMode": "nftables"}
     topology["services"] = [
         {
             "name": "web",
@@ -231,3 +234,33 @@ def test_a_lab_in_nftables_mode_serves_its_service_and_node_port(make_lab):
     node = next(n for n in names.list_netns() if names.is_lab_netns(s.name, n) and n.endswith(".node.a"))
     tables = subprocess.run(["ip", "netns", "exec", node, "nft", "list", "tables"], capture_output=True, text=True)
     assert "table ip podnet" in tables.stdout
+
+
+def test_a_controller_killed_while_pods_attach_leaks_no_address_or_namespace(make_lab):
+    s = unique_spec({**spec.tutorial_data(), **TWO_NODES})
+    make_lab(s)
+    files = LabFiles(s.name)
+
+    def attaching() -> bool:
+        with open(files.checkpoint) as f:
+            saved = json.load(f)
+        return any(p["phase"] == "Attaching" for p in saved["pods"])
+
+    old = files.controller_pid()
+    files.change(lambda d: d["spec"]["deployments"][0].update(replicas=12))
+    wait_for(attaching, timeout=20, interval=0.005)
+    os.kill(old, signal.SIGKILL)  # namespaces made, CNI ADDs in flight: the checkpoint knows them
+    wait_for(lambda: files.controller_pid() is None, timeout=5)
+    podnet(s.name, "get", "pods")  # starts a controller, which takes over
+    wait_for(lambda: status(s.name)["controllerPid"] != old and status(s.name)["converged"], timeout=60)
+
+    def settled() -> tuple[set, set] | None:
+        ready = [p for p in pods(s.name) if p["ready"]]
+        on_disk = {os.path.basename(f) for f in glob.glob(files.path("ipam", "pods", "*", "*", "[0-9]*"))}
+        spaces = {n for n in lab_namespaces(s.name) if ".pod." in n}
+        if len(ready) == len(pods(s.name)) == 12 and on_disk == {p["ip"] for p in ready}:
+            return on_disk, spaces
+        return None
+
+    _, spaces = wait_for(settled, timeout=30, interval=0.2)
+    assert spaces == {p["netns"] for p in pods(s.name)}

@@ -44,9 +44,9 @@ def test_default_is_the_tutorial_file_and_round_trips():
     ],
 )
 def test_bad_input_names_the_field(change, field):
-    data = {**spec.DEFAULT, **change}
+    data = {**spec.tutorial_data(), **change}
     if "network" in change:
-        data["network"] = {**spec.DEFAULT["network"], **change["network"]}
+        data["network"] = {**spec.tutorial_data()["network"], **change["network"]}
     if "deployments" in change or "services" in change:
         data.setdefault("services", [])
     with pytest.raises(spec.SpecError) as e:

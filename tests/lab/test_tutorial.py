@@ -117,7 +117,8 @@ def test_tutorial_walk_through(lab_name):
     assert len(running(lab, "frontend")) == 3
 
     # a canary: 1 pod of 4 on v2 takes about a quarter of 400 requests
-    podnet(lab, "apply", "-f", os.path.join(ROOT, "netns-labs", "canary.yaml"))
+    applied = podnet(lab, "apply", "-f", os.path.join(ROOT, "netns-labs", "canary.yaml"))
+    assert applied.stdout == "deployment.apps/frontend-canary created\n"
     canary = running(lab, "frontend-canary")
     assert len(canary) == 1 and canary[0]["version"] == "v2"
     time.sleep(0.5)  # the endpoint reaches every node's rules

@@ -1,0 +1,290 @@
+"""The pod life cycle: what kubelet and the container runtime do on a real node.
+
+The lab's kubelet makes each pod's namespace, has the node's `podnet-cni` attach it, forks
+the workload into it, watches it become ready, and on the way out drains it, signals it and
+has `podnet-cni` detach it. A pod whose process dies goes straight to Deleting and counts
+as a restart of its Deployment (which then makes a replacement). Kernel work is batched: one
+`ip -batch` makes every pending namespace, and at most MAX_CNI plugin calls run at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+import traceback
+from collections.abc import Callable
+
+from podnet.lab import names, workloads
+from podnet.lab.node import Namespace, ip_batch
+from podnet.lab.pod import ATTACHING, DELETING, PENDING, RUNNING, STARTING, TERMINATING, Pod, alive, log
+
+DRAIN = float(os.environ.get("PODNET_LAB_DRAIN", "3.0"))  # terminating endpoint -> SIGTERM
+GRACE = 10.0  # SIGTERM -> SIGKILL
+MAX_CNI = int(os.environ.get("PODNET_LAB_CNI_PARALLEL", "4"))
+FAILED_ADD_BACKOFF = 1.0
+
+
+class Kubelet:
+    def __init__(
+        self,
+        lab: str,
+        nodes: dict[str, dict],
+        cni_bin: str,
+        backend_of: Callable[[str], tuple[str, int] | None],
+        before_namespaces: Callable[[], None],
+    ):
+        self.lab = lab
+        self.nodes = nodes
+        self.cni_bin = cni_bin
+        self.backend_of = backend_of  # a Service name -> (ClusterIP, port) for the http workload
+        # called before namespaces are made, so a controller killed meanwhile knows of every one
+        self.before_namespaces = before_namespaces
+        self.pods: dict[str, Pod] = {}
+        self.restarts: dict[str, int] = {}  # deployment -> pods that died
+        self.add_failed_until: dict[str, float] = {}  # deployment -> no new pods before then
+        self.changed = True
+        self.child_exited = True
+        self.adopted_left = False
+        self.last_adopted_check = 0.0
+        self.ready_count = 0
+
+    def take_changed(self) -> bool:
+        changed, self.changed = self.changed, False
+        return changed
+
+    # -- what the Deployments and the person ask for --------------------------------------
+    def add(self, pod: Pod) -> None:
+        self.pods[pod.name] = pod
+        self.changed = True
+
+    def terminate(self, pod: Pod) -> None:
+        if pod.phase == PENDING:
+            del self.pods[pod.name]
+        elif pod.phase == ATTACHING:
+            pod.doomed = True
+        elif pod.phase == STARTING:
+            self._signal(pod, signal.SIGKILL)
+            pod.phase, pod.term_at, pod.sigterm_at = TERMINATING, time.monotonic(), time.monotonic()
+        elif pod.phase == RUNNING:
+            pod.phase, pod.term_at = TERMINATING, time.monotonic()
+        self.changed = True
+
+    # -- taking over from a controller that was killed ----------------------------------
+    def adopt(self, pods: list[Pod]) -> None:
+        """Pods an earlier controller left: those whose process still runs carry on as they were;
+        the others are cleaned up through CNI DEL, whatever phase they had reached."""
+        from podnet.lab.net import kill_in_namespaces
+
+        abandoned = []
+        for pod in pods:
+            pod.adopted = True
+            self.pods[pod.name] = pod
+            if pod.phase == RUNNING and pod.pid and alive(pod.pid):
+                pod.ready_at = time.monotonic()
+                continue
+            # a workload forked just before the old controller died may have no pid on record
+            abandoned.append(names.pod_netns(self.lab, pod.name))
+            pod.exited, pod.phase = True, DELETING
+        if abandoned:
+            kill_in_namespaces([n for n in abandoned if os.path.exists(os.path.join(names.NETNS_DIR, n))])
+        self.adopted_left = True
+        prefix = names.pod_netns(self.lab, "")
+        strays = [n for n in names.list_netns() if n.startswith(prefix) and n[len(prefix) :] not in self.pods]
+        if strays:  # no record of them at all: no owner to ask CNI DEL of
+            ip_batch([f"netns del {n}" for n in strays], check=False)
+        self.changed = True
+
+    # -- pods through their phases ------------------------------------------------------
+    def reap(self) -> None:
+        now = time.monotonic()
+        watch_adopted = self.adopted_left and now - self.last_adopted_check >= 0.25
+        if not self.child_exited and not watch_adopted:
+            return
+        self.child_exited = False
+        if watch_adopted:
+            self.last_adopted_check = now
+            self.adopted_left = any(p.adopted and not p.exited for p in self.pods.values())
+        for pod in self.pods.values():
+            if pod.pid is None or pod.exited:
+                continue
+            if pod.adopted:
+                gone = not alive(pod.pid)
+            elif pod.kind == "command":
+                gone = pod.proc.poll() is not None
+            else:
+                try:
+                    gone = os.waitpid(pod.pid, os.WNOHANG)[0] != 0
+                except ChildProcessError:
+                    gone = True
+            if gone:
+                pod.exited = True
+                if pod.phase in (STARTING, RUNNING):
+                    log(f"pod {pod.name}: process {pod.pid} died; replacing it")
+                    self.restarts[pod.deployment] = self.restarts.get(pod.deployment, 0) + 1
+                    self._to_deleting(pod)
+                elif pod.phase == TERMINATING:
+                    self._to_deleting(pod)
+
+    def advance(self, now: float) -> None:
+        for pod in list(self.pods.values()):
+            if pod.phase == ATTACHING and pod.proc is not None and pod.proc.poll() is not None:
+                self._attached(pod)
+            elif pod.phase == STARTING:
+                self._check_ready(pod, now)
+            elif pod.phase == TERMINATING and not pod.exited:
+                assert pod.term_at is not None  # set by terminate(), which makes it TERMINATING
+                if pod.sigterm_at is None and now - pod.term_at >= DRAIN:
+                    self._signal(pod, signal.SIGTERM)
+                    pod.sigterm_at = now
+                elif pod.sigterm_at is not None and now - pod.sigterm_at >= GRACE:
+                    self._signal(pod, signal.SIGKILL)
+            elif pod.phase == DELETING:
+                self._advance_delete(pod)
+
+    def _attached(self, pod: Pod) -> None:
+        proc, pod.proc = pod.proc, None
+        out = proc.stdout.read()
+        proc.stdout.close()
+        if proc.returncode != 0:
+            log(f"pod {pod.name}: podnet-cni ADD failed ({proc.returncode}): {out.strip()}")
+            self.add_failed_until[pod.deployment] = time.monotonic() + FAILED_ADD_BACKOFF
+            self._to_deleting(pod)
+            return
+        result = json.loads(out)
+        pod.ip = result["ips"][0]["address"].split("/")[0]
+        if pod.doomed:
+            self._to_deleting(pod)
+            return
+        self._start_workload(pod)
+
+    def _start_workload(self, pod: Pod) -> None:
+        ns = Namespace(names.pod_netns(self.lab, pod.name))
+        pod.phase = STARTING
+        self.changed = True
+        if pod.kind == "command":
+            env = {"POD_NAME": pod.name, "POD_IP": pod.ip, "POD_VERSION": pod.version, "PORT": str(pod.port)}
+            env["PATH"] = os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+            pod.proc = ns.popen(list(pod.command), env=env, stdin=subprocess.DEVNULL, start_new_session=True)
+            pod.pid = pod.proc.pid
+            return
+        backend = self.backend_of(pod.backend) if pod.backend else None
+        identity = workloads.PodIdentity(pod.name, pod.version, pod.kind, pod.port, backend)
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the pod's process
+            try:
+                os.close(r)
+                signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                os.setsid()
+                ns.enter()
+                workloads.serve(identity, w)
+            except BaseException:
+                traceback.print_exc()
+            os._exit(1)
+        os.close(w)
+        os.set_blocking(r, False)
+        pod.pid, pod.ready_fd = pid, r
+
+    def _check_ready(self, pod: Pod, now: float) -> None:
+        if pod.kind == "command":
+            try:
+                socket.create_connection((pod.ip, pod.port), timeout=0.05).close()
+            except OSError:
+                return
+        else:
+            assert pod.ready_fd is not None  # a forked workload is STARTING until it writes here
+            try:
+                if not os.read(pod.ready_fd, 1):
+                    return  # closed without a byte: it died; reap() will see it
+            except BlockingIOError:
+                return
+            os.close(pod.ready_fd)
+            pod.ready_fd = None
+        pod.phase, pod.ready_at = RUNNING, now
+        self.changed = True
+        self.ready_count += 1
+        if self.ready_count % 100 == 0:
+            log(f"{self.ready_count} pods ready; controller cpu {time.process_time():.1f}s")
+        if pod.doomed:
+            self.terminate(pod)
+
+    def _signal(self, pod: Pod, sig: int) -> None:
+        if pod.pid is None:
+            return  # nothing was started (or it was reaped already)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pod.pid, sig)
+
+    def _to_deleting(self, pod: Pod) -> None:
+        if pod.ready_fd is not None:
+            os.close(pod.ready_fd)
+            pod.ready_fd = None
+        if pod.pid and not pod.exited:
+            self._signal(pod, signal.SIGKILL)
+        pod.phase, pod.proc = DELETING, None
+        self.changed = True
+
+    def _advance_delete(self, pod: Pod) -> None:
+        if pod.proc is None:
+            if self._cni_slots() <= 0:
+                return
+            pod.proc = self._cni(pod, "DEL")
+            return
+        if pod.proc.poll() is None:
+            return
+        out = pod.proc.stdout.read()
+        pod.proc.stdout.close()
+        if pod.proc.returncode != 0:
+            log(f"pod {pod.name}: podnet-cni DEL failed: {out.strip()}")
+        if pod.pid and not pod.exited:
+            return  # still being reaped
+        ip_batch([f"netns del {names.pod_netns(self.lab, pod.name)}"], check=False)
+        del self.pods[pod.name]
+        self.changed = True
+
+    # -- kernel work in batches ---------------------------------------------------------
+    def make_namespaces(self) -> None:
+        pending = [p for p in self.pods.values() if p.phase == PENDING and p.proc is None]
+        if not pending:
+            return
+        for p in pending:
+            p.phase = ATTACHING  # waits for a CNI slot; proc stays None until it has one
+        self.before_namespaces()
+        ip_batch([f"netns add {names.pod_netns(self.lab, p.name)}" for p in pending])
+        self.changed = True
+
+    def _cni_slots(self) -> int:
+        busy = sum(1 for p in self.pods.values() if p.proc is not None and p.phase in (ATTACHING, DELETING))
+        return MAX_CNI - busy
+
+    def start_cni(self) -> None:
+        slots = self._cni_slots()
+        for pod in self.pods.values():
+            if slots <= 0:
+                return
+            if pod.phase == ATTACHING and pod.proc is None:
+                pod.proc = self._cni(pod, "ADD")
+                slots -= 1
+
+    def _cni(self, pod: Pod, verb: str) -> subprocess.Popen:
+        node = self.nodes[pod.node]
+        env = {
+            "CNI_COMMAND": verb,
+            "CNI_CONTAINERID": names.container_id(self.lab, pod.name),
+            "CNI_NETNS": os.path.join(names.NETNS_DIR, names.pod_netns(self.lab, pod.name)),
+            "CNI_IFNAME": "eth0",
+            "CNI_PATH": self.cni_bin,
+        }
+        return Namespace(node["netns"]).popen(
+            [os.path.join(self.cni_bin, "podnet-cni")],
+            env=env,
+            stdin=open(node["netconf"]),  # noqa: SIM115 - the child owns it
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )

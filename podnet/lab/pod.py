@@ -1,0 +1,90 @@
+"""A lab pod and the phases it passes through.
+
+Pending -> Attaching (netns made, `podnet-cni ADD` running in the node) -> Starting
+(workload forked into the pod, waiting for it to bind) -> Running (an endpoint)
+-> Terminating (endpoint marked terminating, drained, then SIGTERM) -> Deleting
+(`podnet-cni DEL`, netns removed) -> gone.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+PENDING, ATTACHING, STARTING, RUNNING, TERMINATING, DELETING = (
+    "Pending",
+    "Attaching",
+    "Starting",
+    "Running",
+    "Terminating",
+    "Deleting",
+)
+LIVE = (PENDING, ATTACHING, STARTING, RUNNING)
+# Endpoint changes reach the proxies in batches (endpointslices.WRITE_EVERY) and each proxy
+# syncs at most every 200 ms: after SETTLE seconds a new endpoint is in every node's rules.
+SETTLE = float(os.environ.get("PODNET_LAB_SETTLE", "1.5"))
+
+# what a pod is, as opposed to where it is in its life: the fields a checkpoint keeps
+IDENTITY = ("name", "deployment", "template", "version", "labels", "node", "kind", "port", "command", "backend")
+
+
+@dataclass
+class Pod:
+    name: str
+    deployment: str
+    template: str
+    version: str
+    labels: dict[str, str]
+    node: str
+    kind: str
+    port: int
+    command: tuple[str, ...] = ()
+    backend: str | None = None
+    phase: str = PENDING
+    ip: str | None = None
+    pid: int | None = None
+    proc: Any = None  # Popen of the CNI call in flight, or of a command workload
+    ready_fd: int | None = None
+    created: float = field(default_factory=time.time)
+    ready_at: float | None = None
+    term_at: float | None = None
+    sigterm_at: float | None = None
+    exited: bool = False
+    doomed: bool = False  # terminate as soon as it is attached
+    adopted: bool = False  # left by an earlier controller: not our child, watched by pid
+
+    def available(self, now: float, proxies_since: float) -> bool:
+        """Ready for long enough that every node's proxy has programmed it."""
+        if self.phase != RUNNING or self.ready_at is None:
+            return False
+        return now - max(self.ready_at, proxies_since) >= SETTLE
+
+    def record(self) -> dict[str, Any]:
+        """What a controller taking over needs to carry on with this pod."""
+        out: dict[str, Any] = {k: getattr(self, k) for k in IDENTITY}
+        out["command"] = list(self.command)
+        out.update(phase=self.phase, ip=self.ip, pid=self.pid, created=self.created)
+        return out
+
+    @classmethod
+    def from_record(cls, r: dict[str, Any]) -> Pod:
+        pod = cls(**{k: r[k] for k in IDENTITY if k in r}, ip=r.get("ip"), pid=r.get("pid"), phase=r["phase"])
+        pod.command = tuple(pod.command or ())
+        pod.created = r.get("created", pod.created)
+        return pod
+
+
+def alive(pid: int) -> bool:
+    """Running, and not a zombie (a dead process its new parent has not reaped yet)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except (FileNotFoundError, IndexError):
+        return False
+
+
+def log(msg: str) -> None:
+    """A line of the controller's log (controller.log in the lab's state directory)."""
+    print(f"{time.strftime('%H:%M:%S')} {msg}", flush=True)

@@ -1,0 +1,63 @@
+"""Service addresses: a ClusterIP for every Service from the cluster IPAM (ipam.clusterip,
+stored with the lab) and a node port for every port of a NodePort Service, in kube's range,
+as the API server hands them out. An address stays with its Service while it lives."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ipam.clusterip import ClusterIPAllocator
+from ipam.store_url import open_store
+from podnet.lab.spec import NODEPORT_RANGE, Service
+
+
+class ServiceAddresses:
+    def __init__(self, store_dir: str):
+        self.store_dir = store_dir
+        self.allocator: ClusterIPAllocator | None = None
+        self.cluster_ips: dict[str, str] = {}
+        self.node_ports: dict[tuple[str, int], int] = {}  # (service, port) -> node port
+
+    def sync(self, services: tuple[Service, ...], service_cidr: str) -> None:
+        """Give new Services their addresses and take them back from Services that went."""
+        if self.allocator is None:
+            self.allocator = ClusterIPAllocator(open_store(f"file:{self.store_dir}"), [service_cidr])
+        wanted = {s.name: s for s in services}
+        for name in list(self.cluster_ips):
+            if name not in wanted or (wanted[name].cluster_ip not in (None, self.cluster_ips[name])):
+                self.allocator.release(self.cluster_ips.pop(name))
+        for key in list(self.node_ports):
+            if key[0] not in wanted:
+                del self.node_ports[key]
+        used_ports = {p.node_port for s in services for p in s.ports if p.node_port}
+        used_ports |= set(self.node_ports.values())
+        for svc in services:
+            if svc.name not in self.cluster_ips:
+                self.cluster_ips[svc.name] = str(self.allocator.allocate(svc.cluster_ip, owner=svc.name))
+            if svc.type != "NodePort":
+                continue
+            for p in svc.ports:
+                if p.node_port:
+                    self.node_ports[(svc.name, p.port)] = p.node_port
+                elif (svc.name, p.port) not in self.node_ports:
+                    lo, hi = NODEPORT_RANGE
+                    port = next(n for n in range(lo, hi + 1) if n not in used_ports)
+                    self.node_ports[(svc.name, p.port)] = port
+                    used_ports.add(port)
+
+    def cluster_ip(self, name: str) -> str | None:
+        return self.cluster_ips.get(name)
+
+    def node_ports_of(self, svc: Service) -> dict[int, int | None]:
+        return {p.port: self.node_ports.get((svc.name, p.port)) for p in svc.ports}
+
+    # -- in a checkpoint ----------------------------------------------------------------
+    def record(self) -> dict[str, Any]:
+        return {
+            "clusterIPs": dict(self.cluster_ips),
+            "nodePorts": [[svc, port, node_port] for (svc, port), node_port in sorted(self.node_ports.items())],
+        }
+
+    def restore(self, record: dict[str, Any]) -> None:
+        self.cluster_ips = dict(record.get("clusterIPs", {}))
+        self.node_ports = {(svc, port): node_port for svc, port, node_port in record.get("nodePorts", [])}

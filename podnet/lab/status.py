@@ -1,0 +1,127 @@
+"""The status writer: what the controller observes, in status.json, for `podnet lab get`,
+the debug commands and the tests. It is a view for readers; the controller never reads it
+back (a controller taking over reads its checkpoint)."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+from podnet.lab import names
+from podnet.lab.daemons import NodeDaemons
+from podnet.lab.endpointslices import endpoints
+from podnet.lab.kubelet import Kubelet
+from podnet.lab.pod import LIVE, RUNNING
+from podnet.lab.service_addresses import ServiceAddresses
+from podnet.lab.spec import LabSpec
+from podnet.lab.state import write_json
+
+
+class StatusWriter:
+    def __init__(
+        self, path: str, lab: str, nodes: dict[str, dict], kubelet: Kubelet, addresses: ServiceAddresses,
+        daemons: NodeDaemons,
+    ):  # fmt: skip
+        self.path = path
+        self.lab = lab
+        self.nodes = nodes
+        self.kubelet = kubelet
+        self.addresses = addresses
+        self.daemons = daemons
+        self.last_write = 0.0
+
+    def publish(self, now: float, spec: LabSpec | None, generation: int, changed: bool) -> bool:
+        """Write status.json when it is due; True when written."""
+        since = now - self.last_write
+        pods = self.kubelet.pods.values()
+        # a status of many pods costs a moment to write: write it less often while it changes
+        if since < max(0.1, len(pods) * 0.0005) or (not changed and since < 0.2):
+            return False
+        if not changed and since < 1.0:
+            proxies_since = self.daemons.proxies_since
+            if not any(p.phase == RUNNING and not p.available(now, proxies_since) for p in pods):
+                return False  # nothing changes by itself: once a second is enough
+        self.last_write = now
+        write_json(self.path, self.status(now, spec, generation))
+        return True
+
+    def status(self, now: float, spec: LabSpec | None, generation: int) -> dict[str, Any]:
+        pods = self.kubelet.pods
+        proxies_since = self.daemons.proxies_since
+        deps = []
+        converged = spec is not None
+        for dep in spec.deployments if spec else ():
+            template = dep.template_hash()
+            mine = [p for p in pods.values() if p.deployment == dep.name]
+            updated = [p for p in mine if p.template == template and p.phase in LIVE and not p.doomed]
+            ready = [p for p in updated if p.phase == RUNNING]
+            others = [p for p in mine if p.template != template and p.phase in LIVE]
+            done = len(ready) == dep.replicas and len(updated) == dep.replicas and not others
+            converged = converged and done
+            deps.append(
+                {
+                    "name": dep.name,
+                    "replicas": dep.replicas,
+                    "updated": len(updated),
+                    "ready": len(ready),
+                    "available": sum(1 for p in ready if p.available(now, proxies_since)),
+                    "version": dep.version,
+                    "restarts": self.kubelet.restarts.get(dep.name, 0),
+                    "done": done,
+                }
+            )
+        services = []
+        for svc in spec.services if spec else ():
+            node_ports = self.addresses.node_ports_of(svc)
+            eps = []
+            for e in endpoints(svc, pods.values()):
+                # whether every node's proxy has had time to program it: a probe that fails
+                # against an endpoint that is not yet available is seeing a transient
+                eps.append({**vars(e), "available": e.ready and pods[e.pod].available(now, proxies_since)})
+            services.append(
+                {
+                    "name": svc.name,
+                    "type": svc.type,
+                    "clusterIP": self.addresses.cluster_ip(svc.name),
+                    "selector": svc.selector,
+                    "ports": [
+                        {"port": p.port, "targetPort": p.target_port, "nodePort": node_ports[p.port]} for p in svc.ports
+                    ],
+                    "endpoints": eps,
+                }
+            )
+        nodes = [
+            {**{k: node[k] for k in ("name", "ip", "subnet", "netns")}, **self.daemons.state(name)}
+            for name, node in self.nodes.items()
+        ]
+        pod_list = [
+            {
+                "name": p.name,
+                "deployment": p.deployment,
+                "node": p.node,
+                "ip": p.ip,
+                "phase": p.phase,
+                "ready": p.phase == RUNNING,
+                "available": p.available(now, proxies_since),
+                "version": p.version,
+                "labels": p.labels,
+                "pid": p.pid,
+                "created": p.created,
+                "netns": names.pod_netns(self.lab, p.name),
+            }
+            for p in sorted(pods.values(), key=lambda p: p.name)
+        ]
+        settled = converged and all(p.phase == RUNNING for p in pods.values())
+        return {
+            "lab": self.lab,
+            "observedGeneration": generation,
+            "converged": converged,
+            "settled": settled,
+            "controllerPid": os.getpid(),
+            "nodes": nodes,
+            "deployments": deps,
+            "services": services,
+            "pods": pod_list,
+            "time": time.time(),
+        }
