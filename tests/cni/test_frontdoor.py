@@ -225,3 +225,21 @@ def test_the_server_runs_no_request_cut_short(node, netns, tmp_path):
     finally:
         server.kill()
         server.wait()
+
+
+def test_install_puts_the_front_door_under_the_plugin_names(tmp_path):
+    done = frontdoor.install_frontdoor(str(tmp_path))
+    assert done.compiled and "compiled" in done.note
+    for name in ("podnet-cni", "podnet-ipam"):
+        assert (tmp_path / name).read_bytes()[:4] == b"\x7fELF"
+        assert (tmp_path / f"{name}-python").read_text().startswith("#!")
+    assert sorted(os.listdir(tmp_path)) == ["podnet-cni", "podnet-cni-python", "podnet-ipam", "podnet-ipam-python"]
+
+
+@pytest.mark.parametrize("compiler", ["/nonexistent/cc", "false"])
+def test_without_a_working_compiler_the_python_launchers_are_installed_and_it_says_why(compiler, tmp_path, monkeypatch):
+    monkeypatch.setenv("CC", compiler)
+    done = frontdoor.install_frontdoor(str(tmp_path))
+    assert not done.compiled and "Python launchers installed" in done.note
+    assert ("no C compiler" in done.note) == (compiler == "/nonexistent/cc")
+    assert (tmp_path / "podnet-cni").read_text().startswith("#!")
