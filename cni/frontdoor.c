@@ -76,6 +76,8 @@ static void reserve(struct buf *b, size_t more)
 
 static void append(struct buf *b, const void *data, size_t len)
 {
+    if (len == 0)
+        return; /* also spares memcpy a NULL source (an empty stdin) */
     reserve(b, len);
     memcpy(b->data + b->len, data, len);
     b->len += len;
@@ -207,9 +209,12 @@ int main(int argc, char **argv)
         reply.len = 0;
     }
     close(sock);
+    free(req.data);
     if (reply.len == 0)
         die(11, "podnet CNI server failed", reason); /* reached the server: never run it twice */
+    int status = (unsigned char)reply.data[0];
     if (write_all(1, reply.data + 1, reply.len - 1, 0) != 0)
-        return 1;
-    return (unsigned char)reply.data[0];
+        status = 1;
+    free(reply.data);
+    return status;
 }
