@@ -15,7 +15,7 @@ import sys
 import pytest
 import yaml
 
-from tests.proxy.lab import HERE, PROXY
+from tests.support.proxy_lab import HERE, PROXY
 
 pytestmark = pytest.mark.integration
 

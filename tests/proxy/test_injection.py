@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.proxy.lab import endpoint, endpoint_slice, service
+from tests.support.proxy_lab import endpoint, endpoint_slice, service
 
 pytestmark = pytest.mark.integration
 
