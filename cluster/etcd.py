@@ -20,6 +20,7 @@ lab's or a test's): its sockets are opened there, and stay bound to it.
 from __future__ import annotations
 
 import base64
+import contextlib
 import ctypes
 import http.client
 import json
@@ -162,10 +163,8 @@ class Watch:
         self._closed = True
         sock = self.conn.sock
         if sock is not None:
-            try:
+            with contextlib.suppress(OSError):  # already closed by the peer
                 sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
         self.conn.close()
 
 
