@@ -42,15 +42,24 @@ class NamespacedEtcd:
 
     def start(self) -> None:
         client, peer = f"http://{self.host}:{self.port}", f"http://127.0.0.1:{self.peer}"
-        args = [ETCD, "--name=pn", f"--data-dir={self.data_dir}", f"--listen-client-urls={client}",
-                f"--advertise-client-urls={client}", f"--listen-peer-urls={peer}",
-                f"--initial-advertise-peer-urls={peer}", f"--initial-cluster=pn={peer}", "--log-level=error"]  # fmt: skip
+        args = [
+            ETCD,
+            "--name=pn",
+            f"--data-dir={self.data_dir}",
+            f"--listen-client-urls={client}",
+            f"--advertise-client-urls={client}",
+            f"--listen-peer-urls={peer}",
+            f"--initial-advertise-peer-urls={peer}",
+            f"--initial-cluster=pn={peer}",
+            "--log-level=error",
+        ]
         with open(self.log_path, "ab") as log:
             self.proc = self.hub.popen(*args, stdout=log, stderr=log, start_new_session=True)
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"etcd exited: {open(self.log_path).read()[-2000:]}")
+                with open(self.log_path, errors="replace") as f:
+                    raise RuntimeError(f"etcd exited: {f.read()[-2000:]}")
             with contextlib.suppress(Exception):
                 self.client().get_prefix("/health-check/")
                 return
@@ -91,8 +100,16 @@ class Node:
 
 
 class Cluster:
-    def __init__(self, make_ns, workdir: str, nodes: int = 2, backend: str = "host-gw", split: bool = False,
-                 ttl: int = 6, proxy_mode: str = "iptables") -> None:  # fmt: skip
+    def __init__(
+        self,
+        make_ns,
+        workdir: str,
+        nodes: int = 2,
+        backend: str = "host-gw",
+        split: bool = False,
+        ttl: int = 6,
+        proxy_mode: str = "iptables",
+    ) -> None:
         self.make_ns, self.workdir = make_ns, workdir
         self.backend, self.ttl, self.proxy_mode = backend, ttl, proxy_mode
         self.hub = make_ns("pnt-hub")
@@ -127,11 +144,34 @@ class Cluster:
         return node
 
     def start_agent(self, node: Node, wait: bool = True) -> None:
-        node.args = [PODNET, "agent", "--node-name", node.name, "--node-ip", node.ip, "--store", self.etcd.url,
-                     "--backend", self.backend, "--proxy-mode", self.proxy_mode, "--objects", "etcd",
-                     "--cni-bin-dir", self.bin_dir, "--cni-conf-dir", node.conf_dir,
-                     "--cni-data-dir", os.path.join(node.workdir, "ipam"), "--lease-ttl", str(self.ttl),
-                     "--metrics-bind-address", "127.0.0.1:10249", "--healthz-bind-address", "127.0.0.1:10256"]  # fmt: skip
+        node.args = [
+            PODNET,
+            "agent",
+            "--node-name",
+            node.name,
+            "--node-ip",
+            node.ip,
+            "--store",
+            self.etcd.url,
+            "--backend",
+            self.backend,
+            "--proxy-mode",
+            self.proxy_mode,
+            "--objects",
+            "etcd",
+            "--cni-bin-dir",
+            self.bin_dir,
+            "--cni-conf-dir",
+            node.conf_dir,
+            "--cni-data-dir",
+            os.path.join(node.workdir, "ipam"),
+            "--lease-ttl",
+            str(self.ttl),
+            "--metrics-bind-address",
+            "127.0.0.1:10249",
+            "--healthz-bind-address",
+            "127.0.0.1:10256",
+        ]
         log = open(os.path.join(node.workdir, "agent.log"), "ab")  # noqa: SIM115 -- the child owns it
         node.proc = node.ns.popen(*node.args, stdout=log, stderr=log, start_new_session=True)
         log.close()
