@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 PY     := $(BIN)/python
 
-.PHONY: install system venv demo test test-fast lint bench clean
+.PHONY: install install-node system venv demo test test-fast lint bench clean
 
 install: system venv
 
@@ -19,6 +19,15 @@ $(BIN)/podnet: pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $@
+
+# A node install: podnet in an environment of its own (a normal install, not editable), so the
+# CNI launchers name only PREFIX's interpreter and site-packages, never this checkout.
+PREFIX ?= /opt/podnet
+install-node:
+	$(PYTHON) -m venv $(PREFIX)
+	$(PREFIX)/bin/pip install -q --upgrade pip
+	$(PREFIX)/bin/pip install -q .
+	@echo "now: $(PREFIX)/bin/podnet install-cni --subnet NODE_SUBNET [--chain portmap]"
 
 demo: install
 	$(PY) -m podnet.demo

@@ -20,6 +20,7 @@ import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+import netns  # noqa: E402
 from cni import install  # noqa: E402
 
 REFERENCE = "/usr/lib/cni"
@@ -80,10 +81,10 @@ def inner(args) -> None:
     times: dict[tuple[str, str], list[float]] = {(label, verb): [] for label in confs for verb in ("add", "del")}
 
     def run(verb: str, label: str, i: int) -> None:
-        netns = f"/var/run/netns/{args.prefix}-{label[:3]}-{i}"
+        pod_netns = f"/var/run/netns/{args.prefix}-{label[:3]}-{i}"
         start = time.perf_counter()
         proc = subprocess.run(
-            [args.client, verb, files[label], netns, f"bench-{i}", "eth0"], env=env, capture_output=True
+            [args.client, verb, files[label], pod_netns, f"bench-{i}", "eth0"], env=env, capture_output=True
         )
         elapsed = time.perf_counter() - start
         if proc.returncode != 0:
@@ -154,15 +155,12 @@ def bench_once(pods: int, server_mode: bool, python: str) -> bool:
                 made.append(name)
         server = None
         if server_mode:
-            server = subprocess.Popen(
-                ["ip", "netns", "exec", node, sys.executable, "-m", "podnet.cli", "cni-server"],
-                stderr=subprocess.PIPE,
-            )
+            server = netns.popen(node, [sys.executable, "-m", "podnet.cli", "cni-server"], stderr=subprocess.PIPE)
             server.stderr.readline()  # "listening"
         inner_cmd = [sys.executable, os.path.abspath(__file__), "--inner", "--pods", str(pods), "--work", work,
                      "--prefix", prefix, "--client", client]  # fmt: skip
         try:
-            out = subprocess.run(["ip", "netns", "exec", node, *inner_cmd], check=True, capture_output=True, text=True)
+            out = netns.run(node, inner_cmd, check=True, capture_output=True, text=True)
         finally:
             if server:
                 server.kill()

@@ -36,6 +36,8 @@ import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+import netns  # noqa: E402
+
 ENDPOINTS = 10
 
 
@@ -164,8 +166,7 @@ def floor_child(flavor: str, rules_file: str) -> dict:
 
 
 def run_in(ns: str, *args: str) -> dict:
-    cmd = ["ip", "netns", "exec", ns, sys.executable, os.path.abspath(__file__), *args]
-    out = subprocess.run(cmd, capture_output=True, text=True)
+    out = netns.run(ns, [sys.executable, os.path.abspath(__file__), *args], capture_output=True, text=True)
     if out.returncode != 0:
         raise RuntimeError(out.stderr)
     return json.loads(out.stdout.strip().splitlines()[-1])

@@ -34,6 +34,8 @@ import uuid
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+import netns  # noqa: E402
+
 MODES = ("nftables", "iptables")
 ENDPOINTS = 10
 NODE_IP = "10.250.1.1"
@@ -122,8 +124,8 @@ def child(mode: str, services: int, text_file: str, changes: int, connects: int,
     latency = []
     if connects:
         cip = S.cluster_ip(last)
-        r = subprocess.run(["ip", "netns", "exec", client_ns, sys.executable, "-c", CLIENT, cip, "80", str(connects)],
-                           capture_output=True, text=True, check=True)  # fmt: skip
+        r = netns.run(client_ns, [sys.executable, "-c", CLIENT, cip, "80", str(connects)],
+                      capture_output=True, text=True, check=True)  # fmt: skip
         latency = json.loads(r.stdout)
     backend.cleanup()
     return {"full": full, "one": one, "lines": lines, "latency": latency}
@@ -149,9 +151,8 @@ def make_lab(tag: str) -> tuple[dict[str, str], subprocess.Popen]:
         sh("ip", "-n", names[peer], "addr", "add", f"{peer_ip}/24", "dev", "eth0")
         sh("ip", "-n", names[peer], "link", "set", "eth0", "up")
         sh("ip", "-n", names[peer], "route", "add", "default", "via", node_ip)
-    sh("ip", "netns", "exec", names["node"], "sysctl", "-q", "-w", "net.ipv4.ip_forward=1")
-    server = subprocess.Popen(["ip", "netns", "exec", names["server"], sys.executable, "-c", SERVER],
-                              stdout=subprocess.PIPE, text=True)  # fmt: skip
+    netns.run(names["node"], ["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"], check=True, capture_output=True)
+    server = netns.popen(names["server"], [sys.executable, "-c", SERVER], stdout=subprocess.PIPE, text=True)
     assert server.stdout.readline().strip() == "ready"
     return names, server
 
@@ -164,7 +165,7 @@ def floor(mode: str, text_file: str) -> float:
         cmd = ["nft", "-f", "-"] if mode == "nftables" else ["iptables-restore", "--noflush"]
         with open(text_file) as f:
             t0 = time.perf_counter()
-            subprocess.run(["ip", "netns", "exec", ns, *cmd], stdin=f, check=True, capture_output=True)
+            netns.run(ns, cmd, stdin=f, check=True, capture_output=True)
             return time.perf_counter() - t0
     finally:
         sh("ip", "netns", "del", ns)
@@ -174,7 +175,7 @@ def run_child(names, mode, services, work, changes, connects) -> dict:
     text_file = os.path.join(work, f"{mode}-{services}.txt")
     args = [sys.executable, os.path.abspath(__file__), "--child", mode, str(services), text_file, str(changes),
             str(connects), names["client"]]  # fmt: skip
-    r = subprocess.run(["ip", "netns", "exec", names["node"], *args], capture_output=True, text=True)
+    r = netns.run(names["node"], args, capture_output=True, text=True)
     if r.returncode != 0:
         raise RuntimeError(f"{mode} at {services}: {r.stderr[-2000:]}")
     out = json.loads(r.stdout.strip().splitlines()[-1])

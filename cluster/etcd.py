@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import ctypes
 import http.client
 import json
 import os
@@ -81,37 +80,18 @@ class WatchBatch:
     canceled: bool = False
 
 
-_libc = ctypes.CDLL(None, use_errno=True)
-CLONE_NEWNET = 0x40000000
+def connect_in_netns(target: str, host: str, port: int, timeout: float) -> socket.socket:
+    """A TCP connection opened inside the named namespace; the socket keeps it wherever used."""
+    import netns  # the project's namespace primitive; only clients of another namespace need it
 
-
-def connect_in_netns(netns: str, host: str, port: int, timeout: float) -> socket.socket:
-    """A TCP connection opened inside the named namespace (/var/run/netns/NAME).
-
-    setns(2) moves only the calling thread, so a short-lived thread of its own enters the
-    namespace and makes the socket; the socket keeps the namespace after the thread ends.
-    """
-    box: dict = {}
-
-    def opener() -> None:
-        try:
-            fd = os.open(f"/var/run/netns/{netns}", os.O_RDONLY | os.O_CLOEXEC)
-            try:
-                if _libc.setns(fd, CLONE_NEWNET) != 0:
-                    err = ctypes.get_errno()
-                    raise OSError(err, f"setns {netns}: {os.strerror(err)}")
-            finally:
-                os.close(fd)
-            box["sock"] = socket.create_connection((host, port), timeout=timeout)
-        except OSError as e:
-            box["error"] = e
-
-    t = threading.Thread(target=opener, name=f"netns-connect-{netns}")
-    t.start()
-    t.join()
-    if "error" in box:
-        raise box["error"]
-    return box["sock"]
+    sock = netns.socket(target)
+    try:
+        sock.settimeout(timeout)
+        sock.connect((host, port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
 
 class _Connection(http.client.HTTPConnection):

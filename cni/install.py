@@ -6,6 +6,12 @@ podnet's packages on sys.path itself. It starts the interpreter isolated and wit
 site module (-I -S): a plugin runs once per pod, and site's start-up work is a large part
 of its cost. The launcher hands the call to the node's podnet CNI server when one runs
 (cni/shim.py), else does the work itself.
+
+On a node the packages must come from a normal (not editable) install into an environment
+of their own, e.g. /opt/podnet: then the one directory a launcher names is that
+environment's site-packages, and nothing depends on a source checkout that may be moved or
+deleted. `installed_package_root` refuses a checkout; labs, tests and benchmarks, which run
+from the checkout on purpose, call `write_launchers` with `package_root()` directly.
 """
 
 from __future__ import annotations
@@ -13,11 +19,16 @@ from __future__ import annotations
 import json
 import os
 import sys
+import sysconfig
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import cni
 
 PLUGINS = ("podnet-cni", "podnet-ipam")
+# Where distributions put the reference plugins (Debian's containernetworking-plugins:
+# /usr/lib/cni), then the runtime's conventional directory.
+REFERENCE_PLUGIN_DIRS = ("/usr/lib/cni", "/usr/libexec/cni", "/opt/cni/bin")
 # podnet's packages go after the standard library on sys.path, so that each standard
 # module is found at the first place looked.
 LAUNCHER = """#!{python} -IS
@@ -29,24 +40,48 @@ run({name!r})
 """
 
 
+class InstallError(Exception):
+    """The node install cannot be done as asked; the message says what to do instead."""
+
+
 def package_root() -> str:
     """The directory that holds the cni, ipam, proxy and podnet packages."""
     return os.path.dirname(os.path.dirname(os.path.abspath(cni.__file__)))
 
 
-def write_launchers(bin_dir: str, python: str | None = None) -> list[str]:
-    """Write the launchers; `python` is the interpreter they start (default: this one).
+def installed_package_root() -> str:
+    """package_root(), provided it is this environment's own site-packages (a normal
+    install), not a source checkout reached through an editable install."""
+    root = os.path.realpath(package_root())
+    own = {os.path.realpath(sysconfig.get_path(k)) for k in ("purelib", "platlib")}
+    if root not in own:
+        raise InstallError(
+            f"podnet runs from {root}, not from this environment's site-packages ({', '.join(sorted(own))}): "
+            "launchers would point into that checkout and break when it moves. Install podnet into an "
+            "environment of its own (python3 -m venv /opt/podnet && /opt/podnet/bin/pip install .) and run "
+            "/opt/podnet/bin/podnet install-cni, or pass --from-checkout for a development machine."
+        )
+    return root
+
+
+def write_launchers(bin_dir: str, python: str | None = None, packages: str | None = None) -> list[str]:
+    """Write the launchers; `python` is the interpreter they start (default: this one), and
+    `packages` the directory they import podnet from (default: wherever it is imported from
+    now).
 
     The plugins need only the standard library, so any Python 3.11 or newer serves; a
     distribution's interpreter (built with PGO and LTO) starts noticeably faster than a
     plain source build such as pyenv's.
     """
     os.makedirs(bin_dir, exist_ok=True)
-    python = os.path.realpath(python or sys.executable)
+    # The environment's own interpreter path, not the file it links to: the launcher then
+    # names only the environment, and a rebuilt environment keeps it valid.
+    python = os.path.abspath(python or sys.executable)
+    paths = [packages or package_root()]
     written = []
     for name in PLUGINS:
         path = os.path.join(bin_dir, name)
-        text = LAUNCHER.format(python=python, name=name, paths=[package_root()])
+        text = LAUNCHER.format(python=python, name=name, paths=paths)
         tmp = f"{path}.tmp.{os.getpid()}"
         with open(tmp, "w") as f:
             f.write(text)
@@ -56,22 +91,61 @@ def write_launchers(bin_dir: str, python: str | None = None) -> list[str]:
     return written
 
 
+def link_chained(bin_dir: str, names: Sequence[str], search: Sequence[str] = REFERENCE_PLUGIN_DIRS) -> list[str]:
+    """Make each chained plugin executable from bin_dir: already there, or a symlink to the
+    first copy found in `search` (a link, so the distribution's updates reach it). Returns
+    what it linked; raises InstallError naming the places looked in when one is missing."""
+    linked = []
+    for name in names:
+        target = os.path.join(bin_dir, name)
+        if os.path.exists(target):
+            continue
+        found = next((os.path.join(d, name) for d in search if os.access(os.path.join(d, name), os.X_OK)), None)
+        if found is None:
+            raise InstallError(
+                f"chain: {name} is not in {bin_dir} nor in {', '.join(search)}; install Debian's "
+                "containernetworking-plugins (apt-get install containernetworking-plugins) or give --plugin-dir"
+            )
+        if os.path.realpath(os.path.dirname(found)) == os.path.realpath(bin_dir):
+            continue
+        os.makedirs(bin_dir, exist_ok=True)
+        os.symlink(found, target)
+        linked.append(target)
+    return linked
+
+
+# The defaults are a kubeadm cluster's: pods in 10.244.0.0/16, cluster DNS at 10.96.0.10.
+DEFAULT_CLUSTER_CIDRS = ("10.244.0.0/16",)
+DEFAULT_NAMESERVERS = ("10.96.0.10",)
+DEFAULT_DATA_DIR = "/var/lib/podnet/networks"
+
+
 @dataclass(frozen=True)
 class ConflistOptions:
     name: str = "podnet"
     subnets: tuple[str, ...] = ("10.244.0.0/24",)
-    mtu: int | None = None
+    mtu: int | None = None  # None: the plugin takes the node uplink's MTU
     chain: tuple[str, ...] = ()
-    data_dir: str | None = None
+    data_dir: str | None = DEFAULT_DATA_DIR
+    ip_masq: bool = True
+    cluster_cidrs: tuple[str, ...] = DEFAULT_CLUSTER_CIDRS
+    nameservers: tuple[str, ...] = DEFAULT_NAMESERVERS
 
 
 def conflist(opts: ConflistOptions) -> dict:
     ipam: dict = {"type": "podnet-ipam", "ranges": [[{"subnet": s}] for s in opts.subnets]}
     if opts.data_dir:
         ipam["dataDir"] = opts.data_dir
-    main: dict = {"type": "podnet-cni", "ipam": ipam}
+    main: dict = {"type": "podnet-cni"}
     if opts.mtu:
         main["mtu"] = opts.mtu
+    if opts.ip_masq:
+        main["ipMasq"] = True
+    if opts.cluster_cidrs:
+        main["clusterCIDR"] = opts.cluster_cidrs[0] if len(opts.cluster_cidrs) == 1 else list(opts.cluster_cidrs)
+    if opts.nameservers:
+        main["dns"] = {"nameservers": list(opts.nameservers)}
+    main["ipam"] = ipam
     plugins = [main]
     for name in opts.chain:
         entry: dict = {"type": name}

@@ -1,8 +1,9 @@
 """A minimal rtnetlink client: just the messages one pod ADD/DEL/CHECK needs.
 
 Why not pyroute2 here: the plugin is a fresh process per pod, and importing pyroute2
-costs about 180 ms, against a reference ADD of about 12 ms. Everything else in podnet
-(labs, proxy, tests) uses pyroute2; this module stays small and only speaks the handful of
+costs about 180 ms, against a reference ADD of about 12 ms. pyroute2 is used only where
+its generic-netlink families earn the import: the proxy's IPVS mode (proxy/ipvs/); labs
+and tests run iproute2's `ip`. This module stays small and only speaks the handful of
 requests below. A socket stays bound to the network namespace it was opened in, so one
 socket per namespace is opened once and handed to every step.
 """

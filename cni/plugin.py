@@ -9,11 +9,11 @@ import signal
 import socket
 import sys
 
+import netns
 from cni import delegate, ipam_plugin, masq, routing, version, veth
 from cni.config import NetConf, parse_netconf, valid_attachments
-from cni.errors import CNIError, InvalidConfig, IOFailure, StateDiffers
+from cni.errors import CNIError, InvalidConfig, IOFailure, StateDiffers, UnknownContainer
 from cni.netlink import Netlink
-from cni.netns import inside, open_netns
 from cni.skel import Call, run
 from ipam.config import parse_routes
 
@@ -52,14 +52,29 @@ def _quietly(what: str, fn, *args) -> None:
         print(f"podnet-cni: undo {what} failed: {e}", file=sys.stderr)
 
 
+def open_pod_netns(netns_path: str) -> int:
+    """The pod's namespace, or the spec's "unknown container" (code 3): a CNI code is chosen
+    here, at the plugin's boundary, not by the namespace primitive."""
+    try:
+        return netns.open(netns_path)
+    except netns.NamespaceError as e:
+        raise UnknownContainer(f"CNI_NETNS: {e}") from None
+
+
 @contextlib.contextmanager
 def namespaces(netns_path: str):
-    """Netlink sockets for the node (where we run) and for the pod, and the pod's ns fd."""
-    fd = open_netns(netns_path)
+    """Netlink sockets for the node (where we run) and for the pod, and the pod's ns fd.
+
+    One socket per namespace: the pod's is opened inside and stays bound to it, so every step
+    uses it from this thread without entering again."""
+    fd = open_pod_netns(netns_path)
     try:
         with Netlink() as host:
-            with inside(fd):
-                pod = Netlink()
+            try:
+                with netns.entered(fd):
+                    pod = Netlink()
+            except netns.NamespaceError as e:
+                raise UnknownContainer(f"CNI_NETNS: {netns_path}: {e.reason}") from None
             with pod:
                 yield host, pod, fd
     finally:

@@ -8,9 +8,9 @@ Only root may call: the server does what a root-run plugin would.
 from __future__ import annotations
 
 import io
+import logging
 import socket
 import struct
-import sys
 import threading
 
 from cni import skel
@@ -18,6 +18,7 @@ from cni.plugin import STOP_AT
 from cni.shim import SOCKET_NAME, decode_request, handlers
 
 SO_PEERCRED = getattr(socket, "SO_PEERCRED", 17)
+log = logging.getLogger("podnet.cni")
 
 
 class CNIServer:
@@ -63,7 +64,14 @@ class CNIServer:
             out = io.StringIO()
             try:
                 status = skel.run(handlers(plugin), environ=environ, stdin=io.BytesIO(stdin), stdout=out)
-            except Exception as e:  # skel already answers every error; this is a last resort
-                print(f"podnet cni-server: {plugin}: {e}", file=sys.stderr)
+            except Exception:  # skel already answers every error; this is a last resort
+                log.exception("%s %s: unanswered error", plugin, environ.get("CNI_COMMAND", "?"))
                 return
+            log.debug(
+                "%s %s container %s: exit %d",
+                plugin,
+                environ.get("CNI_COMMAND", "?"),
+                environ.get("CNI_CONTAINERID", "-"),
+                status,
+            )
             conn.sendall(bytes([status]) + out.getvalue().encode())

@@ -176,11 +176,14 @@ class ClusterIPAllocator:
         for step in range(hi - lo):
             yield lo + (start - lo + step) % (hi - lo)
 
-    def release(self, ip: str | Address) -> None:
+    def release(self, ip: str | Address) -> str | None:
+        """Free `ip`; return who held it ("" for no owner), or None when it was not held."""
         ip = self._parse_ip(ip)
+        owner = self.store.owner(str(ip))  # only for the report: releasing a free address is no error
         self.store.release(str(ip))
         if self._taken is not None:
             self._taken.discard(str(ip))
+        return None if owner is None else ("" if owner == ANONYMOUS else owner)
 
     def list(self) -> dict[Address, str]:
         """Every allocated address and its owner ("" when allocated without one)."""

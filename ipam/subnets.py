@@ -161,10 +161,11 @@ class NodeSubnetAllocator:
             mine = [ipaddress.ip_network(k) for k in self.store.held_by(node)]
             return sorted((s for s in mine if self.store.renew(str(s))), key=_order)
 
-    def release(self, node: str) -> None:
+    def release(self, node: str) -> list[str]:
+        """Free NODE's subnets; return the ones it held (none is no error)."""
         _check_node(node)
         with self.store.lock():
-            self.store.release_owner(node)
+            return self.store.release_owner(node)
 
     def list(self) -> dict[str, list[Network]]:
         out: dict[str, list[Network]] = {}

@@ -4,7 +4,6 @@ all in one transaction: a bad object is refused with its field named, and nothin
 
 from __future__ import annotations
 
-import json
 import sys
 
 import click
@@ -15,6 +14,7 @@ from cluster.etcd import EtcdClient, EtcdError
 from cluster.source import KINDS, ObjectRef
 from ipam.errors import IPAMError
 from ipam.store_url import parse_store_url
+from podnet.output import columns, emit, output_option
 
 STORE_HELP = "etcd://HOST:PORT/PREFIX (default: $PODNET_STORE)."
 
@@ -88,7 +88,7 @@ def apply(path: str, store: str | None) -> None:
 @cluster.command("get")
 @click.argument("what")
 @click.option("-n", "--namespace", default=None, help="Only this namespace (default: all).")
-@click.option("-o", "--output", type=click.Choice(["name", "json", "yaml"]), default="name")
+@output_option("text", "name", "json", "yaml")
 @click.option("--store", help=STORE_HELP)
 def get(what: str, namespace: str | None, output: str, store: str | None) -> None:
     """Print objects: KIND or KIND/NAME."""
@@ -101,14 +101,10 @@ def get(what: str, namespace: str | None, output: str, store: str | None) -> Non
     if name and not found:
         raise click.ClickException(f'{kind.lower()} "{name}" not found')
     objs = [obj for _, obj in found]
-    if output == "json":
-        click.echo(json.dumps(objs[0] if name else {"apiVersion": "v1", "kind": "List", "items": objs}, indent=2))
-    elif output == "yaml":
-        click.echo(yaml.safe_dump(objs[0] if name else {"apiVersion": "v1", "kind": "List", "items": objs},
-                                  sort_keys=False), nl=False)  # fmt: skip
-    else:
-        for ref, _ in found:
-            click.echo(f"{ref.kind.lower()}/{ref.name}" + (f" -n {ref.namespace}" if ref.namespace else ""))
+    data = objs[0] if name else {"apiVersion": "v1", "kind": "List", "items": objs}
+    names = [f"{ref.kind.lower()}/{ref.name}" for ref, _ in found]
+    rows = [(ref.namespace or "-", ref.name, ref.kind) for ref, _ in found]
+    emit(output, data, columns(("NAMESPACE", "NAME", "KIND"), rows) if rows else [], names=names)
 
 
 @cluster.command("delete")

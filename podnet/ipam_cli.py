@@ -7,7 +7,6 @@ the store remembers, so `release`, `list`, `show` and `gc` need no CIDR flags.
 
 from __future__ import annotations
 
-import json
 import signal
 import threading
 
@@ -19,12 +18,13 @@ from ipam.errors import IPAMError, StoreUnavailable
 from ipam.store import Store
 from ipam.store_url import open_store
 from ipam.subnets import NodeSubnetAllocator
+from podnet.options import SharedOption, SharedOptionsGroup
+from podnet.output import columns, emit, output_option
 
 EX_TEMPFAIL = 75  # sysexits.h: try again later (etcd unreachable)
 
-output_option = click.option(
-    "-o", "--output", type=click.Choice(["text", "json"]), default="text", show_default=True, help="Output format."
-)
+# Accepted after any subcommand too, as kubectl's global flags are (podnet/options.py).
+STORE = SharedOption("--store", "store_url", help="file:DIR or etcd://HOST:PORT/PREFIX (default $PODNET_STORE).")
 
 
 class IPAMCommand(click.Command):
@@ -40,29 +40,18 @@ class IPAMCommand(click.Command):
             raise click.ClickException(str(e)) from None
 
 
-class IPAMGroup(click.Group):
+class IPAMGroup(SharedOptionsGroup):
     command_class = IPAMCommand
     group_class = type
 
 
-@click.group("ipam", cls=IPAMGroup)
-@click.option("--store", "store_url", default=None, help="file:DIR or etcd://HOST:PORT/PREFIX (default $PODNET_STORE).")
-@click.pass_context
-def ipam(ctx, store_url) -> None:
+@click.group("ipam", cls=IPAMGroup, shared=[STORE])
+def ipam() -> None:
     """Node subnets, ClusterIPs and the store that keeps them."""
-    ctx.obj = {"store_url": store_url}
 
 
-def _store(ctx) -> Store:
-    return open_store(ctx.find_object(dict)["store_url"], "--store")
-
-
-def emit(data, output: str, text_lines: list[str]) -> None:
-    if output == "json":
-        click.echo(json.dumps(data, indent=2))
-    else:
-        for line in text_lines:
-            click.echo(line)
+def _store(ctx: click.Context) -> Store:
+    return open_store(STORE.get(ctx), "--store")
 
 
 # -- node subnets ----------------------------------------------------------------------------
@@ -107,7 +96,7 @@ def with_cidrs(f):
 @with_cidrs
 @click.option("--ttl", type=int, default=None, help="Lease seconds: the subnet frees itself unless renewed.")
 @click.option("--keep", is_flag=True, help="Stay in the foreground renewing the lease until SIGTERM/SIGINT.")
-@output_option
+@output_option("text", "json", "yaml")
 @click.pass_context
 def subnet_acquire(ctx, node, cidrs, masks, ttl, keep, output) -> None:
     """Print NODE's subnet(s): the ones it holds, else free ones."""
@@ -116,8 +105,9 @@ def subnet_acquire(ctx, node, cidrs, masks, ttl, keep, output) -> None:
     if keep and ttl is None:
         raise IPAMError("keep: needs --ttl (a lease without a TTL needs no renewing)")
     alloc = _subnet_allocator(_store(ctx), cidrs, masks)
+    assert alloc is not None  # given CIDRs, there is always an allocator
     subnets = alloc.acquire(node, ttl=ttl)
-    emit({"node": node, "subnets": [str(s) for s in subnets]}, output, [str(s) for s in subnets])
+    emit(output, {"node": node, "subnets": [str(s) for s in subnets]}, [str(s) for s in subnets])
     if keep:
         _keep_alive(alloc, node, ttl)
 
@@ -135,26 +125,29 @@ def _keep_alive(alloc: NodeSubnetAllocator, node: str, ttl: int) -> None:
 
 @node_subnet.command("release")
 @click.argument("node")
+@output_option("text", "json", "yaml")
 @click.pass_context
-def subnet_release(ctx, node) -> None:
-    """Free NODE's subnet(s)."""
+def subnet_release(ctx, node, output) -> None:
+    """Free NODE's subnet(s), and say which they were."""
     store = _store(ctx)
     alloc = _subnet_allocator(store, (), ())
-    if alloc is not None:
-        alloc.release(node)
+    released = sorted(alloc.release(node)) if alloc is not None else []
+    text = [f"released {s} (node {node})" for s in released] or [f"node {node} held no subnet: nothing released"]
+    emit(output, {"node": node, "released": released}, text)
 
 
 @node_subnet.command("list")
-@output_option
+@output_option("text", "json", "yaml", "name")
 @click.pass_context
 def subnet_list(ctx, output) -> None:
     """Every node and its subnet(s)."""
     alloc = _subnet_allocator(_store(ctx), (), ())
     leases = alloc.list() if alloc else {}
     emit(
-        {node: [str(s) for s in subnets] for node, subnets in leases.items()},
         output,
+        {node: [str(s) for s in subnets] for node, subnets in leases.items()},
         [f"{node}\t{' '.join(str(s) for s in subnets)}" for node, subnets in leases.items()],
+        names=[f"node/{node}" for node in leases],
     )
 
 
@@ -183,36 +176,44 @@ service_cidr_option = click.option(
 @service_cidr_option
 @click.option("--owner", default="", help="Who holds it (e.g. namespace/service).")
 @click.option("--family", type=click.Choice(["4", "6"]), default=None, help="IP family of a dynamic address.")
-@output_option
+@output_option("text", "json", "yaml")
 @click.pass_context
 def clusterip_allocate(ctx, ip, cidrs, owner, family, output) -> None:
     """Print a free ClusterIP, or take IP if it is free and in range."""
     if not cidrs:
         raise IPAMError("service-cidr: missing (give --service-cidr, once per IP family)")
-    address = _clusterip_allocator(_store(ctx), cidrs).allocate(ip, owner=owner, family=int(family) if family else None)
-    emit({"ip": str(address), "owner": owner}, output, [str(address)])
+    alloc = _clusterip_allocator(_store(ctx), cidrs)
+    assert alloc is not None  # given CIDRs, there is always an allocator
+    address = alloc.allocate(ip, owner=owner, family=int(family) if family else None)
+    emit(output, {"ip": str(address), "owner": owner}, [str(address)])
 
 
 @clusterip.command("release")
 @click.argument("ip")
 @service_cidr_option
+@output_option("text", "json", "yaml")
 @click.pass_context
-def clusterip_release(ctx, ip, cidrs) -> None:
-    """Free a ClusterIP."""
+def clusterip_release(ctx, ip, cidrs, output) -> None:
+    """Free a ClusterIP, and say whose it was."""
     alloc = _clusterip_allocator(_store(ctx), cidrs)
     if alloc is None:
         raise IPAMError(f"ip: {ip} is not in any service-cidr this store knows (give --service-cidr)")
-    alloc.release(ip)
+    owner = alloc.release(ip)
+    if owner is None:
+        text = f"{ip} was not allocated: nothing released"
+    else:
+        text = f"released {ip}" + (f" (held by {owner})" if owner else "")
+    emit(output, {"ip": ip, "released": owner is not None, "owner": owner}, [text])
 
 
 @clusterip.command("list")
-@output_option
+@output_option("text", "json", "yaml")
 @click.pass_context
 def clusterip_list(ctx, output) -> None:
     """Every allocated ClusterIP and its owner."""
     alloc = _clusterip_allocator(_store(ctx), ())
     held = alloc.list() if alloc else {}
-    emit({str(ip): owner for ip, owner in held.items()}, output, [f"{ip}\t{owner}" for ip, owner in held.items()])
+    emit(output, {str(ip): owner for ip, owner in held.items()}, [f"{ip}\t{owner}" for ip, owner in held.items()])
 
 
 # -- the whole store -------------------------------------------------------------------------
@@ -223,7 +224,7 @@ def _allocators(store: Store) -> list:
 
 
 @ipam.command("show", cls=IPAMCommand)
-@output_option
+@output_option("text", "json", "yaml")
 @click.pass_context
 def show(ctx, output) -> None:
     """A table of each range: size, used, free."""
@@ -232,15 +233,13 @@ def show(ctx, output) -> None:
         {"kind": u.kind, "range": str(u.cidr), "unit": u.unit, "size": u.size, "used": u.used, "free": u.free}
         for u in rows
     ]
-    header = f"{'KIND':<13} {'RANGE':<22} {'UNIT':<10} {'SIZE':>9} {'USED':>9} {'FREE':>9}"
-    lines = [header] + [
-        f"{d['kind']:<13} {d['range']:<22} {d['unit']:<10} {d['size']:>9} {d['used']:>9} {d['free']:>9}" for d in data
-    ]
-    emit(data, output, lines)
+    header = ("KIND", "RANGE", "UNIT", "SIZE", "USED", "FREE")
+    rows = [[d[h.lower()] for h in header] for d in data]
+    emit(output, data, lambda: columns(header, rows, right=("SIZE", "USED", "FREE")))
 
 
 @ipam.command("gc", cls=IPAMCommand)
-@output_option
+@output_option("text", "json", "yaml")
 @click.pass_context
 def gc(ctx, output) -> None:
     """Drop expired leases, and claims outside every range the store knows."""
@@ -254,4 +253,5 @@ def gc(ctx, output) -> None:
                 if not alloc.in_range(key):
                     alloc.store.release(key)
                     removed.append({"kind": alloc.kind, "key": key, "why": "outside every range"})
-    emit(removed, output, [f"{r['kind']}\t{r['key']}\t{r['why']}" for r in removed])
+    text = [f"removed {r['kind']} {r['key']}: {r['why']}" for r in removed] or ["nothing to remove"]
+    emit(output, removed, text)

@@ -21,10 +21,11 @@ import threading
 import time
 from dataclasses import dataclass
 
+from podnet import logs
 from proxy import addresses
 from proxy.backend import ApplyError, Backend, UnsupportedMode, backend_for, cleanup_all
 from proxy.health import Health, HealthCheckNodePorts, parse_bind, serve
-from proxy.metrics import Metrics
+from proxy.metrics import CONTENT_TYPE, Metrics
 from proxy.model import NodeContext
 from proxy.proxier import Proxier
 from proxy.runner import Runner
@@ -107,7 +108,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--iptables-flavor", choices=("auto", "nft", "legacy"), default="auto",
                    help="iptables backend (default: whatever `iptables` is on this machine)")  # fmt: skip
     p.add_argument("-v", "--v", dest="verbosity", type=int, default=2, help="log verbosity (0-4)")
+    p.add_argument("--logging-format", choices=logs.LOG_FORMATS, default="text", help="text (default) or json")
+    p.add_argument("--version", action="version", version=f"podnet-proxy {_version()}")
     return p
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("podnet")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown"
 
 
 def node_context(args) -> NodeContext:
@@ -214,13 +226,13 @@ class Daemon:
     def _metrics_page(self, path: str) -> tuple[int, str, str]:
         if path.split("?")[0] != "/metrics":
             return 404, "text/plain", "not found\n"
-        return 200, "text/plain; version=0.0.4", self.metrics.text()
+        return 200, CONTENT_TYPE, self.metrics.text()
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     level = {0: logging.ERROR, 1: logging.WARNING, 2: logging.INFO}.get(args.verbosity, logging.DEBUG)
-    logging.basicConfig(level=level, format="%(asctime)s podnet-proxy %(levelname)s %(message)s", stream=sys.stderr)
+    logs.setup("podnet-proxy", args.logging_format, level)
     try:
         node = node_context(args)
         options = {  # each mode's own options

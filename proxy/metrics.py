@@ -1,92 +1,92 @@
-"""Prometheus metrics in the text exposition format, under kube-proxy's names where the meaning
-is the same (subsystem `kubeproxy`)."""
+"""The proxy's Prometheus metrics, through prometheus-client, under kube-proxy's names where the
+meaning is the same (subsystem `kubeproxy`), so dashboards and alerts written for kube-proxy
+read podnet-proxy unchanged.
+
+Each `Metrics` has a registry of its own (not the library's global one): a process may hold
+several proxiers (tests, benchmarks), and each must count only its own syncs. Callers name a
+metric by its full exposition name, as kube-proxy's docs list them.
+"""
 
 from __future__ import annotations
 
-import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-DURATION_BUCKETS = (0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0.256, 0.512, 1.024, 2.048, 4.096,
-                    8.192, 16.384)  # fmt: skip
+import prometheus_client
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-
-@dataclass
-class _Histogram:
-    counts: list[int] = field(default_factory=lambda: [0] * len(DURATION_BUCKETS))
-    total: float = 0.0
-    n: int = 0
-
-    def observe(self, value: float) -> None:
-        for i, bound in enumerate(DURATION_BUCKETS):
-            if value <= bound:
-                self.counts[i] += 1
-        self.total += value
-        self.n += 1
+# kube-proxy's buckets for sync durations: exponential from 1 ms, factor 2, 15 buckets
+DURATION_BUCKETS = tuple(0.001 * 2**i for i in range(15))
 
 
-HELP = {
-    "kubeproxy_sync_proxy_rules_duration_seconds": ("histogram", "SyncProxyRules latency in seconds"),
-    "kubeproxy_sync_full_proxy_rules_duration_seconds": ("histogram", "Full SyncProxyRules latency in seconds"),
-    "kubeproxy_sync_partial_proxy_rules_duration_seconds": ("histogram", "Partial SyncProxyRules latency in seconds"),
-    "kubeproxy_sync_proxy_rules_last_timestamp_seconds": ("gauge", "Last successful proxy rules sync"),
-    "kubeproxy_sync_proxy_rules_last_queued_timestamp_seconds": (
-        "gauge",
-        "The last time a sync of proxy rules was queued",
+@dataclass(frozen=True)
+class Spec:
+    kind: type[Counter] | type[Gauge] | type[Histogram]
+    help: str
+    labels: tuple[str, ...] = ()
+
+
+SPECS: dict[str, Spec] = {
+    "kubeproxy_sync_proxy_rules_duration_seconds": Spec(Histogram, "SyncProxyRules latency in seconds"),
+    "kubeproxy_sync_full_proxy_rules_duration_seconds": Spec(Histogram, "Full SyncProxyRules latency in seconds"),
+    "kubeproxy_sync_partial_proxy_rules_duration_seconds": Spec(Histogram, "Partial SyncProxyRules latency in seconds"),
+    "kubeproxy_sync_proxy_rules_last_timestamp_seconds": Spec(Gauge, "Last successful proxy rules sync"),
+    "kubeproxy_sync_proxy_rules_last_queued_timestamp_seconds": Spec(
+        Gauge, "The last time a sync of proxy rules was queued"
     ),
-    "kubeproxy_sync_proxy_rules_iptables_restore_failures_total": ("counter", "Proxy iptables restore failures"),
-    "kubeproxy_sync_proxy_rules_iptables_partial_restore_failures_total": (
-        "counter",
-        "Cumulative proxy iptables partial restore failures",
+    "kubeproxy_sync_proxy_rules_iptables_restore_failures_total": Spec(Counter, "Proxy iptables restore failures"),
+    "kubeproxy_sync_proxy_rules_iptables_partial_restore_failures_total": Spec(
+        Counter, "Cumulative proxy iptables partial restore failures"
     ),
-    "kubeproxy_sync_proxy_rules_iptables_total": ("gauge", "Total number of iptables rules owned by podnet-proxy"),
-    "kubeproxy_sync_proxy_rules_service_changes_total": ("counter", "Cumulative proxy rules Service changes"),
-    "kubeproxy_sync_proxy_rules_endpoint_changes_total": ("counter", "Cumulative proxy rules Endpoint changes"),
-    "kubeproxy_sync_proxy_rules_no_local_endpoints_total": (
-        "gauge",
-        "Number of services with a Local traffic policy and no endpoints",
+    # a gauge in kube-proxy despite its _total suffix
+    "kubeproxy_sync_proxy_rules_iptables_total": Spec(
+        Gauge, "Total number of iptables rules owned by podnet-proxy", ("table",)
     ),
-    "podnet_proxy_invalid_objects": ("gauge", "Objects skipped as invalid in the last scan of the objects directory"),
+    "kubeproxy_sync_proxy_rules_service_changes_total": Spec(Counter, "Cumulative proxy rules Service changes"),
+    "kubeproxy_sync_proxy_rules_endpoint_changes_total": Spec(Counter, "Cumulative proxy rules Endpoint changes"),
+    "kubeproxy_sync_proxy_rules_no_local_endpoints_total": Spec(
+        Gauge, "Number of services with a Local traffic policy and no endpoints", ("traffic_policy",)
+    ),
+    "podnet_proxy_invalid_objects": Spec(Gauge, "Objects skipped as invalid in the last scan of the objects directory"),
 }
+
+# what generate_latest writes (the library's "latest" names a newer content type)
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+# kube-proxy (Go's client) exposes no `_created` series; prometheus-client would add one per
+# counter and histogram unless told not to. The switch is process-wide, hence here, once.
+prometheus_client.disable_created_metrics()
 
 
 class Metrics:
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._hist: dict[str, _Histogram] = {}
-        self._values: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+        self.registry = CollectorRegistry(auto_describe=True)
+        self._metrics: dict[str, Counter | Gauge | Histogram] = {}
+        for name, spec in SPECS.items():
+            # prometheus-client appends `_total` to a counter's name itself
+            if spec.kind is Histogram:
+                self._metrics[name] = Histogram(
+                    name, spec.help, spec.labels, registry=self.registry, buckets=DURATION_BUCKETS
+                )
+            else:
+                base = name.removesuffix("_total") if spec.kind is Counter else name
+                self._metrics[name] = spec.kind(base, spec.help, spec.labels, registry=self.registry)
+
+    def _child(self, name: str, labels: dict[str, str]):
+        metric = self._metrics[name]
+        return metric.labels(**labels) if labels else metric
 
     def observe(self, name: str, value: float) -> None:
-        with self._lock:
-            self._hist.setdefault(name, _Histogram()).observe(value)
+        self._child(name, {}).observe(value)
 
     def set(self, name: str, value: float, **labels: str) -> None:
-        with self._lock:
-            self._values[(name, tuple(sorted(labels.items())))] = value
+        self._child(name, labels).set(value)
 
     def inc(self, name: str, by: float = 1, **labels: str) -> None:
-        key = (name, tuple(sorted(labels.items())))
-        with self._lock:
-            self._values[key] = self._values.get(key, 0) + by
+        self._child(name, labels).inc(by)
 
     def get(self, name: str, **labels: str) -> float:
-        with self._lock:
-            return self._values.get((name, tuple(sorted(labels.items()))), 0)
+        return self.registry.get_sample_value(name, labels) or 0.0
 
     def text(self) -> str:
-        lines: list[str] = []
-        with self._lock:
-            names = sorted({n for n, _ in self._values} | set(self._hist))
-            for name in names:
-                kind, help_text = HELP.get(name, ("untyped", name))
-                lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
-                if name in self._hist:
-                    h = self._hist[name]
-                    for bound, count in zip(DURATION_BUCKETS, h.counts, strict=True):
-                        lines.append(f'{name}_bucket{{le="{bound}"}} {count}')
-                    lines += [f'{name}_bucket{{le="+Inf"}} {h.n}', f"{name}_sum {h.total}", f"{name}_count {h.n}"]
-                for (n, labels), value in sorted(self._values.items()):
-                    if n == name:
-                        lab = ",".join(f'{k}="{v}"' for k, v in labels)
-                        text = str(int(value)) if float(value).is_integer() else repr(float(value))
-                        lines.append(f"{name}{{{lab}}} {text}" if lab else f"{name} {text}")
-        return "\n".join(lines) + "\n"
+        """The exposition text (format 0.0.4) that /metrics serves."""
+        return prometheus_client.generate_latest(self.registry).decode()

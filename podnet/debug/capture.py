@@ -10,7 +10,6 @@ as libpcap does, so only filtered packets are ever reported.
 from __future__ import annotations
 
 import contextlib
-import os
 import select
 import socket
 import struct
@@ -19,7 +18,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from cni.netns import inside, open_netns
+import netns
 from podnet.debug import bpf
 from podnet.debug.topology import Place
 
@@ -93,14 +92,7 @@ class Tap:
 
 
 def _packet_socket(netns_path: str | None) -> socket.socket:
-    if netns_path is None:
-        return socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
-    fd = open_netns(netns_path, field="namespace")
-    try:
-        with inside(fd):
-            return socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
-    finally:
-        os.close(fd)
+    return netns.socket(netns_path, socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
 
 
 class Taps(contextlib.AbstractContextManager):

@@ -12,6 +12,7 @@ import click
 from podnet.debug import topology
 from podnet.debug.bpf import FilterError
 from podnet.debug.topology import Place, TargetError
+from podnet.output import emit, output_option
 
 LAB_OPTION = click.option("--lab", "lab_name", envvar="PODNET_LAB", help="Which lab (default: the one that is up).")
 
@@ -55,15 +56,24 @@ def capture_place(ref: str, lab_name: str | None, netns: str | None) -> Place:
 @click.command("capture")
 @click.argument("targets", nargs=-1, required=True)
 @click.option("--filter", "expression", help="A tcpdump filter expression, e.g. 'tcp port 80'.")
-@click.option("-w", "--write", "path", type=click.Path(dir_okay=False), help="Also write the packets to a pcap file.")
+@click.option(
+    "-w",
+    "--write",
+    "path",
+    type=click.Path(dir_okay=False),
+    help="Also write the packets to a pcap file (runs until Ctrl-C unless --count or --duration).",
+)
 @click.option("--count", type=click.IntRange(min=1), help="Stop after this many packets.")
 @click.option("--duration", type=click.FloatRange(min=0, min_open=True), help="Stop after this many seconds.")
 @click.option("--netns", help="On a real node: the node's namespace name (default: this one).")
+@output_option("text", "json")
 @LAB_OPTION
-def capture_cmd(targets, expression, path, count, duration, netns, lab_name) -> None:
+def capture_cmd(targets, expression, path, count, duration, netns, lab_name, output) -> None:
     """Capture on pod/NAME's host-side veth or node/NAME's underlay interface.
 
-    Several TARGETs are captured at once into one stream (and one pcap file)."""
+    Several TARGETs are captured at once into one stream (and one pcap file). Without
+    --count or --duration it runs until Ctrl-C (or SIGTERM), also with -w: the pcap file
+    is complete when it stops. -o json prints one JSON object per packet (JSON lines)."""
     from podnet.debug import capture, pcap, summary
 
     try:
@@ -76,7 +86,10 @@ def capture_cmd(targets, expression, path, count, duration, netns, lab_name) -> 
     many = len(places) > 1
 
     def show(frame) -> None:
-        click.echo(summary.line(frame, with_place=many))
+        if output == "json":  # one object per line, so a stream can be read as it comes
+            click.echo(json.dumps(summary.record(frame)))
+        else:
+            click.echo(summary.line(frame, with_place=many))
 
     try:
         with interruptible():
@@ -94,7 +107,7 @@ def capture_cmd(targets, expression, path, count, duration, netns, lab_name) -> 
 @click.option("--to", "to", required=True, help="svc/NAME:PORT, pod/NAME:PORT or IP:PORT.")
 @click.option("--proto", type=click.Choice(["tcp", "udp", "icmp"]), default="tcp", show_default=True)
 @click.option("--timeout", type=click.FloatRange(0.1, 30), default=2.0, show_default=True, help="Seconds to wait.")
-@click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@output_option("text", "json", "yaml")
 @LAB_OPTION
 def trace_cmd(source, to, proto, timeout, output, lab_name) -> None:
     """Send one probe packet from a pod and follow it hop by hop."""
@@ -109,11 +122,7 @@ def trace_cmd(source, to, proto, timeout, output, lab_name) -> None:
     except KeyboardInterrupt:
         click.echo("interrupted; trace flags and monitors removed", err=True)
         sys.exit(130)
-    if output == "json":
-        click.echo(json.dumps(result.to_dict(), indent=2))
-    else:
-        for line in trace.render(result):
-            click.echo(line)
+    emit(output, result.to_dict(), lambda: trace.render(result))
     sys.exit(0 if result.verdict.result == "delivered" else 1)
 
 
@@ -130,7 +139,7 @@ def register(group: click.Group) -> None:
 @click.option("--to", "targets", multiple=True, help="pod/NAME or svc/NAME (repeatable; default: all of them).")
 @click.option("--timeout", type=click.FloatRange(0.1, 30), default=1.0, show_default=True, help="Seconds to wait.")
 @click.option("--png", "png", type=click.Path(dir_okay=False), help="Also draw the matrix into this PNG file.")
-@click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@output_option("text", "json", "yaml")
 @LAB_OPTION
 def probe_cmd(sources, targets, timeout, png, output, lab_name) -> None:
     """Connectivity matrix: every pod to every pod and Service; exit 1 if an expected one failed."""
@@ -142,13 +151,13 @@ def probe_cmd(sources, targets, timeout, png, output, lab_name) -> None:
         matrix = probe.probe(cluster, *chosen, timeout)
     except TargetError as e:
         raise click.ClickException(str(e)) from None
-    if output == "json":
-        click.echo(json.dumps(matrix.to_dict(), indent=2))
-    else:
+
+    def text() -> list[str]:
         rows = probe.table(matrix)
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-        for r in rows:
-            click.echo("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+        return ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+
+    emit(output, matrix.to_dict(), text)
     if png:
         from podnet.debug import picture
 

@@ -4,14 +4,12 @@ DNAT (to that endpoint); a reply destination other than the original source is a
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass
 
-from cni.netns import inside, open_netns
+import netns
 from podnet.debug import nsexec
 from podnet.debug.nftrace import Flow
-from podnet.lab import names
 
 FIELD = re.compile(r"(src|dst|sport|dport|type|code|id)=(\S+)")
 
@@ -69,26 +67,19 @@ def entries(places: list[tuple[str | None, str]], flow: Flow) -> list[Nat]:
     """The flow's entries in each (netns, label) place. Read from the namespace's
     /proc/net/nf_conntrack when the kernel has it (no process to start), else `conntrack -L`."""
     out = []
-    for netns, where in places:
-        lines = _proc_table(netns)
+    for name, where in places:
+        lines = _proc_table(name)
         if lines is None:
-            lines = nsexec.run_all([nsexec.Job(netns, ("conntrack", "-L", *_filter(flow)))])[0].out.splitlines()
+            lines = nsexec.run_all([nsexec.Job(name, ("conntrack", "-L", *_filter(flow)))])[0].out.splitlines()
         out += [n for line in lines if _is_flow(line, flow) and (n := parse(line, where))]
     return out
 
 
-def _proc_table(netns: str | None) -> list[str] | None:
+def _proc_table(name: str | None) -> list[str] | None:
     """/proc/thread-self/net is the namespace of the thread that opens it."""
     try:
-        if netns is None:
-            with open("/proc/thread-self/net/nf_conntrack") as f:
-                return f.read().splitlines()
-        fd = open_netns(os.path.join(names.NETNS_DIR, netns), field="namespace")
-        try:
-            with inside(fd), open("/proc/thread-self/net/nf_conntrack") as f:
-                return f.read().splitlines()
-        finally:
-            os.close(fd)
+        with netns.entered(name), open("/proc/thread-self/net/nf_conntrack") as f:
+            return f.read().splitlines()
     except OSError:
         return None
 
@@ -104,4 +95,4 @@ def _is_flow(line: str, flow: Flow) -> bool:
 
 def forget(places: list[tuple[str | None, str]], flow: Flow) -> None:
     """Remove the probe's entries: the next probe must not ride on this one's NAT decision."""
-    nsexec.run_all([nsexec.Job(netns, ("conntrack", "-D", *_filter(flow))) for netns, _ in places])
+    nsexec.run_all([nsexec.Job(name, ("conntrack", "-D", *_filter(flow))) for name, _ in places])

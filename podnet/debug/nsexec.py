@@ -1,18 +1,15 @@
 """Commands in several namespaces at once, all side by side: a trace touches every node, and
 doing that one node after the other would be most of its time.
 
-Each child enters its namespace through `nsenter --net=`, which then execs the command (same
-pid, so signals reach it). Measured here from a process the size of a trace: 10 ms a
-command, against 24 ms for entering the namespace in a preexec_fn (which rules out vfork)
-and 26 ms for `ip netns exec` (which also remounts /sys)."""
+Each child is spawned by netns.popen (this thread enters, vfork, the thread returns), the
+fastest way bench/netns_exec.py measured, most of all from a process the size of a trace."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 from dataclasses import dataclass
 
-from podnet.lab import names
+import netns
 
 
 @dataclass(frozen=True)
@@ -30,18 +27,21 @@ class Done:
     err: str
 
 
-def start(netns: str | None, args: list[str] | tuple[str, ...], **kw) -> subprocess.Popen:
-    prefix = ["nsenter", f"--net={os.path.join(names.NETNS_DIR, netns)}"] if netns else []
-    return subprocess.Popen([*prefix, *args], **kw)
+def start(name: str | None, args: list[str] | tuple[str, ...], **kw) -> subprocess.Popen:
+    """`args` in the namespace `name` (under /run/netns), or in ours when None."""
+    return netns.popen(name, args, **kw)
 
 
 def run_all(jobs: list[Job], timeout: float = 30) -> list[Done]:
-    procs = [
-        start(j.netns, j.args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        for j in jobs
-    ]
+    procs: list[subprocess.Popen] = []
     done = []
     try:
+        # started inside the try: a namespace that cannot be entered raises, and the children
+        # already started must not outlive the call
+        for j in jobs:
+            procs.append(
+                start(j.netns, j.args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            )
         for job, proc in zip(jobs, procs, strict=True):
             out, err = proc.communicate(job.input, timeout=timeout)
             done.append(Done(job, proc.returncode, out, err))

@@ -17,7 +17,7 @@ import socket
 import time
 from dataclasses import dataclass, field
 
-from cni.netns import inside, open_netns
+import netns
 from podnet.debug.topology import Cluster, PodInfo, TargetError, split_ref
 
 
@@ -91,14 +91,9 @@ def pick_targets(cluster: Cluster, refs: tuple[str, ...]) -> list[Target]:
     return out
 
 
-def socket_in(netns: str) -> socket.socket:
-    """A TCP socket born in the namespace: its connections leave from there."""
-    fd = open_netns(os.path.join("/run/netns", netns), field="namespace")
-    try:
-        with inside(fd):
-            return socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    finally:
-        os.close(fd)
+def socket_in(name: str) -> socket.socket:
+    """A TCP socket born in the namespace (a name under /run/netns): its connections leave from there."""
+    return netns.socket(name, socket.AF_INET, socket.SOCK_STREAM)
 
 
 def _connect_from(netns: str, target: Target) -> socket.socket:

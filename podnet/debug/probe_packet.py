@@ -4,14 +4,13 @@ addresses decide where it goes, exactly as for the pod's own traffic."""
 
 from __future__ import annotations
 
-import os
 import random
 import socket
 
 from scapy.layers.inet import ICMP, IP, TCP, UDP, ICMPerror, IPerror, TCPerror, UDPerror
 from scapy.layers.l2 import Ether
 
-from cni.netns import inside, open_netns
+import netns
 from podnet.debug.nftrace import Flow
 
 PAYLOAD = b"podnet-trace"
@@ -34,17 +33,7 @@ def build(flow: Flow, src: str, dst: str, dport: int | None) -> bytes:
 
 
 def send(netns_path: str | None, data: bytes, dst: str) -> None:
-    fd = open_netns(netns_path, field="namespace") if netns_path else None
-    try:
-        if fd is None:
-            sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
-        else:
-            with inside(fd):
-                sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
-    finally:
-        if fd is not None:
-            os.close(fd)
-    with sock:
+    with netns.socket(netns_path, socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW) as sock:
         sock.sendto(data, (dst, 0))
 
 

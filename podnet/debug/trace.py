@@ -11,6 +11,7 @@ last place it was seen.
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -75,6 +76,9 @@ def parse_target(cluster: Cluster, ref: str, proto: str) -> Target:
         base, port_text = ref, ""
     if port_text and not port_text.isdigit():
         raise TargetError(f"--to: {ref!r}: the port {port_text!r} is not a number")
+    if port_text and proto == "icmp":
+        # ICMP has no ports: a :PORT would otherwise be dropped without a word
+        raise TargetError(f"--to: {ref!r}: ICMP has no ports; give {base} without :{port_text}, or --proto tcp|udp")
     port = int(port_text) if port_text else None
     if port is not None and not 1 <= port <= 65535:
         raise TargetError(f"--to: {ref!r}: port {port} is out of range 1-65535")
@@ -132,6 +136,7 @@ def trace(cluster: Cluster, source: str, to: str, proto: str = "tcp", timeout: f
     finally:
         natmod.forget(node_ns, flow)
     result.hops = _hops(frames, flow, sent)
+    result.rules = crossing_order(result.rules, result.hops, flow.port, proto)
     result.verdict = _verdict(cluster, src, target, flow, frames, result)
     return result
 
@@ -180,6 +185,62 @@ def _hops(frames: list[Frame], flow, sent_ns: int) -> list[Hop]:
             ms = round((f.ts_ns - sent_ns) / 1e6, 3)
             hops.append(Hop(ms, f.place.label, f.ifname, "out" if f.outgoing else "in", rel, describe(f.data)))
     return hops
+
+
+PORTS = re.compile(r"(?:SPORT=|SPT=|sport )(\d+).*?(?:DPORT=|DPT=|dport )(\d+)")
+ICMP_TYPE = re.compile(r"(?:TYPE=|icmp type )(\S+)")
+
+
+def packet_relation(packet: str, port: int, proto: str) -> str | None:
+    """Whether a trace event's packet ("IN=.. SRC=.. SPORT=.." from xtables-monitor, or nft's
+    "ip saddr .. tcp sport ..") is the probe's request or its reply; None when it cannot tell."""
+    if proto == "icmp":
+        m = ICMP_TYPE.search(packet)
+        kind = m.group(1) if m else ""
+        return "request" if kind in ("8", "echo-request") else "reply" if kind in ("0", "echo-reply") else None
+    m = PORTS.search(packet)
+    if not m:
+        return None
+    sport, dport = int(m.group(1)), int(m.group(2))
+    return "request" if sport == port else "reply" if dport == port else None
+
+
+def crossing_order(hits: list[nftrace.RuleHit], hops: list[Hop], port: int, proto: str) -> list[nftrace.RuleHit]:
+    """The rules in the order the packet met them, across nodes.
+
+    Each node's monitor reports its own namespace's events in order, but no event carries a
+    time, and the monitors are separate processes, so their output cannot be merged as read.
+    The captured hops do carry kernel times: each run of a node's events for one direction of
+    the flow (a pass through that node) is placed at the time the packet of that direction
+    entered that node, the k-th pass at the k-th entry. A pass without a matching hop keeps
+    its place after the previous pass of its node.
+    """
+    passes: list[tuple[str, str | None, list[nftrace.RuleHit]]] = []  # (where, relation, hits)
+    for hit in hits:
+        rel = packet_relation(hit.packet, port, proto)
+        last = passes[-1] if passes else None
+        if last is not None and last[0] == hit.where and (rel is None or rel == last[1] or last[1] is None):
+            if last[1] is None and rel is not None:
+                passes[-1] = (last[0], rel, last[2])
+            passes[-1][2].append(hit)
+        else:
+            passes.append((hit.where, rel, [hit]))
+    entries: dict[tuple[str, str], list[float]] = {}
+    for h in hops:
+        if h.direction == "in":
+            entries.setdefault((h.where, h.relation), []).append(h.ms)
+    used: dict[tuple[str, str | None], int] = {}
+    previous: dict[str, float] = {}
+    keyed = []
+    for index, (where, rel, group) in enumerate(passes):
+        k = used.get((where, rel), 0)
+        used[(where, rel)] = k + 1
+        times = entries.get((where, rel or ""), [])
+        at = times[k] if k < len(times) else previous.get(where, float("inf"))
+        previous[where] = at
+        keyed.append((at, index, group))
+    keyed.sort(key=lambda item: (item[0], item[1]))
+    return [hit for _, _, group in keyed for hit in group]
 
 
 def _verdict(cluster: Cluster, src: PodInfo, target: Target, flow, frames: list[Frame], r: TraceResult) -> Verdict:

@@ -7,7 +7,7 @@ import os
 import subprocess
 from dataclasses import dataclass
 
-from cni.netns import _setns, open_netns
+import netns
 from podnet.lab import names
 
 
@@ -29,8 +29,15 @@ class CommandFailed(RuntimeError):
         self.result = result
 
 
-def run(args: list[str] | tuple[str, ...], input: str | None = None, check: bool = True, timeout: float = 60) -> Result:
-    p = subprocess.run(list(args), input=input, capture_output=True, text=True, timeout=timeout)
+def run(
+    args: list[str] | tuple[str, ...],
+    input: str | None = None,
+    check: bool = True,
+    timeout: float = 60,
+    namespace: str | None = None,
+) -> Result:
+    """The command in `namespace` (a name under /run/netns), or in ours when None."""
+    p = netns.run(namespace, args, input=input, capture_output=True, text=True, timeout=timeout)
     result = Result(tuple(args), p.returncode, p.stdout, p.stderr)
     if check and not result.ok:
         raise CommandFailed(result)
@@ -55,24 +62,15 @@ class Namespace:
         return os.path.exists(self.path)
 
     def run(self, args: list[str] | tuple[str, ...], check: bool = False, **kw) -> Result:
-        return run(["ip", "netns", "exec", self.name, *args], check=check, **kw)
+        return run(args, check=check, namespace=self.name, **kw)
 
     def ip(self, *args: str, check: bool = True) -> Result:
         return run(["ip", "-n", self.name, *args], check=check)
 
     def popen(self, args: list[str], **kw) -> subprocess.Popen:
-        """Start a process inside the namespace without `ip netns exec` (no mount namespace work,
-        which is most of its cost): the child enters the namespace between fork and exec."""
-        fd = open_netns(self.path, field=f"namespace {self.name}")
-        try:
-            return subprocess.Popen(args, preexec_fn=lambda: _setns(fd), **kw)
-        finally:
-            os.close(fd)
+        """Start a process inside the namespace (keyword arguments are subprocess.Popen's)."""
+        return netns.popen(self.name, args, **kw)
 
     def enter(self) -> None:
-        """Move the calling thread into the namespace (for forked workload processes)."""
-        fd = open_netns(self.path, field=f"namespace {self.name}")
-        try:
-            _setns(fd)
-        finally:
-            os.close(fd)
+        """Move the calling thread into the namespace for good (for forked workload processes)."""
+        netns.enter(self.name)

@@ -8,17 +8,13 @@ import ctypes.util
 import subprocess
 from collections.abc import Iterable
 
+from netns import popen as popen_in
+from netns import run as run_in
 from proxy.nftables.layout import FAMILIES, TABLE
 
 
 class NftError(RuntimeError):
     pass
-
-
-def _nft(netns: str | None) -> list[str]:
-    # a namespace other than the process's own is for tests and benchmarks that drive the
-    # proxier in-process; the daemon always works in its own namespace
-    return ["ip", "netns", "exec", netns, "nft"] if netns else ["nft"]
 
 
 class _Libnftables:
@@ -66,7 +62,9 @@ def run(text: str, netns: str | None = None) -> None:
     if lib is not None:
         lib.run(text)
         return
-    r = subprocess.run([*_nft(netns), "-f", "-"], input=text, capture_output=True, text=True)
+    # a namespace other than the process's own (netns) is for tests and benchmarks that drive
+    # the proxier in-process; the daemon always works in its own namespace
+    r = run_in(netns, ["nft", "-f", "-"], input=text, capture_output=True, text=True)
     if r.returncode != 0:
         raise NftError(f"nft -f failed ({r.returncode}): {_explain(r.stderr)}")
 
@@ -78,7 +76,7 @@ def _explain(stderr: str) -> str:
 
 def run_stream(chunks: Iterable[str], netns: str | None = None) -> None:
     """One `nft -f -` run fed piece by piece: nft parses what it has while the rest is made."""
-    proc = subprocess.Popen([*_nft(netns), "-f", "-"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+    proc = popen_in(netns, ["nft", "-f", "-"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)  # fmt: skip
     try:
         for piece in chunks:
@@ -98,7 +96,7 @@ def run_stream(chunks: Iterable[str], netns: str | None = None) -> None:
 
 def our_tables(netns: str | None = None) -> list[str]:
     """podnet's tables present in this network namespace ("ip podnet", "ip6 podnet")."""
-    r = subprocess.run([*_nft(netns), "list", "tables"], capture_output=True, text=True)
+    r = run_in(netns, ["nft", "list", "tables"], capture_output=True, text=True)
     if r.returncode != 0:
         return []
     ours = {f"{f.name} {TABLE}" for f in FAMILIES.values()}

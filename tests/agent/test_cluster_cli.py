@@ -70,4 +70,4 @@ def test_bad_object_refused_with_field_and_nothing_written(etcd, tmp_path):
     r = cli(etcd, "apply", "-f", str(f))
     assert r.returncode != 0
     assert "spec.ports[0].port" in r.stderr and "nothing written" in r.stderr
-    assert cli(etcd, "get", "services").stdout.strip() == ""
+    assert cli(etcd, "get", "services", "-o", "name").stdout.strip() == ""
