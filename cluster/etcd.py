@@ -80,7 +80,7 @@ class WatchBatch:
     canceled: bool = False
 
 
-def connect_in_netns(target: str, host: str, port: int, timeout: float) -> socket.socket:
+def connect_in_netns(target: str, host: str, port: int, timeout: float | None) -> socket.socket:
     """A TCP connection opened inside the named namespace; the socket keeps it wherever used."""
     import netns  # the project's namespace primitive; only clients of another namespace need it
 

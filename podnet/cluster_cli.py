@@ -33,7 +33,7 @@ def _validate(obj: dict, where: str) -> None:
     """The proxy's parsers hold Kubernetes' rules and defaults for the kinds it reads."""
     from proxy.objects import PARSERS
 
-    parser = PARSERS.get((obj.get("apiVersion"), obj.get("kind")))
+    parser = PARSERS.get((str(obj.get("apiVersion")), str(obj.get("kind"))))
     if parser is not None:
         parser(obj, where)
 

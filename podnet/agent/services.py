@@ -44,11 +44,15 @@ class Services:
                 service_cidrs=tuple(c for c in service_cidrs if ipaddress.ip_network(c).version == 4),
             )
             self.proxier = Proxier(ctx, backend_for(mode, ctx), self.trackers, self.metrics)
-            self.runner = Runner(self.proxier.sync, min_interval=MIN_SYNC, max_interval=MAX_SYNC, retry_interval=0.5)
+            self.runner = Runner(self._sync, min_interval=MIN_SYNC, max_interval=MAX_SYNC, retry_interval=0.5)
         self.health = Health(timeout=2 * MAX_SYNC + MIN_SYNC)
         self.feed = TrackerFeed(self.trackers, self._changed)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+
+    def _sync(self) -> None:
+        assert self.proxier is not None
+        self.proxier.sync()
 
     def _changed(self) -> None:
         self.events += 1
