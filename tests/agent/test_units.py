@@ -124,3 +124,17 @@ def test_deploy_files_parse_and_name_only_existing_flags():
     for kind in LISTERS:
         group = KINDS[kind].api_version.rpartition("/")[0]
         assert set(RBAC_VERBS) <= granted.get((group, KINDS[kind].resource), set()), kind
+
+
+def test_healthz_needs_every_part_and_metrics_carry_agent_and_proxy():
+    from podnet.agent.housekeeping import Housekeeping
+    from proxy.metrics import Metrics
+
+    parts = {"subnet": True, "routes": True, "proxy": True}
+    h = Housekeeping(lambda: dict(parts), lambda: {"podnet_agent_routes": 2}, Metrics().text)
+    assert h.healthz("/healthz")[0] == 200
+    parts["routes"] = False
+    code, _, body = h.healthz("/healthz")
+    assert code == 503 and json.loads(body)["routes"] is False
+    text = h.metrics("/metrics")[2]
+    assert "podnet_agent_routes 2" in text and "kubeproxy_sync_proxy_rules" in text
