@@ -5,7 +5,10 @@ while people keep finding them at the top of the repository."""
 from setuptools import find_packages, setup
 
 setup(
-    packages=[*find_packages(include=["cni*", "cluster*", "ipam*", "netns*", "proxy*", "podnet*"]), "podnet.netns_labs"],
+    packages=[
+        *find_packages(include=["cni*", "cluster*", "ipam*", "netns*", "proxy*", "podnet*"]),
+        "podnet.netns_labs",
+    ],
     package_dir={"podnet.netns_labs": "netns-labs"},
     package_data={"podnet.netns_labs": ["*.yaml", "*.sh"]},
 )

@@ -261,9 +261,12 @@ class EtcdClient:
     def put(self, key: str, value: str, lease: int = 0) -> None:
         self.post("/v3/kv/put", _put(key, value, lease))
 
-    def put_all(self, items: dict[str, str]) -> int:
-        """Put every key in one transaction (all or nothing); the revision it made."""
-        out = self.post("/v3/kv/txn", {"success": [{"request_put": _put(k, v, 0)} for k, v in items.items()]})
+    def put_all(self, items: dict[str, str], deletes: tuple[str, ...] | list[str] = ()) -> int:
+        """Put every key of `items` and delete every key of `deletes`, in one transaction (all
+        or nothing: a watcher sees one revision); the revision it made."""
+        ops: list[dict] = [{"request_put": _put(k, v, 0)} for k, v in items.items()]
+        ops += [{"request_delete_range": {"key": b64(k)}} for k in deletes]
+        out = self.post("/v3/kv/txn", {"success": ops})
         return int(out.get("header", {}).get("revision", 0))
 
     def delete(self, key: str) -> bool:

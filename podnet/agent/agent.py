@@ -50,7 +50,7 @@ class Agent:
                                  cfg.node_name, cfg.lease_ttl, self._record)  # fmt: skip
         self.watcher = RecordWatcher(self.lease.records, self._records_changed)
         self.services = Services(cfg.proxy_mode, cfg.node_name, cfg.node_ips, cfg.cluster_cidrs,
-                                 cfg.service_cidrs, objects_source(cfg))  # fmt: skip
+                                 cfg.service_cidrs, objects_source(cfg), cfg.min_sync_period)  # fmt: skip
         self.cni: NodeCNI | None = None
         self.house = Housekeeping(self.checks, self.gauges, self.services.metrics.text)
         self.stop_event = threading.Event()

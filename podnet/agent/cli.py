@@ -36,6 +36,7 @@ def _version() -> str:
 @click.option("--cni-conf-dir", help="Where the conflist goes (default /etc/cni/net.d).")
 @click.option("--cni-data-dir", help="Pod address allocations (default /var/lib/podnet/networks).")
 @click.option("--lease-ttl", type=int, help="Subnet lease TTL in seconds (default 30).")
+@click.option("--min-sync-period", help="Least time between two syncs of the Service rules (default 1s).")
 @click.option("--metrics-bind-address", help="/metrics (default 127.0.0.1:10249; '' disables).")
 @click.option("--healthz-bind-address", help="/healthz (default 0.0.0.0:10256; '' disables).")
 @click.option("-v", "--verbose", count=True, help="More logging.")

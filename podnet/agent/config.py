@@ -6,6 +6,7 @@ frozen, validated AgentConfig; no other part reads raw flags.
 
 from __future__ import annotations
 
+import argparse
 import ipaddress
 import os
 import socket
@@ -17,6 +18,7 @@ import yaml
 from ipam.errors import IPAMError
 from ipam.store_url import default_url, parse_store_url
 from ipam.subnets import parse_cluster_ranges
+from proxy.daemon import parse_duration
 
 BACKENDS = ("host-gw", "vxlan")
 PROXY_MODES = ("iptables", "nftables", "none")
@@ -38,6 +40,7 @@ FLAGS: dict[str, tuple[bool, Any]] = {
     "cni-conf-dir": (False, "/etc/cni/net.d"),
     "cni-data-dir": (False, "/var/lib/podnet/networks"),
     "lease-ttl": (False, 30),
+    "min-sync-period": (False, "1s"),  # kube-proxy's --iptables-min-sync-period
     "metrics-bind-address": (False, "127.0.0.1:10249"),
     "healthz-bind-address": (False, "0.0.0.0:10256"),
 }
@@ -64,6 +67,7 @@ class AgentConfig:
     cni_conf_dir: str
     cni_data_dir: str
     lease_ttl: int
+    min_sync_period: float  # seconds between two syncs of the Service rules, at least
     metrics_bind_address: str
     healthz_bind_address: str
 
@@ -142,6 +146,12 @@ def _validate(raw: dict[str, Any]) -> AgentConfig:
             ttl = 0
         if ttl < 3:
             raise ConfigError(f"--lease-ttl: {raw['lease-ttl']!r} is not a number of seconds (at least 3)")
+    try:
+        min_sync = parse_duration(str(raw["min-sync-period"]))
+    except (ValueError, argparse.ArgumentTypeError):  # parse_duration speaks argparse's language
+        min_sync = -1.0
+    if not 0 <= min_sync <= 60:
+        raise ConfigError(f"--min-sync-period: {raw['min-sync-period']!r} is not a duration from 0s to 60s")
     for name in ("cni-bin-dir", "cni-conf-dir", "cni-data-dir"):
         if not isinstance(raw[name], str) or not os.path.isabs(raw[name]):
             raise ConfigError(f"--{name}: {raw[name]!r} is not an absolute path")
@@ -160,6 +170,7 @@ def _validate(raw: dict[str, Any]) -> AgentConfig:
         cni_conf_dir=raw["cni-conf-dir"],
         cni_data_dir=raw["cni-data-dir"],
         lease_ttl=ttl,
+        min_sync_period=min_sync,
         metrics_bind_address=raw["metrics-bind-address"] or "",
         healthz_bind_address=raw["healthz-bind-address"] or "",
     )

@@ -21,12 +21,12 @@ from proxy.trackers import Trackers
 
 log = logging.getLogger("podnet.agent")
 
-MIN_SYNC, MAX_SYNC = 1.0, 30.0  # kube-proxy's --iptables-min-sync-period and --iptables-sync-period
+MAX_SYNC = 30.0  # kube-proxy's --iptables-sync-period
 
 
 class Services:
     def __init__(self, mode: str, node: str, node_ips: tuple[str, ...], cluster_cidrs: tuple[str, ...],
-                 service_cidrs: tuple[str, ...], source: ObjectSource) -> None:  # fmt: skip
+                 service_cidrs: tuple[str, ...], source: ObjectSource, min_sync: float = 1.0) -> None:  # fmt: skip
         self.mode = mode
         self.source = source
         self.metrics = Metrics()
@@ -44,8 +44,9 @@ class Services:
                 service_cidrs=tuple(c for c in service_cidrs if ipaddress.ip_network(c).version == 4),
             )
             self.proxier = Proxier(ctx, backend_for(mode, ctx), self.trackers, self.metrics)
-            self.runner = Runner(self._sync, min_interval=MIN_SYNC, max_interval=MAX_SYNC, retry_interval=0.5)
-        self.health = Health(timeout=2 * MAX_SYNC + MIN_SYNC)
+            self.runner = Runner(self._sync, min_interval=min_sync, max_interval=MAX_SYNC,
+                                 retry_interval=max(min_sync, 0.5))  # fmt: skip
+        self.health = Health(timeout=2 * MAX_SYNC + min_sync)
         self.feed = TrackerFeed(self.trackers, self._changed)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None

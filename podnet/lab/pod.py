@@ -54,6 +54,7 @@ class Pod:
     exited: bool = False
     doomed: bool = False  # terminate as soon as it is attached
     adopted: bool = False  # left by an earlier controller: not our child, watched by pid
+    del_done: bool = False  # CNI DEL has answered (or had nothing to undo)
 
     def available(self, now: float, proxies_since: float) -> bool:
         """Ready for long enough that every node's proxy has programmed it."""
