@@ -19,8 +19,8 @@ import uuid
 
 import pytest
 
-from podnet.lab import net, pids, spec
-from podnet.lab.agents import agent_healthy
+from podnet.lab import names, net, pids, spec
+from podnet.lab.agents import HEALTHZ_PORT
 from podnet.lab.node import Namespace
 from podnet.lab.state import LabFiles
 from tests.lab.conftest import lab_namespaces, podnet
@@ -89,6 +89,12 @@ def test_the_tutorial_services_answer_on_every_node(lab):
         assert "20 ok, 0 failed" in podnet(lab.name, "curl", f"{node}:30080", "-n", "20", "--summary").stdout
 
 
+def healthy(lab: str, node_ip: str) -> bool:
+    """The agent's /healthz, asked from inside the lab (as the lab's controller asks it)."""
+    url = f"http://{node_ip}:{HEALTHZ_PORT}/healthz"
+    return Namespace(names.lab_netns(lab)).run(["curl", "-sf", "-m", "1", url]).ok
+
+
 def node_state(netns: str) -> dict[str, list[str]]:
     """What an agent programs in its node: routes, rules, VXLAN FDB and neighbours, iptables
     (without counters); sorted lists, so a doubled entry shows as one more line."""
@@ -101,8 +107,19 @@ def node_state(netns: str) -> dict[str, list[str]]:
         "rules": lines("ip", "rule"),
         "fdb": lines("bridge", "fdb", "show", "dev", "podnet.1"),
         "neigh": lines("ip", "neigh", "show", "dev", "podnet.1"),
-        "iptables": [line for line in lines("iptables-save") if not line.startswith(("#", ":"))],
+        "iptables": iptables_rules(out(netns, "iptables-save")),
     }
+
+
+def iptables_rules(text: str) -> list[str]:
+    """Each rule prefixed by its table (a rule may be in two tables); no counters, no COMMIT."""
+    rules, table = [], ""
+    for line in text.splitlines():
+        if line.startswith("*"):
+            table = line[1:]
+        elif line.startswith("-A"):
+            rules.append(f"{table} {line}")
+    return sorted(rules)
 
 
 def test_an_agent_killed_with_9_comes_back_with_its_subnet_and_nothing_doubled(lab):
@@ -123,7 +140,7 @@ def test_an_agent_killed_with_9_comes_back_with_its_subnet_and_nothing_doubled(l
         os.kill(old, signal.SIGKILL)
         t0 = time.monotonic()
         new = wait_for(lambda: (p := pids.read(files.path("agent-node3.pid"))) not in (None, old) and p, timeout=20)
-        wait_for(lambda: agent_healthy(n["node3"]["ip"]), timeout=30, interval=0.2)
+        wait_for(lambda: healthy(lab.name, n["node3"]["ip"]), timeout=30, interval=0.2)
         restarted = time.monotonic() - t0
         time.sleep(1.0)  # requests after the restart too
     finally:
