@@ -90,7 +90,11 @@ def add(conf: dict, inv: Invocation) -> dict:
         if a.range.gateway is not None:
             entry["gateway"] = str(a.range.gateway)
         ips.append(entry)
-    result = {"cniVersion": version.CURRENT, "ips": ips, "routes": [r.to_json() for r in ipam.routes]}
+    result: dict[str, object] = {
+        "cniVersion": version.CURRENT,
+        "ips": ips,
+        "routes": [r.to_json() for r in ipam.routes],
+    }
     dns = conf.get("ipam", {}).get("dns")
     if isinstance(dns, dict):
         result["dns"] = dns

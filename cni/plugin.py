@@ -14,7 +14,7 @@ from cni import delegate, ipam_plugin, masq, routing, version, veth
 from cni.config import NetConf, parse_netconf, valid_attachments
 from cni.errors import CNIError, InvalidConfig, IOFailure, StateDiffers, UnknownContainer
 from cni.netlink import Netlink
-from cni.skel import Call, run
+from cni.skel import Call, Handler, run
 from ipam.config import parse_routes
 
 IN_PROCESS_IPAM = "podnet-ipam"
@@ -127,11 +127,11 @@ def ipam_routes(ipam_result: dict):
 
 
 def build_result(conf: NetConf, inv, pair: veth.VethPair, ips, routes, mtu: int) -> dict:
-    host_if = {"name": pair.host.name, "mac": pair.host.mac}
-    pod_if = {"name": pair.pod.name, "mac": pair.pod.mac, "sandbox": inv.netns}
+    host_if: dict[str, str | int] = {"name": pair.host.name, "mac": pair.host.mac}
+    pod_if: dict[str, str | int] = {"name": pair.pod.name, "mac": pair.pod.mac, "sandbox": inv.netns}
     if version.at_least(conf.cni_version, "1.1.0"):
         host_if["mtu"] = pod_if["mtu"] = mtu
-    result = {
+    result: dict[str, object] = {
         "cniVersion": conf.cni_version,
         "interfaces": [host_if, pod_if],
         "ips": [
@@ -259,7 +259,7 @@ def cmd_status(call: Call) -> None:
     ipam("STATUS", parse_netconf(call.conf), call)
 
 
-HANDLERS = {"ADD": cmd_add, "DEL": cmd_del, "CHECK": cmd_check, "GC": cmd_gc, "STATUS": cmd_status}
+HANDLERS: dict[str, Handler] = {"ADD": cmd_add, "DEL": cmd_del, "CHECK": cmd_check, "GC": cmd_gc, "STATUS": cmd_status}
 
 
 def main() -> None:

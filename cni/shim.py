@@ -53,7 +53,7 @@ def forward(plugin: str, environ: dict[bytes, bytes], stdin: bytes) -> tuple[int
     except OSError:
         sock.close()
         return None
-    reason = "the server closed the connection without an answer"
+    reason: str | None = "the server closed the connection without an answer"
     try:
         sock.sendall(encode_request(plugin, environ, stdin))
         sock.shutdown(_socket.SHUT_WR)

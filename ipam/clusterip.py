@@ -16,6 +16,7 @@ a stale view only costs a lost claim, never a duplicate.
 
 from __future__ import annotations
 
+import builtins
 import ipaddress
 import random
 from collections.abc import Iterator
@@ -115,7 +116,7 @@ class ClusterIPAllocator:
         for round_ in range(MAX_ROUNDS):
             if round_:
                 self._taken = self.store.keys()
-            found, contended = self._scan(r, stored_owner)
+            found, contended = self._scan(r, stored_owner, self._taken)
             if found is not None:
                 return found
             if round_ and not contended:
@@ -147,16 +148,16 @@ class ClusterIPAllocator:
             raise IPAMError(f"ip: {ip} is outside the service-cidr ({cidrs}) or its network/broadcast address")
         return ip
 
-    def _scan(self, r: ServiceRange, owner: str) -> tuple[Address | None, bool]:
-        """Claim a free address as this view sees it; (address, False), or (None, whether
-        others won enough claims that the view is worth re-reading)."""
+    def _scan(self, r: ServiceRange, owner: str, taken: set[str]) -> tuple[Address | None, bool]:
+        """Claim a free address as the view `taken` sees it (and mark it there); (address,
+        False), or (None, whether others won enough claims that the view is worth re-reading)."""
         lost = 0
         for lo, hi in r.bands():
             for index in self._candidates(lo, hi):
                 key = str(r.address(index))
-                if key in self._taken:
+                if key in taken:
                     continue
-                self._taken.add(key)
+                taken.add(key)
                 if self.store.reserve(key, owner):
                     return r.address(index), False
                 lost += 1
@@ -198,7 +199,7 @@ class ClusterIPAllocator:
             return False
         return any(r.index(ip) is not None for r in self.ranges)
 
-    def usage(self) -> list[RangeUsage]:
+    def usage(self) -> builtins.list[RangeUsage]:  # `list` here is the method above
         held = [ipaddress.ip_address(k) for k in sorted(self.store.keys())]
         return [
             RangeUsage(CHILD, r.cidr, r.size, sum(1 for ip in held if r.index(ip) is not None), "addresses")

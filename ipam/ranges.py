@@ -22,7 +22,8 @@ class Range:
     gateway: Address | None
 
     def __contains__(self, ip: Address) -> bool:
-        return ip.version == self.subnet.version and self.start <= ip <= self.end
+        # Addresses of one family compare; the ints keep the type checker sure of it.
+        return ip.version == self.subnet.version and int(self.start) <= int(ip) <= int(self.end)
 
     def usable(self, ip: Address) -> bool:
         """In the range, and neither the network, the broadcast nor the gateway address."""
@@ -94,7 +95,7 @@ class RangeSet:
             for i, r in enumerate(self.ranges):
                 if after in r:
                     start_index, start_ip = i, after + 1
-                    if start_ip > r.end:
+                    if int(start_ip) > int(r.end):
                         start_index = (i + 1) % len(self.ranges)
                         start_ip = self.ranges[start_index].start
                     break
@@ -108,7 +109,7 @@ class RangeSet:
             else:
                 lo, hi = r.start, r.end
             ip = lo
-            while ip <= hi:
+            while int(ip) <= int(hi):
                 if r.usable(ip):
                     yield r, ip
                 ip += 1
@@ -126,6 +127,6 @@ def parse_range_set(raw, field: str) -> RangeSet:
         raise IPAMError(f"{field}: mixes IPv4 and IPv6 ranges (use one range set per family)")
     for i, a in enumerate(ranges):
         for b in ranges[i + 1 :]:
-            if a.start <= b.end and b.start <= a.end:
+            if int(a.start) <= int(b.end) and int(b.start) <= int(a.end):
                 raise IPAMError(f"{field}: ranges {a.start}-{a.end} and {b.start}-{b.end} overlap")
     return RangeSet(ranges)

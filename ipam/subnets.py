@@ -9,6 +9,7 @@ just freed by a dead node is reused as late as possible.
 
 from __future__ import annotations
 
+import builtins
 import ipaddress
 import threading
 from collections.abc import Iterator
@@ -40,7 +41,8 @@ class ClusterRange:
     def index(self, subnet: Network) -> int | None:
         if subnet.version != self.cidr.version or subnet.prefixlen != self.node_prefix:
             return None
-        if not subnet.subnet_of(self.cidr):
+        # Same family, and no larger than the CIDR: inside it exactly when its first address is.
+        if subnet.network_address not in self.cidr:
             return None
         return (int(subnet.network_address) - int(self.cidr.network_address)) >> (
             self.cidr.max_prefixlen - self.node_prefix
@@ -181,7 +183,7 @@ class NodeSubnetAllocator:
             return False
         return any(r.index(subnet) is not None for r in self.ranges)
 
-    def usage(self) -> list[RangeUsage]:
+    def usage(self) -> builtins.list[RangeUsage]:  # `list` here is the method above
         held = [ipaddress.ip_network(k) for k in sorted(self.store.keys())]
         return [
             RangeUsage(CHILD, r.cidr, r.count, sum(1 for s in held if r.index(s) is not None), f"/{r.node_prefix}")

@@ -47,7 +47,7 @@ _nsfs_dev: int | None = None
 class NamespaceError(OSError):
     """A namespace that cannot be opened, is not a network namespace, or cannot be entered."""
 
-    def __init__(self, path: str, reason: str, err: int = errno.EINVAL) -> None:
+    def __init__(self, path: str, reason: str, err: int | None = errno.EINVAL) -> None:  # err: OSError.errno's
         super().__init__(err, reason)
         self.path = path
         self.reason = reason
@@ -87,13 +87,14 @@ def open(target: str) -> int:  # shadows the builtin on purpose: callers write n
     try:
         st = os.stat(path)
     except OSError as e:
-        raise NamespaceError(path, "does not exist" if e.errno == errno.ENOENT else e.strerror, e.errno) from None
+        reason = "does not exist" if e.errno == errno.ENOENT else e.strerror or str(e)
+        raise NamespaceError(path, reason, e.errno) from None
     if not stat.S_ISREG(st.st_mode) or st.st_dev != _nsfs():
         raise NamespaceError(path, f"not a network namespace ({_kind(st.st_mode)})")
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
     except OSError as e:
-        raise NamespaceError(path, e.strerror, e.errno) from None
+        raise NamespaceError(path, e.strerror or str(e), e.errno) from None
     try:
         st = os.fstat(fd)
         if st.st_dev != _nsfs():
@@ -134,9 +135,10 @@ def entered(target: Target) -> Iterator[None]:
     if target is None:
         yield
         return
-    owned = not isinstance(target, int)
-    fd = open(target) if owned else target
-    path = path_of(target) if owned else f"fd {target}"
+    if isinstance(target, int):
+        fd, path, owned = target, f"fd {target}", False
+    else:
+        fd, path, owned = open(target), path_of(target), True
     try:
         home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
         try:

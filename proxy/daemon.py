@@ -20,6 +20,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from podnet import logs
 from proxy import addresses
@@ -89,7 +90,7 @@ def parse_ip(text: str) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="podnet-proxy", description=__doc__.split("\n\n")[0])
-    flag = {"nargs": "?", "const": True, "type": parse_bool}
+    flag: dict[str, Any] = {"nargs": "?", "const": True, "type": parse_bool}
     p.add_argument("--proxy-mode", default="iptables", help="iptables, nftables or ipvs")
     p.add_argument("--ipvs-scheduler", type=parse_scheduler, default="rr", help="rr, lc or sh (ipvs mode)")
     p.add_argument("--objects-dir", help="directory of Service/EndpointSlice/Node/ServiceCIDR YAML or JSON")

@@ -91,9 +91,12 @@ class HealthCheckNodePorts:
             self.servers.pop(port).shutdown()
         for port in set(wanted) - set(self.servers):
             try:
-                self.servers[port] = serve((self.bind_host, port), lambda path, port=port: self._answer(port))
+                self.servers[port] = serve((self.bind_host, port), self._handler(port))
             except OSError as e:
                 log.error("cannot serve healthCheckNodePort %d: %s", port, e)
+
+    def _handler(self, port: int) -> Callable[[str], tuple[int, str, str]]:
+        return lambda path: self._answer(port)
 
     def _answer(self, port: int) -> tuple[int, str, str]:
         namespace, name, count = self.state.get(port, ("", "", 0))

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import yaml
@@ -398,7 +398,7 @@ def parse_service_cidr(obj: dict, where: str) -> ServiceCIDR:
     return ServiceCIDR(name=name, cidrs=cidrs)
 
 
-PARSERS = {
+PARSERS: dict[tuple[str, str], Callable[[dict, str], KubeObject]] = {
     ("v1", "Service"): parse_service,
     ("discovery.k8s.io/v1", "EndpointSlice"): parse_endpoint_slice,
     ("v1", "Node"): parse_node,
@@ -461,8 +461,10 @@ def _items(doc, where: str, errors: list[ObjectError]) -> Iterator[tuple[dict, s
 
 
 def _parse_one(doc: dict, where: str) -> KubeObject | None:
-    key = (doc.get("apiVersion"), doc.get("kind"))
-    parser = PARSERS.get(key)
+    api_version, kind = doc.get("apiVersion"), doc.get("kind")
+    if not isinstance(api_version, str) or not isinstance(kind, str):
+        return None  # no kind of ours
+    parser = PARSERS.get((api_version, kind))
     if parser is None:
         return None  # other kinds (Pods, Deployments …) may share the directory; not ours
     return parser(doc, where)

@@ -17,12 +17,19 @@ from typing import Protocol
 
 
 class Hinted(Protocol):
-    ready: bool
-    serving: bool
-    terminating: bool
-    is_local: bool
-    zone_hints: frozenset[str] | None
-    node_hints: frozenset[str] | None
+    # read-only, so that a NamedTuple such as proxy.model.EndpointInfo satisfies it
+    @property
+    def ready(self) -> bool: ...
+    @property
+    def serving(self) -> bool: ...
+    @property
+    def terminating(self) -> bool: ...
+    @property
+    def is_local(self) -> bool: ...
+    @property
+    def zone_hints(self) -> frozenset[str] | None: ...
+    @property
+    def node_hints(self) -> frozenset[str] | None: ...
 
 
 @dataclass(frozen=True)
@@ -37,10 +44,10 @@ def topology_filter(endpoints: Sequence[Hinted], node_name: str, zone: str) -> C
     ready = [e for e in endpoints if e.ready]
     if not ready:
         return None
-    if all(e.node_hints for e in ready) and any(node_name in e.node_hints for e in ready):
-        return lambda e: bool(e.node_hints) and node_name in e.node_hints
-    if zone and all(e.zone_hints for e in ready) and any(zone in e.zone_hints for e in ready):
-        return lambda e: bool(e.zone_hints) and zone in e.zone_hints
+    if all(e.node_hints for e in ready) and any(node_name in (e.node_hints or ()) for e in ready):
+        return lambda e: node_name in (e.node_hints or ())
+    if zone and all(e.zone_hints for e in ready) and any(zone in (e.zone_hints or ()) for e in ready):
+        return lambda e: zone in (e.zone_hints or ())
     return None
 
 

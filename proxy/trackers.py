@@ -9,7 +9,7 @@ costs no sync at all.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from proxy.objects import EndpointSlice, KubeObject, Node, Service, ServiceCIDR
 
@@ -70,7 +70,13 @@ class Trackers:
         self._slices_of: dict[ServiceKey, dict[ServiceKey, EndpointSlice]] = {}
 
     def update(self, key, kind: type, current: KubeObject | None) -> None:
-        tracker = {Service: self.services, EndpointSlice: self.slices, Node: self.nodes, ServiceCIDR: self.cidrs}[kind]
+        trackers: dict[type, ChangeTracker[Any, Any]] = {
+            Service: self.services,
+            EndpointSlice: self.slices,
+            Node: self.nodes,
+            ServiceCIDR: self.cidrs,
+        }
+        tracker = trackers[kind]
         if kind is Node and key != self.node_name:
             return  # only this node's labels matter to the proxy
         tracker.update(key, current)

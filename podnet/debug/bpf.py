@@ -15,7 +15,7 @@ class FilterError(ValueError):
     pass
 
 
-def compile_filter(expression: str) -> list[tuple[int, int, int, int]]:
+def compile_filter(expression: str) -> list[tuple[int, ...]]:
     """tcpdump -ddd: the instruction count, then one `code jt jf k` line per instruction."""
     r = subprocess.run(["tcpdump", "-ddd", "-y", "EN10MB", expression], capture_output=True, text=True)
     if r.returncode != 0:
@@ -33,7 +33,7 @@ class _Prog(ctypes.Structure):
     _fields_ = [("len", ctypes.c_uint16), ("filter", ctypes.POINTER(_Insn))]
 
 
-def attach(sock: socket.socket, program: list[tuple[int, int, int, int]]) -> None:
+def attach(sock: socket.socket, program: list[tuple[int, ...]]) -> None:
     insns = (_Insn * len(program))(*[_Insn(*i) for i in program])
     prog = _Prog(len(program), insns)
     raw = ctypes.string_at(ctypes.addressof(prog), ctypes.sizeof(prog))  # struct sock_fprog

@@ -133,7 +133,7 @@ def trace_cmd(source, to, proto, timeout, output, lab_name) -> None:
     sys.exit(0 if result.verdict.result == "delivered" else 1)
 
 
-COMMANDS = (capture_cmd, trace_cmd)
+COMMANDS: tuple[click.Command, ...] = (capture_cmd, trace_cmd)
 
 
 def register(group: click.Group) -> None:

@@ -137,6 +137,7 @@ def probe(
     try:
         for src in sources:
             for t in targets:
+                assert src.netns is not None  # pick_sources() takes only pods with a namespace
                 sock = _connect_from(src.netns, t)
                 pending[sock.fileno()] = (sock, f"pod/{src.name}", t)
                 poller.register(sock, select.POLLOUT)

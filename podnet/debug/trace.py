@@ -265,7 +265,7 @@ def _verdict(cluster: Cluster, src: PodInfo, target: Target, flow, frames: list[
     problem = _route_problem(cluster, src, frames, flow, r, endpoint, endpoint_ip)
     if problem is not None:
         return problem
-    if _reached(frames, flow, endpoint):
+    if endpoint is not None and _reached(frames, flow, endpoint):
         return Verdict("lost", f"pod/{endpoint.name}", f"reached pod {endpoint.name}{via} but no answer came back")
     last = [h for h in r.hops if h.relation == "request"]
     where = f"{last[-1].where} {last[-1].ifname}" if last else f"pod/{src.name}"
@@ -293,6 +293,7 @@ def _from_answer(cluster: Cluster, answer: Frame, flow, endpoint: PodInfo | None
 
 def _untranslated(cluster: Cluster, src: PodInfo, target: Target, flow) -> Verdict:
     """A ClusterIP is virtual: no rule translated the probe, so nothing will ever answer it."""
+    assert target.service is not None  # called for a Service target only
     svc = cluster.service(target.service)
     serves = ", ".join(f"tcp {port}" for port, _ in svc.ports)
     node = cluster.node(src.node)
@@ -351,11 +352,11 @@ def render(r: TraceResult) -> list[str]:
     if not r.hops:
         lines.append("  (the probe was not seen on any interface)")
     lines += ["", f"rules hit ({r.tool}):"]
-    for h in r.rules:
-        if h.verdict == "CONTINUE" and h.kind == "rule":
+    for hit in r.rules:
+        if hit.verdict == "CONTINUE" and hit.kind == "rule":
             continue
-        text = h.rule or f"policy {h.verdict}"
-        lines.append(f"  {h.where:<10} {h.table:<7} {h.chain:<28} {h.verdict:<9} {text}")
+        text = hit.rule or f"policy {hit.verdict}"
+        lines.append(f"  {hit.where:<10} {hit.table:<7} {hit.chain:<28} {hit.verdict:<9} {text}")
     if not r.rules:
         lines.append("  (none recorded)")
     lines += ["", "address translation (conntrack):"]
@@ -369,6 +370,7 @@ def render(r: TraceResult) -> list[str]:
     for c in r.routes:
         lines.append(f"route on node/{c.node} to {c.dst}: {c.route}{'' if c.ok else '  <- ' + c.problem}")
     v = r.verdict
+    assert v is not None  # trace() always draws one
     lines += ["", f"verdict: {v.result.upper()} at {v.where}: {v.detail}"]
     if v.rule:
         lines.append(f"  rule: {v.rule}")

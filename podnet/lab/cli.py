@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import time
+from typing import Any, NoReturn
 
 import click
 import yaml
@@ -24,7 +25,7 @@ from podnet.lab.state import LabFiles, LabNotFound
 TIMEOUT = 180.0
 
 
-def fail(msg: str) -> None:
+def fail(msg: str) -> NoReturn:
     raise click.ClickException(msg)
 
 
@@ -524,7 +525,9 @@ def curl(ctx, target, from_, count, duration, interval, summary) -> None:
     p = Namespace(ns).popen(args, stdout=subprocess.PIPE, text=True, env=env)
     out, _ = p.communicate()
     lines = out.splitlines()
-    tally = json.loads(lines[-1]) if lines else {"failed": 1, "requests": 0}
+    # a client that died before its tally (killed, or the namespace went away) counts as one failure
+    nothing = {"requests": 0, "ok": 0, "failed": 1, "seconds": 0, "pods": {}, "errors": {"client printed nothing": 1}}
+    tally: dict[str, Any] = json.loads(lines[-1]) if lines else nothing
     for line in lines[:-1]:
         click.echo(line)
     if summary or count > 1 or duration:

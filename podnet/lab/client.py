@@ -36,7 +36,9 @@ def _on_term(*_) -> None:
 
 
 def loop(host, port, path, count, duration, interval, timeout, quiet) -> dict:
-    pods, versions, errors = Counter(), Counter(), Counter()
+    pods: Counter[str] = Counter()
+    versions: Counter[str] = Counter()
+    errors: Counter[str] = Counter()
     ok = failed = 0
     start = time.monotonic()
     n = 0

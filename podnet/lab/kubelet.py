@@ -138,6 +138,7 @@ class Kubelet:
             elif pod.phase == STARTING:
                 self._check_ready(pod, now)
             elif pod.phase == TERMINATING and not pod.exited:
+                assert pod.term_at is not None  # set by terminate(), which makes it TERMINATING
                 if pod.sigterm_at is None and now - pod.term_at >= DRAIN:
                     self._signal(pod, signal.SIGTERM)
                     pod.sigterm_at = now
@@ -202,6 +203,7 @@ class Kubelet:
             except OSError:
                 return
         else:
+            assert pod.ready_fd is not None  # a forked workload is STARTING until it writes here
             try:
                 if not os.read(pod.ready_fd, 1):
                     return  # closed without a byte: it died; reap() will see it
@@ -218,6 +220,8 @@ class Kubelet:
             self.terminate(pod)
 
     def _signal(self, pod: Pod, sig: int) -> None:
+        if pod.pid is None:
+            return  # nothing was started (or it was reaped already)
         with contextlib.suppress(ProcessLookupError):
             os.kill(pod.pid, sig)
 

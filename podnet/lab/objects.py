@@ -22,7 +22,7 @@ class Endpoint:
     terminating: bool
 
 
-def service_object(svc: Service, cluster_ip: str, node_ports: dict[int, int]) -> dict:
+def service_object(svc: Service, cluster_ip: str, node_ports: dict[int, int | None]) -> dict:
     ports = []
     for p in svc.ports:
         port = {"name": p.name, "protocol": p.protocol, "port": p.port, "targetPort": p.target_port}

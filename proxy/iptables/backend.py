@@ -38,6 +38,7 @@ class IptablesBackend:
         except RestoreError as e:
             self.state = RenderState()  # unknown now: the next sync reads the kernel and is full
             raise ApplyError(str(e)) from e
+        assert tx.state is not None  # render() always sets it
         self.state = tx.state
 
     def cleanup(self) -> list[str]:

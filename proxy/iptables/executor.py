@@ -46,6 +46,7 @@ class Executor:
         with tempfile.TemporaryFile(mode="w+") as errors:
             proc = subprocess.Popen([*self._cmd("-restore"), "--noflush"], stdin=subprocess.PIPE, stderr=errors,
                                     stdout=subprocess.DEVNULL, text=True)  # fmt: skip
+            assert proc.stdin is not None  # a pipe
             sent: list[str] = []
             try:
                 buffered: list[str] = []

@@ -25,6 +25,7 @@ of service ports that went away.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -70,7 +71,7 @@ def render(
     changed: set[ServicePortName],
     full: bool,
     state: RenderState,
-    hooks: tuple[list[str], list[str]] | None = None,
+    hooks: tuple[list[tuple[str, str]], list[tuple[str, str]]] | None = None,
 ) -> Transaction:
     """Plan the transaction that takes the kernel from `state` to `model`.
 
@@ -103,7 +104,7 @@ def render(
         for table, chain in pr.chains:
             tx.tables[table].declare.append(chain)
     for table in C.TABLES:
-        tx.tables[table].lazy.append(lambda table=table: _own_lines(rewrite, table))
+        tx.tables[table].lazy.append(functools.partial(_own_lines, rewrite, table))
     present = state.present or {t: set() for t in C.TABLES}
     for table in C.TABLES:
         stale = present[table] - wanted[table]
@@ -316,7 +317,7 @@ def render_port(p: ServicePortModel, node: NodeContext) -> PortRules:
         return out
 
     chains = (*own, *(("nat", c) for c, _ in policy), *(("nat", sep) for sep in seps.values()))
-    return PortRules(shared=shared, chains=chains, _own=own, _bulk=bulk)
+    return PortRules(shared=shared, chains=chains, _own=dict(own), _bulk=bulk)  # (widened: bulk adds tuples)
 
 
 def _internal_masquerade(node: NodeContext) -> str | None:

@@ -9,8 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from proxy.iptables.chains import TABLES
+
+if TYPE_CHECKING:
+    from proxy.iptables.render import RenderState
 
 
 @dataclass
@@ -27,7 +31,7 @@ class Transaction:
     full: bool
     tables: dict[str, TableChanges] = field(default_factory=lambda: {t: TableChanges() for t in TABLES})
     counter: Callable[[], dict[str, int]] | None = None  # rules of ours per table after this
-    state: object = None  # the renderer's state once this transaction has been applied
+    state: RenderState | None = None  # the renderer's state once this transaction has been applied
     _text: str | None = None
 
     def chunks(self) -> Iterator[str]:

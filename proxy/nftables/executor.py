@@ -78,6 +78,7 @@ def run_stream(chunks: Iterable[str], netns: str | None = None) -> None:
     """One `nft -f -` run fed piece by piece: nft parses what it has while the rest is made."""
     proc = popen_in(netns, ["nft", "-f", "-"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)  # fmt: skip
+    assert proc.stdin is not None and proc.stderr is not None  # both are pipes
     try:
         for piece in chunks:
             if piece:

@@ -89,9 +89,9 @@ def plan(model: ProxyModel, changed: set[ServicePortName], full: bool, old: Shad
         tx.stream = _batches(tx, model, new, f)
         return tx
     todo = model.ports.keys() if full else changed
-    for name in set(todo) | ({n for n in new.ports if n not in model.ports and n != NODE} if full else set()):
-        p = model.ports.get(name)
-        _replace(new, name, contribution(p, node, f) if p is not None else None)
+    for port in set(todo) | ({n for n in new.ports if n not in model.ports and n != NODE} if full else set()):
+        p = model.ports.get(port)
+        _replace(new, port, contribution(p, node, f) if p is not None else None)
     _emit(tx, new, node, f)
     _count(tx, new)
     return tx
@@ -203,6 +203,7 @@ def _emit(tx: Transaction, new: Shadow, node: NodeContext, f) -> None:
     for key in keys:
         values = wanted.get(key)
         have = elements.get(key)
+        want: str | None
         if values is not None and len(values) == 1:
             ((want, n),) = values.items()
             if n <= 0:
@@ -214,7 +215,7 @@ def _emit(tx: Transaction, new: Shadow, node: NodeContext, f) -> None:
             want = have if have in live else (live[0] if live else None)
         if want is None:
             wanted.pop(key, None)
-        elif len(values) > 1:
+        elif values is not None and len(values) > 1:  # (values is None means want is None)
             wanted[key] = {v: n for v, n in values.items() if n > 0}
         if want == have:
             continue

@@ -7,6 +7,10 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from proxy.nftables.shadow import Shadow
 
 
 @dataclass
@@ -21,7 +25,7 @@ class Transaction:
     delete_chains: list[str] = field(default_factory=list)
     delete_sets: list[str] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
-    state: object = None  # the backend's shadow once this transaction has been applied
+    state: Shadow | None = None  # the backend's shadow once this transaction has been applied
     # more of the transaction, produced lazily (a rebuild streams to nft while it is planned)
     stream: Iterator[str] | None = None
     _streamed: list[str] | None = None
