@@ -506,7 +506,7 @@ def resolve_target(files: LabFiles, st: dict, target: str) -> tuple[str, int, st
     "--from",
     "from_",
     shell_complete=refs("pod", "node"),
-    help="pod/NAME or node/NAME to send from (default: a node for svc/, else outside).",
+    help="pod/NAME or node/NAME to send from (default: a node for svc/ and pod/, outside for NODE:PORT).",
 )
 @click.option("-n", "--count", default=1, show_default=True, help="Requests to send.")
 @click.option("--duration", type=float, default=0.0, help="Send for this many seconds instead.")

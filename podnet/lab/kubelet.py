@@ -19,7 +19,7 @@ import traceback
 from collections.abc import Callable
 
 import netns
-from podnet.lab import names, workloads
+from podnet.lab import names, pids, workloads
 from podnet.lab.agents import NodeAgents
 from podnet.lab.node import Namespace, ip_batch
 from podnet.lab.pod import ATTACHING, DELETING, PENDING, RUNNING, STARTING, TERMINATING, Pod, alive, log
@@ -85,7 +85,7 @@ class Kubelet:
         for pod in pods:
             pod.adopted = True
             self.pods[pod.name] = pod
-            if pod.phase == RUNNING and pod.pid and alive(pod.pid):
+            if pod.phase == RUNNING and pod.pid and alive(pod.pid, pod.pid_start):
                 pod.ready_at = time.monotonic()
                 continue
             # a workload forked just before the old controller died may have no pid on record
@@ -114,7 +114,7 @@ class Kubelet:
             if pod.pid is None or pod.exited:
                 continue
             if pod.adopted:
-                gone = not alive(pod.pid)
+                gone = not alive(pod.pid, pod.pid_start)
             elif pod.kind == "command":
                 gone = pod.proc.poll() is not None
             else:
@@ -172,6 +172,7 @@ class Kubelet:
             env["PATH"] = os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
             pod.proc = ns.popen(list(pod.command), env=env, stdin=subprocess.DEVNULL, start_new_session=True)
             pod.pid = pod.proc.pid
+            pod.pid_start = pids.start_time(pod.pid) or 0
             return
         backend = self.backend_of(pod.backend) if pod.backend else None
         identity = workloads.PodIdentity(pod.name, pod.version, pod.kind, pod.port, backend)
@@ -191,6 +192,7 @@ class Kubelet:
         os.close(w)
         os.set_blocking(r, False)
         pod.pid, pod.ready_fd = pid, r
+        pod.pid_start = pids.start_time(pid) or 0
 
     def _check_ready(self, pod: Pod, now: float) -> None:
         if pod.kind == "command":
@@ -222,7 +224,10 @@ class Kubelet:
     def _signal(self, pod: Pod, sig: int) -> None:
         if pod.pid is None:
             return  # nothing was started (or it was reaped already)
-        with contextlib.suppress(ProcessLookupError):
+        if pod.adopted:  # not our child: its pid may have been reused since the checkpoint
+            pids.send(pod.pid, pod.pid_start, sig)
+            return
+        with contextlib.suppress(ProcessLookupError):  # our child: its pid is ours until reaped
             os.kill(pod.pid, sig)
 
     def _to_deleting(self, pod: Pod) -> None:
