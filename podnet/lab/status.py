@@ -119,6 +119,7 @@ class StatusWriter:
             "converged": converged,
             "settled": settled,
             "controllerPid": os.getpid(),
+            "etcd": "running" if self.agents.etcd.running() else "down",
             "nodes": nodes,
             "deployments": deps,
             "services": services,
