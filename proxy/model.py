@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-from dataclasses import dataclass, field, replace
-from typing import NamedTuple
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
 
 from proxy import topology
 from proxy.objects import ZONE_LABEL, EndpointSlice, Service, ip_family
@@ -168,7 +168,7 @@ def build_service(
             node_name=node.name,
             zone=node.zone,
         )
-        port = ServicePortModel(
+        fields: dict[str, Any] = dict(
             name=name,
             cluster_ip=cluster_ip,
             port=sp.port,
@@ -187,7 +187,9 @@ def build_service(
             any_usable=sets.any_usable,
             all_reachable=tuple(dict.fromkeys(sets.cluster + sets.local)),
         )
-        out[name] = replace(port, plan=plan_port(port, node))
+        # planned from the unplanned model, then built once more with its plan (cheaper than
+        # dataclasses.replace, which a full sync would call once per service port)
+        out[name] = ServicePortModel(**fields, plan=plan_port(ServicePortModel(**fields), node))
     return out
 
 
@@ -205,6 +207,7 @@ def _endpoints_for(
     """Endpoints whose slice port has the Service port's name (and protocol), de-duplicated by
     address, as kube-proxy matches them."""
     want = "IPv4" if node.family == 4 else "IPv6"
+    me = node.name
     found: dict[str, EndpointInfo] = {}
     for s in slices:
         if s.address_type != want:
@@ -212,20 +215,15 @@ def _endpoints_for(
         for p in s.ports:
             if p.name != port_name or p.protocol != protocol:
                 continue
+            port = p.port
             for e in s.endpoints:
                 ip = e.addresses[0]  # kube-proxy uses the first address only
-                info = EndpointInfo(
-                    ip,
-                    p.port,
-                    f"{ip}:{p.port}" if ":" not in ip else f"[{ip}]:{p.port}",
-                    e.ready,
-                    e.serving,
-                    e.terminating,
-                    bool(e.node_name) and e.node_name == node.name,
-                    e.zone_hints,
-                    e.node_hints,
-                )
-                found.setdefault(info.address, info)
+                address = f"{ip}:{port}" if ":" not in ip else f"[{ip}]:{port}"
+                if address not in found:
+                    is_local = bool(me) and e.node_name == me
+                    info = (ip, port, address, e.ready, e.serving, e.terminating, is_local, e.zone_hints, e.node_hints)
+                    # tuple.__new__ in C: the NamedTuple's own __new__ is a Python function
+                    found[address] = tuple.__new__(EndpointInfo, info)
     return tuple(found[k] for k in sorted(found))
 
 

@@ -3,6 +3,10 @@ plan the transaction, apply it, then clean up UDP conntrack entries and record m
 
 A sync is partial (only changed Services' chains are rewritten) unless it is the first one,
 the previous one failed, node-wide inputs changed, or the periodic full sync is due.
+
+What the metrics and the healthCheckNodePort servers report is kept as running tallies,
+updated from the service ports a sync changed (PortTally), so a one-Service sync never walks
+every service port.
 """
 
 from __future__ import annotations
@@ -29,6 +33,60 @@ class SyncResult:
 
 
 @dataclass
+class PortTally:
+    """Per-service-port facts that metrics and health checks sum over the whole model, kept
+    up to date from each sync's (old, new) pairs instead of recounted."""
+
+    no_local: dict[str, int] = field(default_factory=lambda: {"internal": 0, "external": 0})
+    # healthCheckNodePort -> {service port: (its model, its local endpoint count)}
+    health: dict[int, dict[ServicePortName, tuple[ServicePortModel, int]]] = field(default_factory=dict)
+    _health_view: dict[int, tuple[ServicePortModel, int]] = field(default_factory=dict)
+
+    def update(self, old: ServicePortModel | None, new: ServicePortModel | None) -> None:
+        for p, sign in ((old, -1), (new, 1)):
+            if p is None:
+                continue
+            for policy in _no_local_policies(p):
+                self.no_local[policy] += sign
+        for p in (old, new):
+            if p is not None and p.health_check_node_port:
+                self._drop_health(p)
+        if new is not None and new.health_check_node_port:
+            members = self.health.setdefault(new.health_check_node_port, {})
+            members[new.name] = (new, len(new.local_endpoints))
+            self._refresh(new.health_check_node_port)
+
+    def _drop_health(self, p: ServicePortModel) -> None:
+        members = self.health.get(p.health_check_node_port)
+        if members is not None and members.pop(p.name, None) is not None:
+            if not members:
+                del self.health[p.health_check_node_port]
+            self._refresh(p.health_check_node_port)
+
+    def _refresh(self, hc: int) -> None:
+        """One healthCheckNodePort's answer: a service port using it (the first by name) and
+        the most local endpoints any of them has."""
+        members = self.health.get(hc)
+        if not members:
+            self._health_view.pop(hc, None)
+            return
+        first = min(members)
+        self._health_view[hc] = (members[first][0], max(n for _, n in members.values()))
+
+    def health_check_ports(self) -> dict[int, tuple[ServicePortModel, int]]:
+        return dict(self._health_view)
+
+
+def _no_local_policies(p: ServicePortModel) -> tuple[str, ...]:
+    """The traffic policies (kube-proxy's metric labels) under which this service port has
+    endpoints, none of them on this node."""
+    if not p.endpoints or p.local_endpoints:
+        return ()
+    out = ("internal",) if p.internal_local else ()
+    return out + (("external",) if p.external_local and p.externally_reachable else ())
+
+
+@dataclass
 class Proxier:
     node: NodeContext
     backend: Backend
@@ -42,6 +100,7 @@ class Proxier:
     _need_full: bool = True
     _last_full: float = float("-inf")
     _stale: list = field(default_factory=list)  # conntrack flows still to clean
+    tally: PortTally = field(default_factory=PortTally)
 
     def __post_init__(self) -> None:
         self.model = ProxyModel(self.node)
@@ -66,6 +125,8 @@ class Proxier:
         if changes.everything:
             self.model.node = node_context_with(self.node, self.trackers)
         changed = self.model.update(self.trackers, changes)
+        for old, new in changed.values():
+            self.tally.update(old, new)
         self._count_changes(changes, changed)
         full = self._need_full or changes.everything or start - self._last_full >= self.full_sync_period
         if not full and not changed:
@@ -113,23 +174,13 @@ class Proxier:
         m.set("kubeproxy_sync_proxy_rules_last_timestamp_seconds", now)
         for table, count in tx.rule_counts().items():
             m.set("kubeproxy_sync_proxy_rules_iptables_total", count, table=table)
-        no_local = {"internal": 0, "external": 0}
-        for p in self.model.ports.values():
-            if p.internal_local and p.endpoints and not p.local_endpoints:
-                no_local["internal"] += 1
-            if p.external_local and p.externally_reachable and p.endpoints and not p.local_endpoints:
-                no_local["external"] += 1
-        for policy, count in no_local.items():
+        for policy, count in self.tally.no_local.items():
             m.set("kubeproxy_sync_proxy_rules_no_local_endpoints_total", count, traffic_policy=policy)
 
     def health_check_ports(self) -> dict[int, tuple[ServicePortModel, int]]:
-        """healthCheckNodePort -> (a service port, its local endpoint count), for the HTTP server."""
-        out: dict[int, tuple[ServicePortModel, int]] = {}
-        for p in self.model.ports.values():
-            if p.health_check_node_port:
-                _, count = out.get(p.health_check_node_port, (p, 0))
-                out[p.health_check_node_port] = (p, max(count, len(p.local_endpoints)))
-        return out
+        """healthCheckNodePort -> (a service port, its local endpoint count), for the HTTP server
+        (as of the model: a port counts once the sync that brought it ran)."""
+        return self.tally.health_check_ports()
 
     def force_full(self) -> None:
         self._need_full = True

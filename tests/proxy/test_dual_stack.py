@@ -31,12 +31,12 @@ def lab():
 
     made = []
     server = None
+
+    def create(prefix: str):
+        made.append(nsmod.create(prefix))
+        return made[-1]
+
     try:
-
-        def create(prefix: str):
-            made.append(nsmod.create(prefix))
-            return made[-1]
-
         node, client = create("pnds-node"), create("pnds-cli")
         pods = {name: create(f"pnds-{name}") for name in LINKS}
         _wire(nsmod, node, client, "c0", ("192.168.1.1", "fd00::1", "192.168.1.2", "fd00::2"))

@@ -44,7 +44,7 @@ def eps(service, endpoints, port=80, name="p80", family="IPv4", slice_name=""):
             "name": slice_name or f"{service}-{family.lower()}",
             "namespace": "ns",
             "labels": {"kubernetes.io/service-name": service},
-        },  # fmt: skip
+        },
         "addressType": family,
         "endpoints": [{"addresses": [ip], "nodeName": node} for ip, node in endpoints],
         "ports": [{"name": name, "port": port, "protocol": "TCP"}],
@@ -71,7 +71,7 @@ OBJECTS = [
         externalIPs=["192.168.99.22"],
         loadBalancerSourceRanges=["203.0.113.0/25", "192.168.0.0/24"],
         status=LB,
-    ),  # fmt: skip
+    ),
     eps("svc2", [("10.180.0.2", "node-a"), ("10.180.1.2", "node-b")]),
     # svc3: LoadBalancer, policy Local, no local endpoint
     svc(
@@ -81,7 +81,7 @@ OBJECTS = [
         type="LoadBalancer",
         externalTrafficPolicy="Local",
         status={"loadBalancer": {"ingress": [{"ip": "5.6.7.8"}]}},
-    ),  # fmt: skip
+    ),
     eps("svc3", [("10.180.1.3", "node-b")]),
     # svc4: no endpoints at all
     svc(
@@ -90,7 +90,7 @@ OBJECTS = [
         [{"name": "p80", "port": 80, "nodePort": 3004}],
         type="NodePort",
         externalIPs=["192.168.99.44"],
-    ),  # fmt: skip
+    ),
     # svc5: internalTrafficPolicy Local, no local endpoint
     svc("svc5", "172.30.0.45", [{"name": "p80", "port": 80}], internalTrafficPolicy="Local"),
     eps("svc5", [("10.180.1.5", "node-b")]),
@@ -117,7 +117,7 @@ OBJECTS = [
             "clusterIP": "172.30.0.48",
             "ports": [{"name": "p80", "port": 80}],
         },
-    },  # fmt: skip
+    },
     # svc9: dual stack
     svc(
         "svc9",
@@ -125,7 +125,7 @@ OBJECTS = [
         [{"name": "p80", "port": 80, "nodePort": 3009}],
         type="NodePort",
         ipFamilyPolicy="RequireDualStack",
-    ),  # fmt: skip
+    ),
     eps("svc9", [("10.180.1.9", "node-b")]),
     eps("svc9", [("fd80::9", "node-b")], family="IPv6"),
 ]
