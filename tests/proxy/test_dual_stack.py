@@ -27,7 +27,7 @@ LINKS = {  # pod: (node side v4, v6, pod v4, v6)
 
 @pytest.fixture(scope="module")
 def lab():
-    from tests import netns as nsmod
+    from tests.support import netns as nsmod
 
     made = []
     server = None
@@ -74,7 +74,7 @@ OBJECTS = [
               "ports": [{"name": "http", "port": 80, "nodePort": 30080},
                         {"name": "dns", "port": 53, "protocol": "UDP", "nodePort": 30053}]}},
     *[{"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-       "metadata": {"name": f"web-{fam}", "namespace": "default", "labels": {"kubernetes.io/service-name": "web"}},
+       "metadata": {"name": f"web-{fam.lower()}", "namespace": "default", "labels": {"kubernetes.io/service-name": "web"}},
        "addressType": fam, "endpoints": [{"addresses": [ip], "nodeName": "node-a"}],
        "ports": [{"name": "http", "port": 8080}, {"name": "dns", "port": 5353, "protocol": "UDP"}]}
       for fam, ip in (("IPv4", "10.244.1.2"), ("IPv6", "fd10:1::2"))],

@@ -10,7 +10,7 @@ from proxy.model import NodeContext, ServicePortModel
 from proxy.objects import ServicePort
 from proxy.proxier import Proxier
 from proxy.trackers import Trackers
-from tests.proxy import synthetic as S
+from tests.support import synthetic as S
 
 
 @dataclass
