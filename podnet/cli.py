@@ -152,6 +152,11 @@ register_debug(cli)
 from podnet.proxy_cli import proxy  # noqa: E402 (one line per command group)
 
 cli.add_command(proxy)
+from podnet.agent.cli import agent  # noqa: E402
+from podnet.cluster_cli import cluster  # noqa: E402
+
+cli.add_command(agent)
+cli.add_command(cluster)
 
 
 def main() -> None:

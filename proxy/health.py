@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import socketserver
 import threading
 import time
 from collections.abc import Callable
@@ -26,6 +27,14 @@ def parse_bind(address: str, default_port: int) -> tuple[str, int]:
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+
+    def server_bind(self) -> None:
+        # HTTPServer.server_bind asks reverse DNS for the bound address (socket.getfqdn) only to
+        # fill in server_name; on a node whose resolver is unreachable (a lab's node namespace)
+        # that waits for the resolver's timeout, about 10 s, before /healthz can answer.
+        socketserver.TCPServer.server_bind(self)
+        host, port = self.server_address[:2]
+        self.server_name, self.server_port = str(host), int(port)
 
 
 def serve(address: tuple[str, int], handler: Callable[[str], tuple[int, str, str]]) -> _Server:

@@ -240,12 +240,13 @@ def endpoint_rows(st: dict, wide: bool) -> list[list[str]]:
 
 
 def node_rows(st: dict, wide: bool) -> list[list[str]]:
-    rows = [["NAME", "STATUS", "INTERNAL-IP", "POD-CIDR", "PODS"] + (["PROXY", "CNI-SERVER", "NETNS"] if wide else [])]
+    rows = [["NAME", "STATUS", "INTERNAL-IP", "POD-CIDR", "PODS"] + (["AGENT", "NETNS"] if wide else [])]
     for n in st.get("nodes", []):
         count = sum(1 for p in st.get("pods", []) if p["node"] == n["name"])
-        row = [n["name"], "Ready", n["ip"], n["subnet"], str(count)]
+        # Ready as kubectl means it: the node's network is up (its agent leased a subnet)
+        row = [n["name"], "Ready" if n["subnet"] else "NotReady", n["ip"], n["subnet"] or "<none>", str(count)]
         if wide:
-            row += [n["proxy"], n.get("cniServer", ""), n["netns"]]
+            row += [n.get("agent", ""), n["netns"]]
         rows.append(row)
     return rows
 
@@ -489,7 +490,9 @@ def resolve_target(files: LabFiles, st: dict, target: str) -> tuple[str, int, st
         d = files.desired_spec().deployment(pod["deployment"])
         if not pod["ip"]:
             fail(f"pod {pod['name']} has no address yet")
-        return pod["ip"], d.workload.port if d else 8080, net["netns"]
+        # from a node: nodes reach every pod without NAT; the outside has no route to pods
+        # (as on a real cluster, where the network around the nodes knows nothing of pod subnets)
+        return pod["ip"], d.workload.port if d else 8080, first_node
     node, sep, port = target.partition(":")
     if sep and port.isdigit():
         n = find(st, "nodes", node, files)
@@ -503,7 +506,7 @@ def resolve_target(files: LabFiles, st: dict, target: str) -> tuple[str, int, st
     "--from",
     "from_",
     shell_complete=refs("pod", "node"),
-    help="pod/NAME or node/NAME to send from (default: a node for svc/, else outside).",
+    help="pod/NAME or node/NAME to send from (default: a node for svc/ and pod/, outside for NODE:PORT).",
 )
 @click.option("-n", "--count", default=1, show_default=True, help="Requests to send.")
 @click.option("--duration", type=float, default=0.0, help="Send for this many seconds instead.")

@@ -7,8 +7,8 @@ control plane and kubelets:
   ServiceAddresses      ClusterIPs and node ports (service_addresses.py)
   DeploymentReconciler  how many pods of which template (deployments.py)
   Kubelet               each pod through its life (kubelet.py, pod.py)
-  EndpointSliceWriter   the Service and EndpointSlice objects the proxies read
-  NodeDaemons           a podnet-proxy and a warm cni-server per node (daemons.py)
+  EndpointSliceWriter   the Service and EndpointSlice objects, into the lab's etcd
+  NodeAgents            etcd and one `podnet agent` per node, supervised (agents.py)
   StatusWriter          status.json, what commands and people read (status.py)
   Checkpoint            what a controller taking over needs (checkpoint.py)
 
@@ -23,16 +23,18 @@ import sys
 import time
 import traceback
 
+from cluster.etcd import EtcdClient
+from podnet.lab import pids
 from podnet.lab import spec as specmod
+from podnet.lab.agents import ETCD_CLIENT_PORT, ETCD_PREFIX, NodeAgents
 from podnet.lab.checkpoint import Checkpoint
-from podnet.lab.daemons import NodeDaemons
 from podnet.lab.deployments import DeploymentReconciler
 from podnet.lab.endpointslices import EndpointSliceWriter
 from podnet.lab.kubelet import Kubelet
-from podnet.lab.pod import RUNNING, log
+from podnet.lab.pod import log
 from podnet.lab.service_addresses import ServiceAddresses
 from podnet.lab.spec import LabSpec
-from podnet.lab.state import LabFiles, read_json
+from podnet.lab.state import LabFiles, read_json, write_json
 from podnet.lab.status import StatusWriter
 
 # each tick walks every pod: with hundreds of them, a faster beat costs more than it gains
@@ -42,7 +44,7 @@ TICK = 0.05
 class Controller:
     def __init__(self, files: LabFiles):
         self.files = files
-        net = read_json(files.network)
+        self.net = net = read_json(files.network)
         self.lab: str = net["lab"]
         self.nodes: dict[str, dict] = {n["name"]: n for n in net["nodes"]}
         self.spec: LabSpec | None = None
@@ -50,13 +52,13 @@ class Controller:
         self.desired_mtime = 0
         self.dirty = True
         self.stopping = False
-        self.daemons = NodeDaemons(files, self.nodes, time.monotonic())
+        self.agents = NodeAgents(files, net)
         self.addresses = ServiceAddresses(files.path("ipam", "services"))
         self.checkpoint = Checkpoint(files.checkpoint)
-        self.kubelet = Kubelet(self.lab, self.nodes, net["cni_bin"], self.backend_of, self.save_checkpoint)
-        self.deployments = DeploymentReconciler(self.kubelet, list(self.nodes), lambda: self.daemons.proxies_since)
-        self.slices = EndpointSliceWriter(files.objects_dir)
-        self.status = StatusWriter(files.status, self.lab, self.nodes, self.kubelet, self.addresses, self.daemons)
+        self.kubelet = Kubelet(self.lab, self.nodes, self.agents, self.backend_of, self.save_checkpoint)
+        self.deployments = DeploymentReconciler(self.kubelet, list(self.nodes), lambda: self.agents.healthy_since)
+        self.slices = EndpointSliceWriter(EtcdClient(net["etcd"]["host"], ETCD_CLIENT_PORT), ETCD_PREFIX)
+        self.status = StatusWriter(files.status, self.lab, self.nodes, self.kubelet, self.addresses, self.agents)
 
     # -- the loop -----------------------------------------------------------------------
     def run(self) -> None:
@@ -64,6 +66,7 @@ class Controller:
         signal.signal(signal.SIGTERM, self._on_stop)
         log(f"controller for lab {self.lab} started (pid {os.getpid()})")
         self.adopt()
+        self.agents.start_etcd()
         while not self.stopping:
             try:
                 self.tick()
@@ -88,23 +91,42 @@ class Controller:
         kubelet.advance(now)
         if self.spec:
             self.deployments.reconcile_all(self.spec, now)
-        self.dirty |= self.daemons.cni_servers(now)
+        self.dirty |= self.agents.keep_running(now)
+        self.dirty |= self.learn_subnets()
         kubelet.make_namespaces()
         kubelet.start_cni()
         self.dirty |= kubelet.take_changed()
         self.slices.sync(self.spec, self.addresses, kubelet.pods.values(), self.dirty)
-        if self.spec:
-            first_pods = any(p.phase != RUNNING for p in kubelet.pods.values())
-            self.dirty |= self.daemons.proxies(now, self.spec, first_pods)
         if self.status.publish(now, self.spec, self.generation, self.dirty):
             self.dirty = False
             self.save_checkpoint()
 
+    def learn_subnets(self) -> bool:
+        """Each node's pod subnet, as its agent chose it (the conflist it wrote names it), into
+        the node records and network.json that `podnet capture|trace` read."""
+        changed = False
+        for name, node in self.nodes.items():
+            subnet = self.agents.subnet(name)
+            if subnet and subnet != node["subnet"]:
+                node["subnet"] = subnet
+                changed = True
+        if changed:
+            write_json(self.files.network, {**self.net, "nodes": list(self.nodes.values())})
+        return changed
+
     # -- taking over from a controller that was killed ----------------------------------
     def adopt(self) -> None:
         """Take over what an earlier controller of this lab left (it was killed, perhaps with
-        -9): its pods and Service addresses from its checkpoint; node daemons lost their
-        supervisor, so they are replaced by fresh ones."""
+        -9): etcd and the node agents it started, from their pid files (a pid file names a
+        process by pid and start time, so a reused pid is never adopted), and its pods and
+        Service addresses from its checkpoint. Anything else running in a node namespace
+        has no supervisor left and is removed, so no node ever runs two agents."""
+        running = self.agents.adopt()
+        if running:
+            log(f"adopted etcd and agents: pids {', '.join(map(str, running))}")
+        from podnet.lab.net import kill_in_namespaces
+
+        kill_in_namespaces([n["netns"] for n in self.nodes.values()], spare=frozenset(running))
         saved = self.checkpoint.load()
         if saved is None:
             return
@@ -112,9 +134,6 @@ class Controller:
         self.kubelet.restarts = dict(saved.restarts)
         self.addresses.restore(saved.addresses)
         self.kubelet.adopt(saved.pods)
-        from podnet.lab.net import kill_in_namespaces
-
-        kill_in_namespaces([n["netns"] for n in self.nodes.values()])
         self.save_checkpoint()
 
     def save_checkpoint(self) -> None:
@@ -160,8 +179,7 @@ class Controller:
 def main() -> None:
     lab = sys.argv[1]
     files = LabFiles(lab)
-    with open(files.pidfile, "w") as f:
-        f.write(f"{os.getpid()}\n")
+    pids.write(files.pidfile, os.getpid())
     Controller(files).run()
 
 

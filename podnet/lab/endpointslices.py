@@ -1,18 +1,23 @@
-"""Services and their endpoints, written as the objects every node's podnet-proxy reads
-(what the API server and kube's EndpointSlice controller do on a real cluster)."""
+"""Services and their endpoints, written into the lab's etcd as the Kubernetes objects every
+node's agent reads (`v1` Service and `discovery.k8s.io/v1` EndpointSlice under
+PREFIX/registry/...): what the API server and kube's EndpointSlice controller do on a real
+cluster."""
 
 from __future__ import annotations
 
-import os
+import json
 import time
 from collections.abc import Iterable
 
+from cluster.etcd import EtcdClient, EtcdError
+from cluster.etcd_source import decode, key_for, registry_root
+from cluster.source import ref_of
 from podnet.lab import objects, selectors
-from podnet.lab.pod import RUNNING, TERMINATING, Pod
+from podnet.lab.pod import RUNNING, TERMINATING, Pod, log
 from podnet.lab.service_addresses import ServiceAddresses
 from podnet.lab.spec import LabSpec, Service
 
-# every write makes every proxy resync: changes go out in batches at most this often
+# every write makes every agent's proxy resync: changes go out in batches at most this often
 WRITE_EVERY = 0.25
 
 
@@ -31,30 +36,64 @@ def endpoints(svc: Service, pods: Iterable[Pod]) -> list[objects.Endpoint]:
 
 
 class EndpointSliceWriter:
-    def __init__(self, objects_dir: str):
-        self.objects_dir = objects_dir
+    """Keeps the lab's objects in etcd equal to the desired Services and their endpoints.
+
+    A shadow copy of what it wrote makes each sync one transaction of only the objects that
+    changed (the agents' watches then see one revision, and resync once). Objects that others
+    put into the lab's etcd (`podnet cluster apply`) are not the lab's and are left alone: only
+    objects carrying the lab's managed-by label are ever replaced or removed.
+    """
+
+    def __init__(self, client: EtcdClient, prefix: str):
+        self.client, self.prefix = client, prefix
+        self.written: dict[str, str] | None = None  # key -> JSON; None until read from etcd
         self.pending = True
         self.last_write = 0.0
+        self.failing = False
+
+    def _ours_in_etcd(self) -> dict[str, str]:
+        """What an earlier controller of this lab wrote (a controller taking over starts here)."""
+        out = {}
+        for kv in self.client.get_prefix(registry_root(self.prefix)):
+            d = decode(self.prefix, kv)
+            labels = d[1].get("metadata", {}).get("labels", {}) if d is not None else {}
+            if labels.get(objects.MANAGED_BY_LABEL) == objects.MANAGED_BY:
+                out[kv.key] = kv.value
+        return out
+
+    def wanted(self, spec: LabSpec, addresses: ServiceAddresses, pods: list[Pod]) -> dict[str, str]:
+        out = {}
+        for svc in spec.services:
+            ip = addresses.cluster_ips.get(svc.name)
+            if ip is None:
+                continue
+            for obj in (
+                objects.service_object(svc, ip, addresses.node_ports_of(svc)),
+                objects.endpoint_slice(svc, endpoints(svc, pods)),
+            ):
+                out[key_for(self.prefix, ref_of(obj))] = json.dumps(obj, sort_keys=True)
+        return out
 
     def sync(self, spec: LabSpec | None, addresses: ServiceAddresses, pods: Iterable[Pod], changed: bool) -> None:
         self.pending = self.pending or changed
         now = time.monotonic()
         if not self.pending or not spec or now - self.last_write < WRITE_EVERY:
             return
-        self.pending, self.last_write = False, now
-        os.makedirs(self.objects_dir, exist_ok=True)
-        pods = list(pods)
-        wanted = set()
-        for svc in spec.services:
-            wanted.add(svc.name)
-            objects.write(
-                objects.service_path(self.objects_dir, svc.name),
-                objects.service_object(svc, addresses.cluster_ips[svc.name], addresses.node_ports_of(svc)),
-            )
-            objects.write(
-                objects.slice_path(self.objects_dir, svc.name), objects.endpoint_slice(svc, endpoints(svc, pods))
-            )
-        for entry in os.listdir(self.objects_dir):
-            _kind, _, name = entry.removesuffix(".json").partition("-")
-            if entry.endswith(".json") and name not in wanted:
-                objects.remove(os.path.join(self.objects_dir, entry))
+        self.last_write = now
+        try:
+            if self.written is None:
+                self.written = self._ours_in_etcd()
+            want = self.wanted(spec, addresses, list(pods))
+            puts = {k: v for k, v in want.items() if self.written.get(k) != v}
+            gone = sorted(self.written.keys() - want.keys())
+            if puts or gone:
+                self.client.put_all(puts, gone)
+            self.written = want
+            self.pending = False
+            if self.failing:
+                log("etcd answers again: Services and EndpointSlices written")
+                self.failing = False
+        except EtcdError as e:  # etcd restarting: the agents keep their rules; try again next tick
+            if not self.failing:
+                log(f"cannot write Services and EndpointSlices to etcd yet: {e}")
+            self.failing = True

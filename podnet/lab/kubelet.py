@@ -13,13 +13,14 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import time
 import traceback
 from collections.abc import Callable
 
-from podnet.lab import names, workloads
+import netns
+from podnet.lab import names, pids, workloads
+from podnet.lab.agents import NodeAgents
 from podnet.lab.node import Namespace, ip_batch
 from podnet.lab.pod import ATTACHING, DELETING, PENDING, RUNNING, STARTING, TERMINATING, Pod, alive, log
 
@@ -34,13 +35,13 @@ class Kubelet:
         self,
         lab: str,
         nodes: dict[str, dict],
-        cni_bin: str,
+        agents: NodeAgents,
         backend_of: Callable[[str], tuple[str, int] | None],
         before_namespaces: Callable[[], None],
     ):
         self.lab = lab
         self.nodes = nodes
-        self.cni_bin = cni_bin
+        self.agents = agents  # each node's agent: its CNI config and launchers
         self.backend_of = backend_of  # a Service name -> (ClusterIP, port) for the http workload
         # called before namespaces are made, so a controller killed meanwhile knows of every one
         self.before_namespaces = before_namespaces
@@ -84,7 +85,7 @@ class Kubelet:
         for pod in pods:
             pod.adopted = True
             self.pods[pod.name] = pod
-            if pod.phase == RUNNING and pod.pid and alive(pod.pid):
+            if pod.phase == RUNNING and pod.pid and alive(pod.pid, pod.pid_start):
                 pod.ready_at = time.monotonic()
                 continue
             # a workload forked just before the old controller died may have no pid on record
@@ -113,7 +114,7 @@ class Kubelet:
             if pod.pid is None or pod.exited:
                 continue
             if pod.adopted:
-                gone = not alive(pod.pid)
+                gone = not alive(pod.pid, pod.pid_start)
             elif pod.kind == "command":
                 gone = pod.proc.poll() is not None
             else:
@@ -171,6 +172,7 @@ class Kubelet:
             env["PATH"] = os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
             pod.proc = ns.popen(list(pod.command), env=env, stdin=subprocess.DEVNULL, start_new_session=True)
             pod.pid = pod.proc.pid
+            pod.pid_start = pids.start_time(pod.pid) or 0
             return
         backend = self.backend_of(pod.backend) if pod.backend else None
         identity = workloads.PodIdentity(pod.name, pod.version, pod.kind, pod.port, backend)
@@ -190,11 +192,16 @@ class Kubelet:
         os.close(w)
         os.set_blocking(r, False)
         pod.pid, pod.ready_fd = pid, r
+        pod.pid_start = pids.start_time(pid) or 0
 
     def _check_ready(self, pod: Pod, now: float) -> None:
         if pod.kind == "command":
+            # probed from the pod's node, as a kubelet probes: the lab namespace (where the
+            # controller runs) has no route to pods, as the network around real nodes has none
             try:
-                socket.create_connection((pod.ip, pod.port), timeout=0.05).close()
+                with netns.socket(self.nodes[pod.node]["netns"]) as probe:
+                    probe.settimeout(0.05)
+                    probe.connect((pod.ip, pod.port))
             except OSError:
                 return
         else:
@@ -217,7 +224,10 @@ class Kubelet:
     def _signal(self, pod: Pod, sig: int) -> None:
         if pod.pid is None:
             return  # nothing was started (or it was reaped already)
-        with contextlib.suppress(ProcessLookupError):
+        if pod.adopted:  # not our child: its pid may have been reused since the checkpoint
+            pids.send(pod.pid, pod.pid_start, sig)
+            return
+        with contextlib.suppress(ProcessLookupError):  # our child: its pid is ours until reaped
             os.kill(pod.pid, sig)
 
     def _to_deleting(self, pod: Pod) -> None:
@@ -230,17 +240,22 @@ class Kubelet:
         self.changed = True
 
     def _advance_delete(self, pod: Pod) -> None:
-        if pod.proc is None:
-            if self._cni_slots() <= 0:
+        if pod.proc is None and not pod.del_done:
+            if self.agents.netconf(pod.node) is None:
+                pod.del_done = True  # no CNI config ever on this node: nothing was attached
+            else:
+                if self._cni_slots() <= 0:
+                    return
+                pod.proc = self._cni(pod, "DEL")
                 return
-            pod.proc = self._cni(pod, "DEL")
-            return
-        if pod.proc.poll() is None:
-            return
-        out = pod.proc.stdout.read()
-        pod.proc.stdout.close()
-        if pod.proc.returncode != 0:
-            log(f"pod {pod.name}: podnet-cni DEL failed: {out.strip()}")
+        if pod.proc is not None:
+            if pod.proc.poll() is None:
+                return
+            out = pod.proc.stdout.read()
+            pod.proc.stdout.close()
+            if pod.proc.returncode != 0:
+                log(f"pod {pod.name}: podnet-cni DEL failed: {out.strip()}")
+            pod.proc, pod.del_done = None, True
         if pod.pid and not pod.exited:
             return  # still being reaped
         ip_batch([f"netns del {names.pod_netns(self.lab, pod.name)}"], check=False)
@@ -268,23 +283,35 @@ class Kubelet:
             if slots <= 0:
                 return
             if pod.phase == ATTACHING and pod.proc is None:
+                # as a kubelet waits for a CNI config: none until the node's agent leased a subnet
+                if self.agents.netconf(pod.node) is None:
+                    continue
                 pod.proc = self._cni(pod, "ADD")
                 slots -= 1
 
     def _cni(self, pod: Pod, verb: str) -> subprocess.Popen:
+        """podnet-cni as a runtime executes it: in the node's namespace, the netconf on stdin.
+        The launcher hands the call to the node's agent (its warm CNI server), or does the
+        work itself while the agent is down."""
         node = self.nodes[pod.node]
+        cni_bin = self.agents.cni_bin(pod.node)
         env = {
             "CNI_COMMAND": verb,
             "CNI_CONTAINERID": names.container_id(self.lab, pod.name),
             "CNI_NETNS": os.path.join(names.NETNS_DIR, names.pod_netns(self.lab, pod.name)),
             "CNI_IFNAME": "eth0",
-            "CNI_PATH": self.cni_bin,
+            "CNI_PATH": cni_bin,
         }
-        return Namespace(node["netns"]).popen(
-            [os.path.join(self.cni_bin, "podnet-cni")],
+        proc = Namespace(node["netns"]).popen(
+            [os.path.join(cni_bin, "podnet-cni")],
             env=env,
-            stdin=open(node["netconf"]),  # noqa: SIM115 - the child owns it
+            stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
         )
+        assert proc.stdin is not None
+        # a netconf is a few hundred bytes: the pipe takes it whole, without blocking the tick
+        proc.stdin.write(json.dumps(self.agents.netconf(pod.node) or {}))
+        proc.stdin.close()
+        return proc

@@ -12,7 +12,12 @@ import os
 PREFIX = "podnet-"
 NETNS_DIR = "/run/netns"
 STATE_ROOT = os.environ.get("PODNET_LAB_ROOT", "/run/podnet/labs")
-BRIDGE = "podnet-br0"
+BRIDGE = "podnet-br0"  # the first underlay segment's bridge
+
+
+def bridge(segment: int) -> str:
+    """The bridge of underlay segment `segment` inside the lab namespace."""
+    return f"podnet-br{segment}"
 
 
 def lab_netns(lab: str) -> str:

@@ -1,22 +1,29 @@
-"""A lab realised: namespaces, the underlay, node subnets and routes, and the controller.
+"""A lab realised: namespaces and the underlay; the controller does the rest.
 
 `Lab(spec)` is a context manager. `up()` builds, step by step, and registers the undo of each
 step the moment it exists; leaving the block (or `down()`) undoes them in reverse order of
 creation. `teardown(lab)` is the other half of the guarantee: it needs nothing but the lab's
 name, so it also cleans up after a crash or a `kill -9` of any podnet process.
 
-    lab namespace  podnet-<lab>        bridge podnet-br0, underlay .1 ("outside" clients)
+    lab namespace  podnet-<lab>       one bridge per underlay segment (podnet-br0, -br1 ...),
+      |                               address .1 on each: the segments' router, the
+      |                               "outside" clients stand in, and etcd (the store)
       |  veth podnet-nI <-> eth0
-    node namespace podnet-<lab>.node.<node>   underlay address, pod subnet, podnet-proxy,
-      |  veth (podnet-cni)                      host-gw routes to the other nodes' subnets
+    node namespace podnet-<lab>.node.<node>   an underlay address and a default route to
+      |                                        the router -- what a machine's network gives
+      |                                        it -- and `podnet agent`, which does the rest:
+      |                                        subnet, routes (host-gw or vxlan), CNI, proxy
+      |  veth (podnet-cni, through the agent)
     pod namespace  podnet-<lab>.pod.<pod>
+
+The lab writes no route to a pod subnet anywhere, and no rule: pods are routed by the
+agents, exactly as on a real cluster's nodes.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ipaddress
-import json
 import os
 import shutil
 import signal
@@ -26,8 +33,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from cni import install
-from podnet.lab import names, spec
+from podnet.lab import names, pids, spec
 from podnet.lab.node import CommandFailed, Namespace, ip_batch
 from podnet.lab.state import LabFiles, write_json
 from podnet.progress import Meter
@@ -42,39 +48,38 @@ class NodeNet:
     name: str
     index: int
     ip: str
-    subnet: str
+    prefixlen: int
+    segment: int  # which underlay (bridge) it is plugged into
+    router: str  # the lab namespace's address on that underlay: the node's default gateway
     netns: str
 
 
-def underlay_plan(s: spec.LabSpec) -> tuple[str, list[str]]:
-    """The lab namespace's address and each node's, in order: .1, then .11, .12, ..."""
-    net = ipaddress.ip_network(s.network.underlay_cidr)
-    base = 10 if net.num_addresses > len(s.nodes) + 12 else 1
-    outside = f"{net.network_address + 1}/{net.prefixlen}"
-    return outside, [str(net.network_address + base + 1 + i) for i in range(len(s.nodes))]
-
-
-def node_subnets(s: spec.LabSpec, files: LabFiles) -> dict[str, str]:
-    """Each node's pod subnet from the cluster IPAM (ipam.subnets), stored with the lab."""
-    from ipam.store_url import open_store
-    from ipam.subnets import NodeSubnetAllocator
-
-    store = open_store(f"file:{files.path('ipam', 'nodes')}")
-    allocator = NodeSubnetAllocator(store, [s.network.cluster_cidr], [s.network.node_subnet_size])
-    return {node: str(allocator.acquire(node)[0]) for node in s.nodes}
-
-
-def netconf(lab: str, node: str, subnet: str, files: LabFiles) -> dict:
-    return {
-        "cniVersion": "1.1.0",
-        "name": f"podnet-{lab}",
-        "type": "podnet-cni",
-        "ipam": {
-            "type": "podnet-ipam",
-            "ranges": [[{"subnet": subnet}]],
-            "dataDir": files.path("ipam", "pods", node),
-        },
-    }
+def underlay_plan(s: spec.LabSpec) -> tuple[list[str], list[NodeNet]]:
+    """The lab namespace's address on each segment (.1) and each node's (.11, .12, ... on
+    its segment; .2, .3, ... on a segment too small for that)."""
+    routers, nodes = [], []
+    where = {n: i for i, seg in enumerate(s.segments()) for n in seg.nodes}
+    for seg in s.segments():
+        net = ipaddress.ip_network(seg.cidr)
+        routers.append(f"{net.network_address + 1}/{net.prefixlen}")
+    counts: dict[int, int] = {}
+    for index, node in enumerate(s.nodes):
+        seg_index = where[node]
+        net = ipaddress.ip_network(s.segments()[seg_index].cidr)
+        base = 10 if net.num_addresses > len(s.segments()[seg_index].nodes) + 12 else 1
+        k = counts[seg_index] = counts.get(seg_index, 0) + 1
+        nodes.append(
+            NodeNet(
+                node,
+                index,
+                str(net.network_address + base + k),
+                net.prefixlen,
+                seg_index,
+                str(net.network_address + 1),
+                names.node_netns(s.name, node),
+            )
+        )
+    return routers, nodes
 
 
 class Lab:
@@ -126,84 +131,74 @@ class Lab:
         s, files = self.spec, self.files
         os.makedirs(files.root)
         self._undo.callback(shutil.rmtree, files.root, True)
-        for sub in ("objects", "requests", "bin"):
+        for sub in ("requests", "nodes"):
             os.makedirs(files.path(sub))
-        subnets = node_subnets(s, files)
-        outside, ips = underlay_plan(s)
+        routers, self.nodes = underlay_plan(s)
         lab_ns = names.lab_netns(s.name)
-        self.nodes = [NodeNet(n, i, ips[i], subnets[n], names.node_netns(s.name, n)) for i, n in enumerate(s.nodes)]
+        net = s.network
         self.progress(
-            f"lab {s.name}: {len(s.nodes)} nodes, cluster {s.network.cluster_cidr}, services {s.network.service_cidr}"
+            f"lab {s.name}: {len(s.nodes)} nodes on {len(routers)} underlay(s), backend {net.backend}, "
+            f"cluster {net.cluster_cidr}, services {net.service_cidr}"
         )
         all_ns = [lab_ns, *(n.netns for n in self.nodes)]
         ip_batch([f"netns add {ns}" for ns in all_ns])
         self._undo.callback(ip_batch, [f"netns del {ns}" for ns in reversed(all_ns)], None, False)
-        self._underlay(lab_ns, outside)
+        self._underlay(lab_ns, routers)
         for node in self.nodes:
-            self._node(lab_ns, node, outside)
-        # the 'outside' reaches pods as a router would: each node's subnet via that node
-        ip_batch([f"route add {n.subnet} via {n.ip}" for n in self.nodes], lab_ns)
-        install.write_launchers(files.path("bin"))
+            self._node(lab_ns, node)
         write_json(
             files.network,
             {
                 "lab": s.name,
                 "netns": lab_ns,
-                "outside": outside.split("/")[0],
-                "cni_bin": files.path("bin"),
+                "outside": routers[0].split("/")[0],
+                # etcd listens on the router's first address: every node reaches it by its default route
+                "etcd": {"host": routers[0].split("/")[0]},
+                "clusterCIDR": net.cluster_cidr,
+                "nodeSubnetSize": net.node_subnet_size,
+                "serviceCIDR": net.service_cidr,
+                "proxyMode": net.proxy_mode,
+                "backend": net.backend,
+                "underlays": [r for r in routers],
+                # "subnet" is the agent's to choose: the controller fills it in from its conflist
                 "nodes": [
-                    {
-                        "name": n.name,
-                        "ip": n.ip,
-                        "subnet": n.subnet,
-                        "netns": n.netns,
-                        "netconf": self._write_netconf(n),
-                    }
+                    {"name": n.name, "ip": n.ip, "subnet": "", "netns": n.netns, "underlay": n.segment}
                     for n in self.nodes
                 ],
             },
         )
         write_json(files.desired, {"generation": 1, "spec": spec.to_dict(s), "history": {}})
 
-    def _write_netconf(self, node: NodeNet) -> str:
-        path = self.files.path(f"netconf-{node.name}.json")
-        with open(path, "w") as f:
-            json.dump(netconf(self.spec.name, node.name, node.subnet, self.files), f)
-        return path
+    def _underlay(self, lab_ns: str, routers: list[str]) -> None:
+        lines = ["link set lo up"]
+        for i, router in enumerate(routers):
+            bridge = names.bridge(i)
+            lines += [f"link add {bridge} type bridge", f"link set {bridge} up", f"addr add {router} dev {bridge}"]
+        ip_batch(lines, lab_ns)
+        if len(routers) > 1:  # the lab namespace routes between the segments: a router's one setting
+            Namespace(lab_ns).run(["sysctl", "-qw", "net.ipv4.ip_forward=1"], check=True)
 
-    def _underlay(self, lab_ns: str, outside: str) -> None:
-        ip_batch(
-            [
-                "link set lo up",
-                f"link add {names.BRIDGE} type bridge",
-                f"link set {names.BRIDGE} up",
-                f"addr add {outside} dev {names.BRIDGE}",
-            ],
-            lab_ns,
-        )
-
-    def _node(self, lab_ns: str, node: NodeNet, outside: str) -> None:
-        prefix = outside.split("/")[1]
+    def _node(self, lab_ns: str, node: NodeNet) -> None:
         port = names.node_port_link(node.index)
         ip_batch(
             [
                 f"link add {port} type veth peer name eth0 netns {node.netns}",
-                f"link set {port} master {names.BRIDGE}",
+                f"link set {port} master {names.bridge(node.segment)}",
                 f"link set {port} up",
             ],
             lab_ns,
         )
-        others = [f"route add {o.subnet} via {o.ip}" for o in self.nodes if o.name != node.name]
         ip_batch(
             [
                 "link set lo up",
-                f"addr add {node.ip}/{prefix} dev eth0",
+                f"addr add {node.ip}/{node.prefixlen} dev eth0",
                 "link set eth0 up",
-                f"route add default via {outside.split('/')[0]}",
-                *others,  # host-gw: every other node's pods through that node's address
+                f"route add default via {node.router}",
             ],
             node.netns,
         )
+        # A node forwards its pods' packets (as kubeadm's preflight asks of a real node); rp_filter
+        # off because replies through a Service's DNAT may come back on another link than they left.
         Namespace(node.netns).run(
             [
                 "sysctl",
@@ -250,8 +245,7 @@ def start_controller(lab: str) -> int:
             start_new_session=True,
             cwd="/",
         )
-    with open(files.pidfile, "w") as f:  # at once, so no second command starts another
-        f.write(f"{proc.pid}\n")
+    pids.write(files.pidfile, proc.pid)  # at once, so no second command starts another
     return proc.pid
 
 
@@ -265,43 +259,56 @@ def _netns_inodes(lab: str) -> dict[int, str]:
     return inodes
 
 
-def _pids_in(inodes: dict[int, str]) -> list[int]:
-    """Every process whose network namespace is one of the lab's (one pass over /proc)."""
-    pids = []
+def _pids_in(inodes: dict[int, str]) -> list[tuple[int, int]]:
+    """(pid, start time) of every process whose network namespace is one of the lab's (one
+    pass over /proc)."""
+    found = []
     me = os.getpid()
     for entry in os.listdir("/proc"):
         if not entry.isdigit() or int(entry) == me:
             continue
         try:
             if os.stat(f"/proc/{entry}/ns/net").st_ino in inodes:
-                pids.append(int(entry))
+                started = pids.start_time(int(entry))
+                if started is not None:
+                    found.append((int(entry), started))
         except OSError:
             continue
-    return pids
+    return found
 
 
-def kill_in_namespaces(netns_names: list[str]) -> None:
-    """SIGKILL every process inside these namespaces (and wait until they are gone)."""
+def _in(inodes: dict[int, str]) -> Callable[[int], bool]:
+    def check(pid: int) -> bool:
+        try:
+            return os.stat(f"/proc/{pid}/ns/net").st_ino in inodes
+        except OSError:
+            return False
+
+    return check
+
+
+def kill_in_namespaces(netns_names: list[str], spare: frozenset[int] = frozenset()) -> None:
+    """SIGKILL every process inside these namespaces but `spare` (and wait until they are
+    gone). Each is signalled through a pidfd after its start time and namespace are checked
+    again, so a pid reused since the scan is never hit."""
     inodes = {}
     for name in netns_names:
         with contextlib.suppress(OSError):
             inodes[os.stat(os.path.join(names.NETNS_DIR, name)).st_ino] = name
+    in_lab = _in(inodes)
     for _ in range(40):
-        pids = _pids_in(inodes)
-        if not pids:
+        found = [p for p in _pids_in(inodes) if p[0] not in spare]
+        if not found:
             return
-        for p in pids:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(p, signal.SIGKILL)
+        for pid, started in found:
+            pids.send(pid, started, signal.SIGKILL, in_lab)
         time.sleep(0.05)
 
 
 def stop_processes(lab: str) -> dict[int, str]:
     """Kill the controller, then every process inside one of the lab's namespaces."""
-    pid = LabFiles(lab).controller_pid()
-    if pid:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)  # first, so it cannot start new pods meanwhile
+    # first, so it cannot start new pods meanwhile; only if the pid file still names it
+    pids.kill(LabFiles(lab).pidfile)
     inodes = _netns_inodes(lab)
     kill_in_namespaces(list(inodes.values()))
     return inodes

@@ -1,18 +1,15 @@
-"""The lab's Services and endpoints as the Kubernetes objects each node's podnet-proxy
-reads: `v1` Service and `discovery.k8s.io/v1` EndpointSlice, one JSON file each, written
-atomically into the lab's objects directory."""
+"""The lab's Services and endpoints as the Kubernetes objects each node's agent reads:
+`v1` Service and `discovery.k8s.io/v1` EndpointSlice (endpointslices.py puts them into etcd)."""
 
 from __future__ import annotations
 
-import contextlib
-import json
-import os
 from dataclasses import dataclass
 
 from podnet.lab.spec import Service
 
 NAMESPACE = "default"
 MANAGED_BY = "podnet-lab"
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"  # on every object the lab writes: what it may replace
 
 
 @dataclass(frozen=True)
@@ -35,7 +32,7 @@ def service_object(svc: Service, cluster_ip: str, node_ports: dict[int, int | No
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": {"name": svc.name, "namespace": NAMESPACE},
+        "metadata": {"name": svc.name, "namespace": NAMESPACE, "labels": {MANAGED_BY_LABEL: MANAGED_BY}},
         "spec": {
             "type": svc.type,
             "clusterIP": cluster_ip,
@@ -54,7 +51,11 @@ def endpoint_slice(svc: Service, endpoints: list[Endpoint]) -> dict:
         "metadata": {
             "name": f"{svc.name}-lab",
             "namespace": NAMESPACE,
-            "labels": {"kubernetes.io/service-name": svc.name, "endpointslice.kubernetes.io/managed-by": MANAGED_BY},
+            "labels": {
+                "kubernetes.io/service-name": svc.name,
+                "endpointslice.kubernetes.io/managed-by": MANAGED_BY,
+                MANAGED_BY_LABEL: MANAGED_BY,
+            },
         },
         "addressType": "IPv4",
         "endpoints": [
@@ -68,32 +69,3 @@ def endpoint_slice(svc: Service, endpoints: list[Endpoint]) -> dict:
         ],
         "ports": [{"name": p.name, "protocol": p.protocol, "port": p.target_port} for p in svc.ports],
     }
-
-
-def service_path(objects_dir: str, name: str) -> str:
-    return os.path.join(objects_dir, f"service-{name}.json")
-
-
-def slice_path(objects_dir: str, name: str) -> str:
-    return os.path.join(objects_dir, f"endpointslice-{name}.json")
-
-
-def write(path: str, obj: dict) -> bool:
-    """Write only when the content changes (each write makes every proxy resync)."""
-    text = json.dumps(obj, indent=1, sort_keys=True) + "\n"
-    try:
-        with open(path) as f:
-            if f.read() == text:
-                return False
-    except FileNotFoundError:
-        pass
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
-    return True
-
-
-def remove(path: str) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)

@@ -13,6 +13,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from podnet.lab import pids
+
 PENDING, ATTACHING, STARTING, RUNNING, TERMINATING, DELETING = (
     "Pending",
     "Attaching",
@@ -45,6 +47,7 @@ class Pod:
     phase: str = PENDING
     ip: str | None = None
     pid: int | None = None
+    pid_start: int = 0  # the process's start time (/proc/PID/stat): with the pid, names the process
     proc: Any = None  # Popen of the CNI call in flight, or of a command workload
     ready_fd: int | None = None
     created: float = field(default_factory=time.time)
@@ -54,6 +57,7 @@ class Pod:
     exited: bool = False
     doomed: bool = False  # terminate as soon as it is attached
     adopted: bool = False  # left by an earlier controller: not our child, watched by pid
+    del_done: bool = False  # CNI DEL has answered (or had nothing to undo)
 
     def available(self, now: float, proxies_since: float) -> bool:
         """Ready for long enough that every node's proxy has programmed it."""
@@ -65,7 +69,7 @@ class Pod:
         """What a controller taking over needs to carry on with this pod."""
         out: dict[str, Any] = {k: getattr(self, k) for k in IDENTITY}
         out["command"] = list(self.command)
-        out.update(phase=self.phase, ip=self.ip, pid=self.pid, created=self.created)
+        out.update(phase=self.phase, ip=self.ip, pid=self.pid, pidStart=self.pid_start, created=self.created)
         return out
 
     @classmethod
@@ -73,16 +77,15 @@ class Pod:
         pod = cls(**{k: r[k] for k in IDENTITY if k in r}, ip=r.get("ip"), pid=r.get("pid"), phase=r["phase"])
         pod.command = tuple(pod.command or ())
         pod.created = r.get("created", pod.created)
+        pod.pid_start = r.get("pidStart", 0)
         return pod
 
 
-def alive(pid: int) -> bool:
-    """Running, and not a zombie (a dead process its new parent has not reaped yet)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-    except (FileNotFoundError, IndexError):
-        return False
+def alive(pid: int, started: int = 0) -> bool:
+    """Running, and not a zombie (a dead process its new parent has not reaped yet); with
+    `started`, only if it is the process that started then (not a newcomer on a reused pid)."""
+    now = pids.start_time(pid)
+    return now is not None and (not started or now == started)
 
 
 def log(msg: str) -> None:

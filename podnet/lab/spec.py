@@ -36,6 +36,7 @@ MAX_DEPTH = 32
 LIMITS = safeload.Limits(max_bytes=MAX_FILE_BYTES, max_depth=MAX_DEPTH, max_nodes=200_000)
 MAX_LAB_NAME = 16  # keeps `podnet-<lab>-...` names readable; namespace names allow more
 PROXY_MODES = ("iptables", "nftables")  # ipvs needs kernel IPVS and dummy links
+BACKENDS = ("host-gw", "vxlan")  # the node agent's: routes via a neighbour, or a VXLAN overlay
 WORKLOAD_KINDS = ("http", "counter", "command")
 SERVICE_TYPES = ("ClusterIP", "NodePort")
 NODEPORT_RANGE = (30000, 32767)
@@ -46,12 +47,23 @@ class SpecError(ValueError):
 
 
 @dataclass(frozen=True)
+class Underlay:
+    """One underlay segment (a bridge in the lab namespace) and the nodes plugged into it."""
+
+    cidr: str
+    nodes: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Network:
     cluster_cidr: str = "10.244.0.0/16"
     service_cidr: str = "10.96.0.0/16"
     node_subnet_size: int = 24
-    underlay_cidr: str = "192.168.50.0/24"
+    underlay_cidr: str = "192.168.50.0/24"  # the one segment, or the first of `underlays`
     proxy_mode: str = "iptables"
+    backend: str = "host-gw"  # host-gw on one segment; several segments need vxlan
+    # several segments joined by the lab namespace as a router; () = every node on underlay_cidr
+    underlays: tuple[Underlay, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -114,6 +126,10 @@ class LabSpec:
         others = tuple(d for d in self.deployments if d.name != dep.name)
         return replace(self, deployments=(*others, dep))
 
+    def segments(self) -> tuple[Underlay, ...]:
+        """Every underlay segment with its nodes, in order (one segment unless split)."""
+        return self.network.underlays or (Underlay(self.network.underlay_cidr, self.nodes),)
+
     def with_service(self, svc: Service) -> LabSpec:
         others = tuple(s for s in self.services if s.name != svc.name)
         return check(replace(self, services=(*others, svc)))
@@ -165,16 +181,42 @@ def _unknown(data: dict, known: set[str], where: str) -> None:
         raise SpecError(f"{where}: unknown field {extra[0]!r} (known: {', '.join(sorted(known))})")
 
 
+def parse_underlays(value, where: str) -> tuple[Underlay, ...]:
+    out = []
+    for i, item in enumerate(_list(value, where)):
+        w = f"{where}[{i}]"
+        item = _mapping(item, w)
+        _unknown(item, {"cidr", "nodes"}, w)
+        nodes = tuple(_name(n, f"{w}.nodes[{j}]") for j, n in enumerate(_list(item.get("nodes"), f"{w}.nodes")))
+        if not nodes:
+            raise SpecError(f"{w}.nodes: an underlay needs at least one node")
+        out.append(Underlay(_cidr(item.get("cidr"), f"{w}.cidr"), nodes))
+    return tuple(out)
+
+
 def parse_network(data, where: str = "network") -> Network:
     data = _mapping(data, where)
-    _unknown(data, {"clusterCIDR", "serviceCIDR", "nodeSubnetSize", "underlayCIDR", "proxyMode"}, where)
+    known = {"clusterCIDR", "serviceCIDR", "nodeSubnetSize", "underlayCIDR", "underlays", "proxyMode", "backend"}
+    _unknown(data, known, where)
     d = Network()
+    underlays = parse_underlays(data.get("underlays"), f"{where}.underlays")
+    if underlays and "underlayCIDR" in data:
+        raise SpecError(f"{where}.underlayCIDR: give either underlayCIDR (one segment) or underlays, not both")
+    underlay_cidr = underlays[0].cidr if underlays else data.get("underlayCIDR", d.underlay_cidr)
+    backend = data.get("backend", "vxlan" if len(underlays) > 1 else "host-gw")
+    if backend not in BACKENDS:
+        raise SpecError(f"{where}.backend: {backend!r} is not one of {', '.join(BACKENDS)}")
+    if backend == "host-gw" and len(underlays) > 1:
+        # host-gw routes each node's pods via that node's address: only a neighbour can be a gateway
+        raise SpecError(f"{where}.backend: host-gw needs every node on one underlay; with several, use vxlan")
     net = Network(
         cluster_cidr=_cidr(data.get("clusterCIDR", d.cluster_cidr), f"{where}.clusterCIDR"),
         service_cidr=_cidr(data.get("serviceCIDR", d.service_cidr), f"{where}.serviceCIDR"),
         node_subnet_size=_int(data.get("nodeSubnetSize", d.node_subnet_size), f"{where}.nodeSubnetSize", 8, 30),
-        underlay_cidr=_cidr(data.get("underlayCIDR", d.underlay_cidr), f"{where}.underlayCIDR"),
+        underlay_cidr=_cidr(underlay_cidr, f"{where}.underlayCIDR"),
         proxy_mode=data.get("proxyMode", d.proxy_mode),
+        backend=backend,
+        underlays=underlays,
     )
     if net.proxy_mode not in PROXY_MODES:
         raise SpecError(f"{where}.proxyMode: {net.proxy_mode!r} is not one of {', '.join(PROXY_MODES)}")
@@ -182,7 +224,11 @@ def parse_network(data, where: str = "network") -> Network:
         raise SpecError(
             f"{where}.nodeSubnetSize: /{net.node_subnet_size} is larger than clusterCIDR {net.cluster_cidr}"
         )
-    nets = {"clusterCIDR": net.cluster_cidr, "serviceCIDR": net.service_cidr, "underlayCIDR": net.underlay_cidr}
+    nets = {"clusterCIDR": net.cluster_cidr, "serviceCIDR": net.service_cidr}
+    if underlays:
+        nets.update({f"underlays[{i}].cidr": u.cidr for i, u in enumerate(underlays)})
+    else:
+        nets["underlayCIDR"] = net.underlay_cidr
     items = list(nets.items())
     for i, (a, x) in enumerate(items):
         for b, y in items[i + 1 :]:
@@ -331,9 +377,19 @@ def check(spec: LabSpec) -> LabSpec:
     if pods > MAX_PODS:
         raise SpecError(f"deployments: {pods} replicas in all, more than the limit of {MAX_PODS}")
     net = spec.network
-    underlay = ipaddress.ip_network(net.underlay_cidr)
-    if underlay.num_addresses - 2 < len(spec.nodes) + 1:
-        raise SpecError(f"network.underlayCIDR: {net.underlay_cidr} has too few addresses for {len(spec.nodes)} nodes")
+    placed = [n for u in net.underlays for n in u.nodes]
+    for i, u in enumerate(net.underlays):
+        for n in u.nodes:
+            if n not in spec.nodes:
+                raise SpecError(f"network.underlays[{i}].nodes: {n!r} is not one of the lab's nodes")
+            if placed.count(n) > 1:
+                raise SpecError(f"network.underlays[{i}].nodes: {n!r} is on two underlays")
+    if net.underlays and (missing := [n for n in spec.nodes if n not in placed]):
+        raise SpecError(f"network.underlays: node {missing[0]!r} is on none of them")
+    for i, seg in enumerate(spec.segments()):
+        if ipaddress.ip_network(seg.cidr).num_addresses - 2 < len(seg.nodes) + 1:
+            where = f"network.underlays[{i}].cidr" if net.underlays else "network.underlayCIDR"
+            raise SpecError(f"{where}: {seg.cidr} has too few addresses for {len(seg.nodes)} nodes")
     cluster = ipaddress.ip_network(net.cluster_cidr)
     if 2 ** (net.node_subnet_size - cluster.prefixlen) < len(spec.nodes):
         raise SpecError(
@@ -400,8 +456,13 @@ def to_dict(spec: LabSpec) -> dict:
             "clusterCIDR": n.cluster_cidr,
             "serviceCIDR": n.service_cidr,
             "nodeSubnetSize": n.node_subnet_size,
-            "underlayCIDR": n.underlay_cidr,
+            **(
+                {"underlays": [{"cidr": u.cidr, "nodes": list(u.nodes)} for u in n.underlays]}
+                if n.underlays
+                else {"underlayCIDR": n.underlay_cidr}
+            ),
             "proxyMode": n.proxy_mode,
+            "backend": n.backend,
         },
         "deployments": [deployment_dict(d) for d in spec.deployments],
         "services": [service_dict(s) for s in spec.services],

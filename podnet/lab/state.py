@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from podnet.lab import names, spec
+from podnet.lab import names, pids, spec
 from podnet.progress import Meter
 
 
@@ -127,17 +127,9 @@ class LabFiles:
         return read_json(self.status, {}) or {}
 
     def controller_pid(self) -> int | None:
-        try:
-            with open(self.pidfile) as f:
-                pid = int(f.read().strip())
-        except (FileNotFoundError, ValueError):
-            return None
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                state = f.read().rsplit(")", 1)[1].split()[0]
-        except (FileNotFoundError, IndexError):
-            return None
-        return None if state in ("Z", "X") else pid  # a killed child not yet reaped is no controller
+        """The controller's pid, when the process the pid file names (pid and start time)
+        still runs: a pid reused by another program is no controller."""
+        return pids.read(self.pidfile)
 
     def wait(
         self,

@@ -9,7 +9,7 @@ import time
 from typing import Any
 
 from podnet.lab import names
-from podnet.lab.daemons import NodeDaemons
+from podnet.lab.agents import NodeAgents
 from podnet.lab.endpointslices import endpoints
 from podnet.lab.kubelet import Kubelet
 from podnet.lab.pod import LIVE, RUNNING
@@ -21,14 +21,14 @@ from podnet.lab.state import write_json
 class StatusWriter:
     def __init__(
         self, path: str, lab: str, nodes: dict[str, dict], kubelet: Kubelet, addresses: ServiceAddresses,
-        daemons: NodeDaemons,
+        agents: NodeAgents,
     ):  # fmt: skip
         self.path = path
         self.lab = lab
         self.nodes = nodes
         self.kubelet = kubelet
         self.addresses = addresses
-        self.daemons = daemons
+        self.agents = agents
         self.last_write = 0.0
 
     def publish(self, now: float, spec: LabSpec | None, generation: int, changed: bool) -> bool:
@@ -39,7 +39,7 @@ class StatusWriter:
         if since < max(0.1, len(pods) * 0.0005) or (not changed and since < 0.2):
             return False
         if not changed and since < 1.0:
-            proxies_since = self.daemons.proxies_since
+            proxies_since = self.agents.healthy_since
             if not any(p.phase == RUNNING and not p.available(now, proxies_since) for p in pods):
                 return False  # nothing changes by itself: once a second is enough
         self.last_write = now
@@ -48,7 +48,7 @@ class StatusWriter:
 
     def status(self, now: float, spec: LabSpec | None, generation: int) -> dict[str, Any]:
         pods = self.kubelet.pods
-        proxies_since = self.daemons.proxies_since
+        proxies_since = self.agents.healthy_since
         deps = []
         converged = spec is not None
         for dep in spec.deployments if spec else ():
@@ -92,7 +92,7 @@ class StatusWriter:
                 }
             )
         nodes = [
-            {**{k: node[k] for k in ("name", "ip", "subnet", "netns")}, **self.daemons.state(name)}
+            {**{k: node[k] for k in ("name", "ip", "subnet", "netns")}, "agent": self.agents.state(name)}
             for name, node in self.nodes.items()
         ]
         pod_list = [

@@ -1,4 +1,5 @@
-"""Labs in real namespaces: pods attached by podnet-cni, real HTTP between them."""
+"""Labs in real namespaces: pods attached by podnet-cni through each node's agent, real
+HTTP between them."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import subprocess
 import sys
 import time
 
-from podnet.lab import names, net, spec
+from podnet.lab import names, net, pids, spec
 from podnet.lab.node import Namespace
 from podnet.lab.state import LabFiles
 from tests.lab.conftest import lab_namespaces, podnet, unique_spec
@@ -83,13 +84,14 @@ def check_cross_node(s) -> None:
     assert served_by == dst["name"]
     assert seen_from == src["ip"]  # no NAT between pods on different nodes
     nodes = {n["name"]: n for n in status(s.name)["nodes"]}
-    # the pods really are in their nodes' subnets, routed host-gw through the other node
+    # the pods really are in the subnets their nodes' agents leased, routed host-gw through the
+    # other node by a route the agent made (its protocol number), not by the lab
     import ipaddress
 
     for p in web:
         assert ipaddress.ip_address(p["ip"]) in ipaddress.ip_network(nodes[p["node"]]["subnet"])
-    route = Namespace(nodes[src["node"]]["netns"]).ip("route", "get", dst["ip"]).out
-    assert f"via {nodes[dst['node']]['ip']}" in route
+    route = Namespace(nodes[src["node"]]["netns"]).ip("route", "show", nodes[dst["node"]]["subnet"]).out
+    assert f"via {nodes[dst['node']]['ip']}" in route and "proto 151" in route
 
 
 def root_snapshot() -> dict:
@@ -174,6 +176,8 @@ def test_a_killed_controller_is_started_again_and_takes_over(make_lab):
     files = LabFiles(s.name)
     before = {p["name"]: p["pid"] for p in pods(s.name, "web")}
     old = files.controller_pid()
+    agents = {n: pids.read(files.path(f"agent-{n}.pid")) for n in ("a", "b")}
+    assert all(agents.values())
     os.kill(old, signal.SIGKILL)
     wait_for(lambda: files.controller_pid() is None, timeout=5)
     got = podnet(s.name, "get", "pods")  # any command finds it gone and starts it again
@@ -181,7 +185,9 @@ def test_a_killed_controller_is_started_again_and_takes_over(make_lab):
     wait_for(lambda: status(s.name)["controllerPid"] not in (None, old), timeout=20)
     wait_for(lambda: status(s.name)["converged"], timeout=20)
     assert {p["name"]: p["pid"] for p in pods(s.name, "web")} == before  # pods carried on
-    assert [n["proxy"] for n in status(s.name)["nodes"]] == ["running", "running"]
+    assert [n["agent"] for n in status(s.name)["nodes"]] == ["running", "running"]
+    # the agents carried on too: adopted through their pid files, not restarted
+    assert {n: pids.read(files.path(f"agent-{n}.pid")) for n in ("a", "b")} == agents
     # the new controller watches the pods it took over: a death is still replaced
     victim = next(iter(before))
     os.kill(before[victim], signal.SIGKILL)
@@ -256,7 +262,7 @@ def test_a_controller_killed_while_pods_attach_leaks_no_address_or_namespace(mak
 
     def settled() -> tuple[set, set] | None:
         ready = [p for p in pods(s.name) if p["ready"]]
-        on_disk = {os.path.basename(f) for f in glob.glob(files.path("ipam", "pods", "*", "*", "[0-9]*"))}
+        on_disk = {os.path.basename(f) for f in glob.glob(files.path("nodes", "*", "ipam", "*", "[0-9]*"))}
         spaces = {n for n in lab_namespaces(s.name) if ".pod." in n}
         if len(ready) == len(pods(s.name)) == 12 and on_disk == {p["ip"] for p in ready}:
             return on_disk, spaces

@@ -1,5 +1,5 @@
 """The tutorial walk-through, as a person does it with `podnet lab` (real namespaces,
-real HTTP through podnet-cni pods and podnet-proxy Services)."""
+real HTTP through pods attached by each node's agent and Services in its rules)."""
 
 from __future__ import annotations
 
@@ -21,12 +21,8 @@ from podnet.lab.state import LabFiles
 from tests.lab.conftest import lab_namespaces, podnet
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-PROXY = os.path.join(os.path.dirname(sys.executable), "podnet-proxy")
 
-pytestmark = pytest.mark.skipif(
-    not os.access(PROXY, os.X_OK) and not shutil.which("podnet-proxy"),
-    reason="podnet-proxy is not installed: Services need it",
-)
+pytestmark = pytest.mark.skipif(not shutil.which("etcd"), reason="a lab's store is etcd: install etcd-server")
 
 
 @pytest.fixture
@@ -75,7 +71,7 @@ def test_tutorial_walk_through(lab_name):
     assert up.returncode == 0, up.stdout + up.stderr
     assert "frontend   NodePort" in up.stdout
     st = status(lab)
-    assert [n["proxy"] for n in st["nodes"]] == ["running"] * 3
+    assert [n["agent"] for n in st["nodes"]] == ["running"] * 3
     frontends = running(lab, "frontend")
     assert len(frontends) == 3 and len({p["node"] for p in frontends}) == 3
     backend = running(lab, "backend")[0]

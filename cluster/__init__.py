@@ -1,0 +1,1 @@
+"""The cluster's state: the neutral etcd client and the sources of cluster objects."""

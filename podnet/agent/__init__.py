@@ -1,0 +1,1 @@
+"""`podnet agent`: the per-node daemon (subnet lease, routes, CNI server, service proxy)."""

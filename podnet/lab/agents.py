@@ -1,0 +1,260 @@
+"""What every lab runs besides pods, kept running by the lab controller (its supervisor):
+
+- etcd (Debian's etcd-server) in the lab namespace, data under the lab's state directory:
+  the cluster's store, as on a real cluster;
+- one `podnet agent` per node namespace against it: the same daemon a real node runs. It
+  leases the node's pod subnet, routes to the other nodes' subnets (host-gw or vxlan),
+  writes the node's CNI conflist and launchers and serves their calls in-process, and runs
+  the service proxy fed from the Services and EndpointSlices in etcd.
+
+The lab programs nothing in a node itself. What it reads back from an agent is what a
+kubelet reads: the conflist the agent wrote (it names the node's subnet), and /healthz.
+
+Each process's pid file holds its pid and start time (podnet.lab.pids), so a controller
+taking over adopts the processes its predecessor started, and no signal ever reaches a
+process that merely reuses a pid.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+
+from podnet.lab import pids
+from podnet.lab.node import Namespace
+from podnet.lab.state import LabFiles
+
+RESTART_EVERY = 2.0  # a process that keeps failing is started again at most this often
+HEALTHZ_PORT = 10256  # the agent's --healthz-bind-address port, kube-proxy's
+ETCD_CLIENT_PORT = 2379  # etcd's own ports: the lab namespace is the lab's alone
+ETCD_PEER_PORT = 2380
+ETCD_PREFIX = "/podnet"
+LEASE_TTL = 10  # a node gone for good loses its routes on the others within this
+# a lab's endpoints change in bursts a person watches: program them quickly (kube-proxy's 1s
+# default would make every scale or rollout wait a second longer per step)
+MIN_SYNC_PERIOD = "200ms"
+
+
+def log(msg: str) -> None:
+    print(f"{time.strftime('%H:%M:%S')} {msg}", flush=True)
+
+
+def etcd_binary() -> str:
+    return shutil.which("etcd") or "/usr/bin/etcd"
+
+
+def podnet_binary() -> str:
+    return os.path.join(os.path.dirname(sys.executable), "podnet")
+
+
+@dataclass
+class Supervised:
+    """One long-lived process in a namespace: started, watched, started again when it exits."""
+
+    what: str  # "etcd" or "agent-<node>": names its pid file and log
+    netns: str
+    args: list[str]
+    files: LabFiles
+    proc: subprocess.Popen | None = None
+    adopted: tuple[int, int] | None = None  # (pid, start time) of a predecessor's child
+    last_start: float = -RESTART_EVERY
+    starts: int = 0
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def pidfile(self) -> str:
+        return self.files.path(f"{self.what}.pid")
+
+    @property
+    def log_path(self) -> str:
+        return self.files.path(f"{self.what}.log")
+
+    def pid(self) -> int | None:
+        if self.proc is not None:
+            return self.proc.pid if self.proc.poll() is None else None
+        if self.adopted is not None and pids.matches(*self.adopted):
+            return self.adopted[0]
+        return None
+
+    def running(self) -> bool:
+        return self.pid() is not None
+
+    def adopt(self) -> int | None:
+        """Take over the process the pid file names, if that very process still runs."""
+        rec = pids.read_record(self.pidfile)
+        if rec is not None and pids.matches(*rec):
+            self.adopted = rec
+            return rec[0]
+        return None
+
+    def keep_running(self, now: float) -> bool:
+        """Start the process if it is not running (not more often than RESTART_EVERY)."""
+        if self.running():
+            return False
+        if self.proc is not None or self.adopted is not None:
+            code = self.proc.returncode if self.proc is not None else "?"
+            log(f"{self.what} exited ({code}); starting it again")
+            self.proc, self.adopted = None, None
+        if now - self.last_start < RESTART_EVERY:
+            return False
+        env = {**os.environ, **self.env} if self.env else None
+        with open(self.log_path, "a") as out:
+            self.proc = Namespace(self.netns).popen(
+                self.args, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env
+            )
+        pids.write(self.pidfile, self.proc.pid)
+        self.last_start, self.starts = now, self.starts + 1
+        return True
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        pid = self.pid()
+        if pid is not None:
+            rec = self.adopted or (pid, pids.start_time(pid) or 0)
+            pids.send(*rec, sig)
+        if self.proc is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(timeout=5)
+
+
+class NodeAgents:
+    """etcd and the node agents of one lab, and what the lab learns from them."""
+
+    def __init__(self, files: LabFiles, network: dict):
+        self.files = files
+        self.network = network
+        self.nodes: dict[str, dict] = {n["name"]: n for n in network["nodes"]}
+        host = network["etcd"]["host"]
+        self.store = f"etcd://{host}:{ETCD_CLIENT_PORT}{ETCD_PREFIX}"
+        client, peer = f"http://{host}:{ETCD_CLIENT_PORT}", f"http://127.0.0.1:{ETCD_PEER_PORT}"
+        self.etcd = Supervised(
+            "etcd",
+            network["netns"],
+            [
+                etcd_binary(),
+                "--name=lab",
+                f"--data-dir={files.path('etcd')}",
+                f"--listen-client-urls={client}",
+                f"--advertise-client-urls={client}",
+                f"--listen-peer-urls={peer}",
+                f"--initial-advertise-peer-urls={peer}",
+                f"--initial-cluster=lab={peer}",
+                "--log-level=error",
+            ],
+            files,
+        )
+        self.agents = {name: Supervised(f"agent-{name}", n["netns"], self.agent_args(n), files)
+                       for name, n in self.nodes.items()}  # fmt: skip
+        self.healthy_since = float("inf")  # since when every node's agent has answered /healthz 200
+        self.last_health = 0.0
+        self.conflists: dict[str, tuple[int, dict]] = {}  # node -> (mtime, the netconf from it)
+
+    def agent_args(self, node: dict) -> list[str]:
+        net, d = self.network, self.node_dir(node["name"])
+        return [
+            podnet_binary(), "agent",
+            "--node-name", node["name"],
+            "--node-ip", node["ip"],
+            "--store", self.store,
+            "--objects", "etcd",
+            "--cluster-cidr", net["clusterCIDR"],
+            "--node-mask-size", str(net["nodeSubnetSize"]),
+            "--service-cidr", net["serviceCIDR"],
+            "--backend", net["backend"],
+            "--proxy-mode", net["proxyMode"],
+            "--cni-bin-dir", os.path.join(d, "bin"),
+            "--cni-conf-dir", os.path.join(d, "net.d"),
+            "--cni-data-dir", os.path.join(d, "ipam"),
+            "--lease-ttl", str(LEASE_TTL),
+            "--min-sync-period", MIN_SYNC_PERIOD,
+            "--metrics-bind-address", "127.0.0.1:10249",
+            "--healthz-bind-address", f"{node['ip']}:{HEALTHZ_PORT}",
+        ]  # fmt: skip
+
+    def node_dir(self, node: str) -> str:
+        return self.files.path("nodes", node)
+
+    # -- supervising --------------------------------------------------------------------
+    def adopt(self) -> list[int]:
+        """A controller taking over: the processes its predecessor started, still running."""
+        return [pid for s in (self.etcd, *self.agents.values()) if (pid := s.adopt()) is not None]
+
+    def start_etcd(self, timeout: float = 20.0) -> None:
+        """etcd first, and answering, so the agents find their store at once."""
+        self.etcd.keep_running(time.monotonic())
+        deadline = time.monotonic() + timeout
+        while not self.etcd_healthy():
+            if not self.etcd.running():
+                raise RuntimeError(f"etcd exited; see {self.etcd.log_path}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"etcd did not answer within {timeout:.0f}s; see {self.etcd.log_path}")
+            time.sleep(0.05)
+
+    def etcd_healthy(self) -> bool:
+        conn = http.client.HTTPConnection(self.network["etcd"]["host"], ETCD_CLIENT_PORT, timeout=0.5)
+        try:
+            conn.request("GET", "/health")
+            return b'"true"' in conn.getresponse().read()
+        except (OSError, http.client.HTTPException):
+            return False
+        finally:
+            conn.close()
+
+    def keep_running(self, now: float) -> bool:
+        """etcd and every agent running; True when one was (re)started."""
+        started = self.etcd.keep_running(now)
+        for agent in self.agents.values():
+            started |= agent.keep_running(now)
+        if self.healthy_since == float("inf") and now - self.last_health >= 0.2:
+            self.last_health = now
+            if all(agent_healthy(n["ip"]) for n in self.nodes.values()):
+                self.healthy_since = now
+                log("every node's agent is healthy (subnet, routes and Service rules in sync)")
+        return started
+
+    def state(self, node: str) -> str:
+        return "running" if self.agents[node].running() else "down"
+
+    # -- what a kubelet reads from its node ---------------------------------------------
+    def netconf(self, node: str) -> dict | None:
+        """The network config a runtime gives podnet-cni on this node: the first plugin of
+        the conflist the node's agent wrote (as libcni builds it), or None before the agent
+        has leased a subnet and written one."""
+        path = os.path.join(self.node_dir(node), "net.d", "10-podnet.conflist")
+        try:
+            mtime = os.stat(path).st_mtime_ns
+        except FileNotFoundError:
+            return None
+        cached = self.conflists.get(node)
+        if cached is None or cached[0] != mtime:
+            with open(path) as f:
+                conflist = json.load(f)
+            conf = {"cniVersion": conflist["cniVersion"], "name": conflist["name"], **conflist["plugins"][0]}
+            self.conflists[node] = cached = (mtime, conf)
+        return cached[1]
+
+    def cni_bin(self, node: str) -> str:
+        return os.path.join(self.node_dir(node), "bin")
+
+    def subnet(self, node: str) -> str:
+        conf = self.netconf(node)
+        return conf["ipam"]["ranges"][0][0]["subnet"] if conf else ""
+
+
+def agent_healthy(node_ip: str) -> bool:
+    """The agent's /healthz: 200 only when subnet, routes and Service rules are in sync."""
+    try:
+        conn = http.client.HTTPConnection(node_ip, HEALTHZ_PORT, timeout=0.3)
+        conn.request("GET", "/healthz")
+        status = conn.getresponse().status
+        conn.close()
+    except (OSError, http.client.HTTPException):
+        return False
+    return status == 200
