@@ -112,7 +112,7 @@ def test_down_after_kill_9_leaves_the_root_namespace_as_before(make_lab):
     before = root_snapshot()
     s = unique_spec()
     make_lab(s)
-    assert len(lab_namespaces(s.name)) == 1 + 3 + 4  # lab, nodes, pods
+    assert len(lab_namespaces(s.name)) == 1 + 3 + 4 + 1  # lab, nodes, pods, the cluster DNS pod
     # crash everything podnet runs: the controller and a pod, with SIGKILL
     files = LabFiles(s.name)
     os.kill(files.controller_pid(), signal.SIGKILL)
