@@ -204,15 +204,18 @@ class Controller:
 
     def write_records(self) -> None:
         """What the DNS pod answers: every Service's ClusterIP, or its ready pods when headless."""
+        if self.spec is None:
+            return
+        spec = self.spec
         from podnet.lab import manifests
         from podnet.lab.endpointslices import endpoints
 
         services = []
-        for svc in self.spec.services if self.spec else ():
+        for svc in spec.services:
             ready = [e.ip for e in endpoints(svc, self.kubelet.pods.values()) if e.ready]
             ports = [
                 {"name": p.name, "protocol": p.protocol, "port": p.port if not svc.headless else
-                 manifests.target_port(svc, p, self.spec)} for p in svc.ports
+                 manifests.target_port(svc, p, spec)} for p in svc.ports
             ]  # fmt: skip
             ip = None if svc.headless else self.addresses.cluster_ips.get(svc.key)
             services.append(

@@ -552,7 +552,7 @@ def describe(ctx, args, namespace, all_ns) -> None:
                 lines.append(("External Traffic Policy", svc.external_traffic_policy))
     elif kind == "deployment":
         d = next((x for x in st.get("deployments", []) if x["name"] == name and in_ns(x, ns)), None)
-        dep = desired.deployment(name, ns if ns != ALL else (d or {}).get("namespace", "default"))
+        dep = desired.deployment(name or "", ns if ns != ALL else (d or {}).get("namespace", "default"))
         if d is None or dep is None:
             fail(f'Error from server (NotFound): deployments.apps "{name}" not found')
         surge, unavailable = dep.max_surge, dep.max_unavailable

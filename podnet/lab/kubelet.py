@@ -48,7 +48,7 @@ class Kubelet:
         self.pods: dict[str, Pod] = {}
         self.restarts: dict[str, int] = {}  # NAMESPACE/deployment -> pods that died or restarted
         self.add_failed_until: dict[str, float] = {}  # NAMESPACE/deployment -> no new pods before then
-        self.resolv_conf: Callable[[Pod], str] | None = None  # the pod's /etc/resolv.conf (dns.py)
+        self.resolv_conf: Callable[[Pod], str | None] | None = None  # the pod's /etc/resolv.conf (dns.py)
         self.changed = True
         self.child_exited = True
         self.adopted_left = False

@@ -236,6 +236,8 @@ def parse_deployment(obj: dict, where: str, namespace: str | None = None) -> Dep
     strategy = _map(spec.get("strategy"), f"{where}spec.strategy")
     _refuse(strategy, {"type", "rollingUpdate"}, f"{where}spec.strategy")
     stype = strategy.get("type", "RollingUpdate")
+    surge: int | str
+    unavailable: int | str
     if stype == "Recreate":
         if "rollingUpdate" in strategy:
             raise SpecError(f"{where}spec.strategy.rollingUpdate: may not be given with type Recreate")
@@ -316,6 +318,11 @@ def parse_objects(docs: list, where: str, namespace: str | None = None) -> list[
         raise SpecError(f"{where}: {len(flat)} objects, more than the limit of {MAX_OBJECTS}")
     for w, obj in flat:
         obj = _map(obj, w)
+        if "apiVersion" not in obj and obj.get("kind") in ("Deployment", "Service"):
+            # the lab's own dialect (netns-labs/canary.yaml): flat fields, no apiVersion
+            lab_parse = specmod.parse_deployment if obj["kind"] == "Deployment" else specmod.parse_service
+            out.append((obj["kind"], lab_parse(obj, w)))
+            continue
         key = (obj.get("apiVersion"), obj.get("kind"))
         label = f"{w} ({key[1]} {_map(obj.get('metadata'), w).get('name')}): "
         if key not in KINDS:

@@ -29,8 +29,8 @@ LIVE = (PENDING, ATTACHING, STARTING, RUNNING)
 SETTLE = float(os.environ.get("PODNET_LAB_SETTLE", "1.5"))
 
 # what a pod is, as opposed to where it is in its life: the fields a checkpoint keeps
-IDENTITY = ("name", "deployment", "template", "version", "labels", "node", "kind", "port", "command", "backend")
-IDENTITY += ("namespace", "env")
+IDENTITY: tuple[str, ...] = ("name", "deployment", "template", "version", "labels", "node", "kind", "port", "command")
+IDENTITY += ("backend", "namespace", "env")
 
 
 @dataclass

@@ -18,6 +18,7 @@ import ipaddress
 import json
 import re
 from dataclasses import asdict, dataclass, field, replace
+from typing import Any
 
 import safeload
 
@@ -115,8 +116,8 @@ class Deployment:
 
     def template_hash(self) -> str:
         """Identifies one revision of the pod template, as kube's pod-template-hash does."""
-        body = {"v": self.version, "w": asdict(self.workload), "l": self.labels}
-        extra = {"i": self.image, "r": self.readiness and asdict(self.readiness)}
+        body: dict[str, Any] = {"v": self.version, "w": asdict(self.workload), "l": self.labels}
+        extra: dict[str, Any] = {"i": self.image, "r": self.readiness and asdict(self.readiness)}
         extra["lv"] = self.liveness and asdict(self.liveness)
         size = 5  # a lab-dialect deployment keeps the hash it always had
         if any(extra.values()):  # a manifest's: ten characters, as kube's pod-template-hash

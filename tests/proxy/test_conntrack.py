@@ -66,6 +66,8 @@ def test_tcp_is_never_cleaned():
 
 
 def test_parse_conntrack_listing():
-    text = ("udp      17 29 src=10.0.0.7 dst=10.96.0.10 sport=40000 dport=53 [UNREPLIED] src=10.244.2.2 "
-            "dst=10.0.0.7 sport=5353 dport=40000 mark=0 use=1\nconntrack v1.4.7 (conntrack-tools): 1 flow entries\n")
+    text = (
+        "udp      17 29 src=10.0.0.7 dst=10.96.0.10 sport=40000 dport=53 [UNREPLIED] src=10.244.2.2 "
+        "dst=10.0.0.7 sport=5353 dport=40000 mark=0 use=1\nconntrack v1.4.7 (conntrack-tools): 1 flow entries\n"
+    )
     assert parse(text) == [Entry("10.0.0.7", CIP, 40000, 53, "10.244.2.2")]

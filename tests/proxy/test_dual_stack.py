@@ -32,6 +32,7 @@ def lab():
     made = []
     server = None
     try:
+
         def create(prefix: str):
             made.append(nsmod.create(prefix))
             return made[-1]

@@ -40,8 +40,11 @@ def eps(service, endpoints, port=80, name="p80", family="IPv4", slice_name=""):
     return {
         "apiVersion": "discovery.k8s.io/v1",
         "kind": "EndpointSlice",
-        "metadata": {"name": slice_name or f"{service}-{family.lower()}", "namespace": "ns",
-                     "labels": {"kubernetes.io/service-name": service}},  # fmt: skip
+        "metadata": {
+            "name": slice_name or f"{service}-{family.lower()}",
+            "namespace": "ns",
+            "labels": {"kubernetes.io/service-name": service},
+        },  # fmt: skip
         "addressType": family,
         "endpoints": [{"addresses": [ip], "nodeName": node} for ip, node in endpoints],
         "ports": [{"name": name, "port": port, "protocol": "TCP"}],
@@ -59,33 +62,70 @@ OBJECTS = [
     svc("svc1", "172.30.0.41", [{"name": "p80", "port": 80}]),
     eps("svc1", [("10.180.0.1", "node-a"), ("10.180.1.1", "node-b"), ("10.180.2.1", "node-c")]),
     # svc2: LoadBalancer, policy Local, a local and a remote endpoint, source ranges that hold the node IP
-    svc("svc2", "172.30.0.42", P80, type="LoadBalancer", externalTrafficPolicy="Local", externalIPs=["192.168.99.22"],
-        loadBalancerSourceRanges=["203.0.113.0/25", "192.168.0.0/24"], status=LB),  # fmt: skip
+    svc(
+        "svc2",
+        "172.30.0.42",
+        P80,
+        type="LoadBalancer",
+        externalTrafficPolicy="Local",
+        externalIPs=["192.168.99.22"],
+        loadBalancerSourceRanges=["203.0.113.0/25", "192.168.0.0/24"],
+        status=LB,
+    ),  # fmt: skip
     eps("svc2", [("10.180.0.2", "node-a"), ("10.180.1.2", "node-b")]),
     # svc3: LoadBalancer, policy Local, no local endpoint
-    svc("svc3", "172.30.0.43", [{"name": "p80", "port": 80, "nodePort": 3003}], type="LoadBalancer",
-        externalTrafficPolicy="Local", status={"loadBalancer": {"ingress": [{"ip": "5.6.7.8"}]}}),  # fmt: skip
+    svc(
+        "svc3",
+        "172.30.0.43",
+        [{"name": "p80", "port": 80, "nodePort": 3003}],
+        type="LoadBalancer",
+        externalTrafficPolicy="Local",
+        status={"loadBalancer": {"ingress": [{"ip": "5.6.7.8"}]}},
+    ),  # fmt: skip
     eps("svc3", [("10.180.1.3", "node-b")]),
     # svc4: no endpoints at all
-    svc("svc4", "172.30.0.44", [{"name": "p80", "port": 80, "nodePort": 3004}], type="NodePort",
-        externalIPs=["192.168.99.44"]),  # fmt: skip
+    svc(
+        "svc4",
+        "172.30.0.44",
+        [{"name": "p80", "port": 80, "nodePort": 3004}],
+        type="NodePort",
+        externalIPs=["192.168.99.44"],
+    ),  # fmt: skip
     # svc5: internalTrafficPolicy Local, no local endpoint
     svc("svc5", "172.30.0.45", [{"name": "p80", "port": 80}], internalTrafficPolicy="Local"),
     eps("svc5", [("10.180.1.5", "node-b")]),
     # svc6: source ranges that do not hold the node IP; a second ingress with ipMode Proxy
-    svc("svc6", "172.30.0.46", [{"name": "p80", "port": 80, "nodePort": 3006}], type="LoadBalancer",
+    svc(
+        "svc6",
+        "172.30.0.46",
+        [{"name": "p80", "port": 80, "nodePort": 3006}],
+        type="LoadBalancer",
         loadBalancerSourceRanges=["203.0.113.0/25"],
-        status={"loadBalancer": {"ingress": [{"ip": "9.10.11.12"}, {"ip": "9.10.11.13", "ipMode": "Proxy"}]}}),
+        status={"loadBalancer": {"ingress": [{"ip": "9.10.11.12"}, {"ip": "9.10.11.13", "ipMode": "Proxy"}]}},
+    ),
     eps("svc6", [("10.180.1.6", "node-b")]),
     # headless and ExternalName: no rules; the ExternalName's clusterIP is not a live one
     svc("headless", "None", [{"name": "p80", "port": 80}]),
     eps("headless", [("10.180.1.7", "node-b")]),
-    {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "extname", "namespace": "ns"},
-     "spec": {"type": "ExternalName", "externalName": "example.com", "clusterIP": "172.30.0.48",
-              "ports": [{"name": "p80", "port": 80}]}},  # fmt: skip
+    {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "extname", "namespace": "ns"},
+        "spec": {
+            "type": "ExternalName",
+            "externalName": "example.com",
+            "clusterIP": "172.30.0.48",
+            "ports": [{"name": "p80", "port": 80}],
+        },
+    },  # fmt: skip
     # svc9: dual stack
-    svc("svc9", ["172.30.0.49", "fd30::49"], [{"name": "p80", "port": 80, "nodePort": 3009}], type="NodePort",
-        ipFamilyPolicy="RequireDualStack"),  # fmt: skip
+    svc(
+        "svc9",
+        ["172.30.0.49", "fd30::49"],
+        [{"name": "p80", "port": 80, "nodePort": 3009}],
+        type="NodePort",
+        ipFamilyPolicy="RequireDualStack",
+    ),  # fmt: skip
     eps("svc9", [("10.180.1.9", "node-b")]),
     eps("svc9", [("fd80::9", "node-b")], family="IPv6"),
 ]
@@ -113,26 +153,62 @@ BOTH = ("iptables", "nftables")
 FLOWS = [
     # ClusterIP
     ("pod to cluster IP", POD, "172.30.0.41", 80, False, "10.180.0.1:80, 10.180.1.1:80, 10.180.2.1:80"),
-    ("outside to cluster IP is masqueraded", OUTSIDE, "172.30.0.41", 80, False,
-     "10.180.0.1:80, 10.180.1.1:80, 10.180.2.1:80 (masqueraded)"),
-    ("node to cluster IP is masqueraded", NODE_IP, "172.30.0.41", 80, True,
-     "10.180.0.1:80, 10.180.1.1:80, 10.180.2.1:80 (masqueraded)"),
-    ("endpoint to its own Service: hairpin, masqueraded", "10.180.0.1", "172.30.0.41", 80, False,
-     "10.180.0.1:80, 10.180.1.1:80, 10.180.2.1:80 (masqueraded)"),
+    (
+        "outside to cluster IP is masqueraded",
+        OUTSIDE,
+        "172.30.0.41",
+        80,
+        False,
+        "10.180.0.1:80, 10.180.1.1:80, 10.180.2.1:80 (masqueraded)",
+    ),
+    (
+        "node to cluster IP is masqueraded",
+        NODE_IP,
+        "172.30.0.41",
+        80,
+        True,
+        "10.180.0.1:80, 10.180.1.1:80, 10.180.2.1:80 (masqueraded)",
+    ),
+    (
+        "endpoint to its own Service: hairpin, masqueraded",
+        "10.180.0.1",
+        "172.30.0.41",
+        80,
+        False,
+        "10.180.0.1:80, 10.180.1.1:80, 10.180.2.1:80 (masqueraded)",
+    ),
     ("cluster IP, unknown port", POD, "172.30.0.41", 81, False, {"iptables": "ACCEPT", "nftables": "REJECT"}),
     # externalTrafficPolicy Local, local endpoint
     ("outside to LB (Local): local endpoint, source kept", OUTSIDE, "1.2.3.4", 80, False, "10.180.0.2:80"),
     ("outside to node port (Local)", OUTSIDE, NODE_IP, 3001, False, "10.180.0.2:80"),
     ("outside to external IP (Local)", OUTSIDE, "192.168.99.22", 80, False, "10.180.0.2:80"),
-    ("pod to external IP (Local): short-circuit to every endpoint", POD, "192.168.99.22", 80, False,
-     "10.180.0.2:80, 10.180.1.2:80"),
+    (
+        "pod to external IP (Local): short-circuit to every endpoint",
+        POD,
+        "192.168.99.22",
+        80,
+        False,
+        "10.180.0.2:80, 10.180.1.2:80",
+    ),
     ("pod to LB: source ranges apply to pods too", POD, "1.2.3.4", 80, False, "DROP"),
-    ("node to LB (Local): short-circuit, masqueraded", NODE_IP, "1.2.3.4", 80, True,
-     "10.180.0.2:80, 10.180.1.2:80 (masqueraded)"),
+    (
+        "node to LB (Local): short-circuit, masqueraded",
+        NODE_IP,
+        "1.2.3.4",
+        80,
+        True,
+        "10.180.0.2:80, 10.180.1.2:80 (masqueraded)",
+    ),
     # loadBalancerSourceRanges
     ("outside, source range not admitted", OUTSIDE_BLOCKED, "1.2.3.4", 80, False, "DROP"),
-    ("LB IP as source, a range holds the node IP (allowFromNode)", "1.2.3.4", "1.2.3.4", 80, True,
-     "10.180.0.2:80, 10.180.1.2:80 (masqueraded)"),
+    (
+        "LB IP as source, a range holds the node IP (allowFromNode)",
+        "1.2.3.4",
+        "1.2.3.4",
+        80,
+        True,
+        "10.180.0.2:80, 10.180.1.2:80 (masqueraded)",
+    ),
     ("node port is not subject to source ranges", OUTSIDE_BLOCKED, NODE_IP, 3001, False, "10.180.0.2:80"),
     ("LB IP as source, no range holds the node IP", "9.10.11.12", "9.10.11.12", 80, True, "DROP"),
     ("admitted source to LB (Cluster): masqueraded", OUTSIDE, "9.10.11.12", 80, False, "10.180.1.6:80 (masqueraded)"),
@@ -141,20 +217,44 @@ FLOWS = [
     ("outside to LB (Local, none here): dropped", OUTSIDE, "5.6.7.8", 80, False, "DROP"),
     ("outside to node port (Local, none here): dropped", OUTSIDE, NODE_IP, 3003, False, "DROP"),
     ("pod to LB (Local, none here): short-circuit", POD, "5.6.7.8", 80, False, "10.180.1.3:80"),
-    ("node to LB (Local, none here): short-circuit, masqueraded", NODE_IP, "5.6.7.8", 80, True,
-     "10.180.1.3:80 (masqueraded)"),
-    ("node to its node port (Local, none here): short-circuit", NODE_IP, NODE_IP, 3003, True,
-     "10.180.1.3:80 (masqueraded)"),
+    (
+        "node to LB (Local, none here): short-circuit, masqueraded",
+        NODE_IP,
+        "5.6.7.8",
+        80,
+        True,
+        "10.180.1.3:80 (masqueraded)",
+    ),
+    (
+        "node to its node port (Local, none here): short-circuit",
+        NODE_IP,
+        NODE_IP,
+        3003,
+        True,
+        "10.180.1.3:80 (masqueraded)",
+    ),
     # no endpoints
     ("no endpoints: cluster IP rejected", POD, "172.30.0.44", 80, False, "REJECT"),
     ("no endpoints: external IP rejected", OUTSIDE, "192.168.99.44", 80, False, "REJECT"),
     ("no endpoints: node port rejected", OUTSIDE, NODE_IP, 3004, False, "REJECT"),
     ("internalTrafficPolicy Local, none here: dropped", POD, "172.30.0.45", 80, False, "DROP"),
     # node port addresses (unset)
-    ("node port on a secondary node address", OUTSIDE, NODE_IP_ALT, 3006, False,
-     {"iptables": "10.180.1.6:80 (masqueraded)", "nftables": "ACCEPT"}),
-    ("node port on localhost", NODE_IP, "127.0.0.1", 3006, True,
-     {"iptables": "10.180.1.6:80 (masqueraded)", "nftables": "ACCEPT"}),
+    (
+        "node port on a secondary node address",
+        OUTSIDE,
+        NODE_IP_ALT,
+        3006,
+        False,
+        {"iptables": "10.180.1.6:80 (masqueraded)", "nftables": "ACCEPT"},
+    ),
+    (
+        "node port on localhost",
+        NODE_IP,
+        "127.0.0.1",
+        3006,
+        True,
+        {"iptables": "10.180.1.6:80 (masqueraded)", "nftables": "ACCEPT"},
+    ),
     # unallocated service addresses, headless, ExternalName
     ("unallocated service address", POD, "172.30.0.99", 80, False, {"iptables": "ACCEPT", "nftables": "DROP"}),
     ("ExternalName clusterIP is not live", POD, "172.30.0.48", 80, False, {"iptables": "ACCEPT", "nftables": "DROP"}),
