@@ -52,8 +52,8 @@ def resolv_conf(namespace: str, server: str) -> str:
 
 
 def with_cluster_dns(spec: LabSpec) -> LabSpec:
-    """The lab's desired state with its DNS Deployment and the kube-dns Service (first, so it
-    gets its conventional address before any other Service is given one)."""
+    """The lab's desired state with its DNS Deployment and the kube-dns Service (listed last;
+    it asks for its address, so it gets it before any Service that does not)."""
     from dataclasses import replace
 
     if spec.service(DNS_SERVICE, DNS_NAMESPACE) is not None:
@@ -79,7 +79,7 @@ def with_cluster_dns(spec: LabSpec) -> LabSpec:
         container="coredns",
     )
     namespaces = tuple(dict.fromkeys((*spec.namespaces, DNS_NAMESPACE)))
-    return replace(spec, services=(svc, *spec.services), deployments=(*spec.deployments, dep), namespaces=namespaces)
+    return replace(spec, services=(*spec.services, svc), deployments=(*spec.deployments, dep), namespaces=namespaces)
 
 
 # -- the answers (pure) ------------------------------------------------------------------------

@@ -41,7 +41,8 @@ class ServiceAddresses:
                 del self.node_ports[key]
         used_ports = {p.node_port for s in services for p in s.ports if p.node_port}
         used_ports |= set(self.node_ports.values())
-        for svc in services:
+        # Services that ask for an address first, so none is handed to another before them
+        for svc in sorted(services, key=lambda s: s.cluster_ip is None):
             if svc.headless:
                 continue
             if svc.key not in self.cluster_ips:
