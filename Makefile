@@ -1,12 +1,21 @@
-# podnet: `make install` sets up a machine (Debian packages, the reference CNI plugins and
-# cni-client, a virtualenv with podnet); `make demo` runs the main job; `make test` the tests.
+# podnet. Everything comes from this repository, Debian's packages and PyPI.
+#   make demo         install what podnet needs to run (Debian packages, a venv), run the main job
+#   make test         also install the test tooling, then: lint, types, unit tier (as an
+#                     ordinary user), integration tier (as root) -- what CI runs (.ci/run)
+#   make test-fast    the unit tier in your own shell, without the slow tests
+#   make bench        the benchmarks (as root)
+#   make install-node podnet for a real node, in an environment of its own (PREFIX=/opt/podnet)
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 PY     := $(BIN)/python
+DRIVER := build/cni-driver
 
-.PHONY: install install-node system venv demo test test-fast fuzz lint bench clean
+.PHONY: install install-node system venv test-tools demo test lint types unit integration test-fast fuzz bench clean
+# The stages of `test` run one after another, in the order listed, even under -j.
+.NOTPARALLEL:
 
+# --- to run podnet: Debian runtime packages and PyPI, no Go, no test tooling
 install: system venv
 
 system:
@@ -32,11 +41,12 @@ install-node:
 demo: install
 	$(PY) -m podnet.demo
 
-test: install
-	$(BIN)/pytest -q -ra
+# --- to test it: Go and libcni from Debian build podnet's CNI driver; reference plugins
+# Idempotent and quick when all is there; rebuilds the driver when its source changed.
+test-tools:
+	OUT=$(abspath $(DRIVER)) bash .ci/install-test-tools
 
-test-fast: venv
-	$(BIN)/pytest -q -ra -m "not slow"
+test: install test-tools lint types unit integration
 
 # The fuzz tier (tests/fuzz) with hypothesis's long profile: thousands of generated inputs per
 # property instead of the few dozen the normal run uses. The namespace half needs root.
@@ -47,9 +57,23 @@ lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-bench: install
-	$(PY) bench/run.py
+# The packages mypy checks are listed in pyproject.toml ([tool.mypy] files); it must be clean.
+types: venv
+	$(BIN)/mypy
+
+# No root, no namespace, no kernel state: run as an ordinary user (see .ci/unit-tier).
+unit: venv
+	VENV=$(VENV) bash .ci/unit-tier
+
+integration: install test-tools
+	$(BIN)/pytest -q -ra -m integration
+
+test-fast: venv
+	$(BIN)/pytest -q -ra -p no:cacheprovider -m "not integration and not slow"
+
+bench: install test-tools
+	$(PY) -m bench.run
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache .mypy_cache
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -19,8 +19,8 @@ import time
 
 from cluster.registry import apply as put_objects
 from cluster.registry import check
-from tests import netns as nsmod
 from tests.agent.nodes import PREFIX, Cluster
+from tests.support import netns as nsmod
 
 
 def service(i: int) -> dict:

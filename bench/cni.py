@@ -1,8 +1,8 @@
 """ADD and DEL latency of podnet-cni + podnet-ipam against the reference ptp + host-local,
-both driven by cni-client (libcni) in the same run, interleaved pod by pod so that machine
-load falls on both alike. Reports p50/p95 and the ratio podnet / reference.
+both driven by cni-driver (podnet's libcni driver, tests/support/cnidriver) in the same run,
+interleaved pod by pod so that machine load falls on both alike. Reports p50/p95 and the ratio podnet / reference.
 
-    python bench/cni.py [--pods 200]
+    python -m bench.cni [--pods 200]
 """
 
 from __future__ import annotations
@@ -18,12 +18,10 @@ import tempfile
 import time
 import uuid
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-import netns  # noqa: E402
-from cni import install  # noqa: E402
-
-REFERENCE = "/usr/lib/cni"
+import netns
+from cni import install
+from tests.support.cni_runtime import REFERENCE_PLUGINS as REFERENCE
+from tests.support.cni_runtime import driver_path
 
 
 def sh(*args: str) -> None:
@@ -69,7 +67,7 @@ def percentile(values: list[float], p: float) -> float:
 
 
 def inner(args) -> None:
-    """Runs inside the node namespace: time cni-client for each pod and verb."""
+    """Runs inside the node namespace: time cni-driver for each pod and verb."""
     work = args.work
     confs = networks(work)
     files = {}
@@ -84,7 +82,7 @@ def inner(args) -> None:
         pod_netns = f"/var/run/netns/{args.prefix}-{label[:3]}-{i}"
         start = time.perf_counter()
         proc = subprocess.run(
-            [args.client, verb, files[label], pod_netns, f"bench-{i}", "eth0"], env=env, capture_output=True
+            [args.driver, verb, files[label], pod_netns, f"bench-{i}", "eth0"], env=env, capture_output=True
         )
         elapsed = time.perf_counter() - start
         if proc.returncode != 0:
@@ -105,7 +103,7 @@ def main() -> int:
     parser.add_argument("--inner", action="store_true")
     parser.add_argument("--work")
     parser.add_argument("--prefix")
-    parser.add_argument("--client")
+    parser.add_argument("--driver")
     parser.add_argument("--server", action="store_true", help="only the run with the warm CNI server")
     parser.add_argument("--standalone", action="store_true", help="only the run without it")
     parser.add_argument("--python", help="interpreter for the plugin launchers (default: this one)")
@@ -137,7 +135,7 @@ def interpreters(chosen: str | None) -> list[str]:
 
 
 def bench_once(pods: int, server_mode: bool, python: str) -> bool:
-    client = shutil.which("cni-client") or "/var/tmp/podnet-tools/cni-client"
+    driver = driver_path()
     prefix = f"pnb-{uuid.uuid4().hex[:6]}"
     node = f"{prefix}-node"
     made = []
@@ -157,8 +155,8 @@ def bench_once(pods: int, server_mode: bool, python: str) -> bool:
         if server_mode:
             server = netns.popen(node, [sys.executable, "-m", "podnet.cli", "cni-server"], stderr=subprocess.PIPE)
             server.stderr.readline()  # "listening"
-        inner_cmd = [sys.executable, os.path.abspath(__file__), "--inner", "--pods", str(pods), "--work", work,
-                     "--prefix", prefix, "--client", client]  # fmt: skip
+        inner_cmd = [sys.executable, "-m", __spec__.name, "--inner", "--pods", str(pods), "--work", work,
+                     "--prefix", prefix, "--driver", driver]  # fmt: skip
         try:
             out = netns.run(node, inner_cmd, check=True, capture_output=True, text=True)
         finally:
@@ -178,7 +176,7 @@ def report(raw: dict, pods: int, mode: str) -> bool:
     for key, values in raw.items():
         label, verb = key.split("|")
         rows[(label, verb)] = (statistics.median(values), percentile(values, 95))
-    print(f"CNI ADD/DEL latency through cni-client (libcni), {pods} pods each, interleaved, ms; podnet {mode}")
+    print(f"CNI ADD/DEL latency through cni-driver (libcni), {pods} pods each, interleaved, ms; podnet {mode}")
     print(f"{'plugin':28} {'ADD p50':>8} {'ADD p95':>8} {'DEL p50':>8} {'DEL p95':>8}")
     for label in ("reference ptp+host-local", "podnet-cni+podnet-ipam"):
         a, d = rows[(label, "add")], rows[(label, "del")]

@@ -8,7 +8,7 @@
 - capture: packets captured by `podnet capture -w` from a burst of UDP packets on a pod's
   veth, against `tcpdump -w` capturing the same burst on the same interface at the same time.
 
-    python bench/debug.py [--pods-per-node 8] [--burst 20000]
+    python -m bench.debug [--pods-per-node 8] [--burst 20000]
 """
 
 from __future__ import annotations
@@ -24,11 +24,9 @@ import tempfile
 import time
 import uuid
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from podnet.debug import probe, topology, trace  # noqa: E402
-from podnet.lab import net, spec  # noqa: E402
-from podnet.lab.node import Namespace  # noqa: E402
+from podnet.debug import probe, topology, trace
+from podnet.lab import net, spec
+from podnet.lab.node import Namespace
 
 PODNET = os.path.join(os.path.dirname(sys.executable), "podnet")
 

@@ -13,7 +13,7 @@ Workloads, each against a baseline measured in the same run on the same store:
 Reports allocations/s (all clients together), p50/p99 latency in ms, and the ratio of the
 p50 to the baseline's p50. Bars (issue 3): local directory p99 < 5 ms; etcd p99 < 20 ms.
 
-    python bench/ipam.py [--count 800] [--threads] [--json]
+    python -m bench.ipam [--count 800] [--threads] [--json]
 """
 
 from __future__ import annotations
@@ -30,15 +30,13 @@ import threading
 import time
 import uuid
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from ipam.clusterip import ClusterIPAllocator  # noqa: E402
-from ipam.config import parse_ipam  # noqa: E402
-from ipam.etcd import EtcdStore  # noqa: E402
-from ipam.node_lock import NodeLockedStore  # noqa: E402
-from ipam.pool import AddressPool, owner_key  # noqa: E402
-from ipam.store_url import open_store  # noqa: E402
-from tests.ipam.etcd_server import EtcdServer  # noqa: E402
+from ipam.clusterip import ClusterIPAllocator
+from ipam.config import parse_ipam
+from ipam.etcd import EtcdStore
+from ipam.node_lock import NodeLockedStore
+from ipam.pool import AddressPool, owner_key
+from ipam.store_url import open_store
+from tests.support.etcd_server import EtcdServer
 
 BARS_MS = {"file": 5.0, "etcd": 20.0}
 LIVE_PODS = 110  # kubelet's default --max-pods

@@ -15,11 +15,9 @@ import sys
 import time
 import uuid
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from podnet.lab import net, spec  # noqa: E402
-from podnet.lab.node import Namespace, ip_batch  # noqa: E402
-from podnet.lab.state import LabFiles  # noqa: E402
+from podnet.lab import net, spec
+from podnet.lab.node import Namespace, ip_batch
+from podnet.lab.state import LabFiles
 
 
 def bench_spec(per_node: int) -> spec.LabSpec:

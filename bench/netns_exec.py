@@ -13,14 +13,13 @@ Scenarios: this small process; the same with a big heap (the lab controller and 
 processes, and fork's cost grows with the parent's memory); several threads at once.
 Methods are interleaved round by round, so load from elsewhere hits all of them alike.
 
-    sudo .venv/bin/python bench/netns_exec.py [--rounds 30] [--heap-mb 1024] [--threads 4]
+    sudo .venv/bin/python -m bench.netns_exec [--rounds 30] [--heap-mb 1024] [--threads 4]
 """
 
 from __future__ import annotations
 
 import argparse
 import ctypes
-import os
 import statistics
 import subprocess
 import sys
@@ -29,9 +28,7 @@ import time
 import uuid
 from collections.abc import Callable
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-import netns  # noqa: E402
+import netns
 
 CMD = ["/bin/true"]
 _libc = ctypes.CDLL(None, use_errno=True)

@@ -18,7 +18,7 @@ number of chains: 1,000 Services x 10 endpoints take ~10-30 s, 5,000 did not fin
 minutes (the same text without --noflush loads in under a second). So on such machines run the
 larger sizes with `--flavor legacy`, e.g. `--flavor legacy --sizes 1000,5000,10000`.
 
-    python bench/proxy_iptables.py [--sizes 1000,5000,10000]
+    python -m bench.proxy_iptables [--sizes 1000,5000,10000]
 """
 
 from __future__ import annotations
@@ -34,9 +34,7 @@ import tempfile
 import time
 import uuid
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-import netns  # noqa: E402
+import netns
 
 ENDPOINTS = 10
 
@@ -166,7 +164,7 @@ def floor_child(flavor: str, rules_file: str) -> dict:
 
 
 def run_in(ns: str, *args: str) -> dict:
-    out = netns.run(ns, [sys.executable, os.path.abspath(__file__), *args], capture_output=True, text=True)
+    out = netns.run(ns, [sys.executable, "-m", __spec__.name, *args], capture_output=True, text=True)
     if out.returncode != 0:
         raise RuntimeError(out.stderr)
     return json.loads(out.stdout.strip().splitlines()[-1])

@@ -15,7 +15,7 @@ namespace (a client pod namespace and a server namespace hang off it by veths):
 Bars (issue 7): nftables full sync <= 1.3x its floor; one endpoint added < 20 ms and no larger
 at 10,000 Services than at 100; nftables connect latency at 10,000 within 10% of at 100.
 
-    python bench/proxy_nftables.py [--sizes 1000,5000,10000] [--small 100] [--connects 2000]
+    python -m bench.proxy_nftables [--sizes 1000,5000,10000] [--small 100] [--connects 2000]
 """
 
 from __future__ import annotations
@@ -31,10 +31,7 @@ import tempfile
 import time
 import uuid
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-
-import netns  # noqa: E402
+import netns
 
 MODES = ("nftables", "iptables")
 ENDPOINTS = 10
@@ -81,7 +78,7 @@ def child(mode: str, services: int, text_file: str, changes: int, connects: int,
     from proxy.objects import Endpoint, EndpointPort, EndpointSlice
     from proxy.proxier import Proxier
     from proxy.trackers import Trackers
-    from tests.proxy import synthetic as S
+    from tests.support import synthetic as S
 
     node = NodeContext(name=S.NODE, node_ips=(NODE_IP,), cluster_cidrs=("10.128.0.0/9",))
     backend = backend_for(mode, node)
@@ -173,7 +170,7 @@ def floor(mode: str, text_file: str) -> float:
 
 def run_child(names, mode, services, work, changes, connects) -> dict:
     text_file = os.path.join(work, f"{mode}-{services}.txt")
-    args = [sys.executable, os.path.abspath(__file__), "--child", mode, str(services), text_file, str(changes),
+    args = [sys.executable, "-m", __spec__.name, "--child", mode, str(services), text_file, str(changes),
             str(connects), names["client"]]  # fmt: skip
     r = netns.run(names["node"], args, capture_output=True, text=True)
     if r.returncode != 0:

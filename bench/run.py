@@ -1,4 +1,5 @@
-"""`make bench`: run every benchmark script in this directory (bench/<area>.py), one after another."""
+"""`make bench`: run every benchmark in this directory (bench/<area>.py) as a module, one after
+another, from the repository root (`python -m bench.run`), so they import `tests.support`."""
 
 from __future__ import annotations
 
@@ -13,8 +14,9 @@ def main() -> int:
     failed = 0
     for name in sorted(os.listdir(HERE)):
         if name.endswith(".py") and name not in ("run.py", "__init__.py") and not name.startswith("_"):
-            print(f"== bench/{name}", flush=True)
-            failed |= subprocess.run([sys.executable, os.path.join(HERE, name)]).returncode != 0
+            module = f"bench.{name[:-3]}"
+            print(f"== python -m {module}", flush=True)
+            failed |= subprocess.run([sys.executable, "-m", module], cwd=os.path.dirname(HERE)).returncode != 0
     return 1 if failed else 0
 
 

@@ -1,24 +1,40 @@
-"""Shared fixtures: namespaces that never outlive a test, and the CNI plugins installed the
-way a runtime finds them."""
+"""Shared fixtures and the two tiers.
+
+The unit tier (`pytest -m "not integration"`) needs no root, no namespace and no kernel state,
+and runs as an ordinary user. Tests marked `integration` build real namespaces, links, rules
+and etcd servers; without root they are skipped, saying so. A test that asks for a fixture of
+that kind without the marker is a collection error, so the tiers cannot drift apart."""
 
 from __future__ import annotations
 
 import os
-import shutil
 
 import pytest
 
-from tests import netns as nsmod
+from tests.support import netns as nsmod
+from tests.support.cni_runtime import REFERENCE_PLUGINS, DriverMissing, driver_path
 
-REFERENCE_PLUGINS = "/usr/lib/cni"
+IS_ROOT = os.geteuid() == 0
+
+# Fixtures that need root or kernel state: any test that uses one (directly or through another
+# fixture) must be marked integration.
+INTEGRATION_FIXTURES = frozenset({"netns", "etcd", "etcd_module", "make_lab", "lab_module", "cni_driver"})
+
+NOT_ROOT = "integration test: needs root (namespaces, links, rules, etcd); run `make integration` as root"
 
 
 def pytest_collection_modifyitems(config, items):
-    # the unit tier (tracer tables, renderers, model) runs anywhere; only the integration
-    # tier builds namespaces
-    if os.geteuid() != 0 and any(item.get_closest_marker("integration") for item in items):
-        pytest.exit("podnet's integration tests build real namespaces and need root "
-                    "(select the unit tier with -m 'not integration')", returncode=2)  # fmt: skip
+    unmarked = []
+    for item in items:
+        integration = item.get_closest_marker("integration") is not None
+        if not integration and INTEGRATION_FIXTURES & set(item.fixturenames):
+            unmarked.append(item.nodeid)
+        if integration and not IS_ROOT:
+            item.add_marker(pytest.mark.skip(reason=NOT_ROOT))
+    if unmarked:
+        raise pytest.UsageError(
+            "tests that use namespaces, etcd or the CNI driver must be marked integration:\n  " + "\n  ".join(unmarked)
+        )
 
 
 @pytest.fixture
@@ -52,14 +68,17 @@ def cni_path(cni_bin) -> str:
 
 
 @pytest.fixture(scope="session")
-def cni_client() -> str:
-    path = shutil.which("cni-client") or "/var/tmp/podnet-tools/cni-client"
-    if not os.access(path, os.X_OK):
-        pytest.fail("cni-client is not installed: run `make install` (it builds ../shared/tools/cni-client)")
-    return path
+def cni_driver() -> str:
+    """podnet's libcni driver (tests/support/cnidriver), built by `make test-tools`."""
+    try:
+        return driver_path()
+    except DriverMissing as e:
+        pytest.fail(str(e))
 
 
 def pytest_sessionfinish(session, exitstatus):
+    if not nsmod.CREATED:
+        return
     left = nsmod.leftovers()
     if left:
         for name in left:

@@ -94,7 +94,8 @@ class Agent:
         log.info("node %s: subnets %s (%s)", cfg.node_name, ", ".join(subnets), cfg.backend)
         self.lease.start()
         self.watcher.start()
-        self.cni = NodeCNI(cfg.cni_bin_dir, cfg.cni_conf_dir, cfg.cni_data_dir, subnets, self.routes.mtu)
+        self.cni = NodeCNI(cfg.cni_bin_dir, cfg.cni_conf_dir, cfg.cni_data_dir, subnets, self.routes.mtu,
+                           cfg.cluster_cidrs)  # fmt: skip
         log.info("wrote %s", self.cni.install())
         alive = self.cni.gc()
         log.info("CNI GC: %d attachments alive, the rest released", alive)

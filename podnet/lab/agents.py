@@ -186,29 +186,12 @@ class NodeAgents:
         """A controller taking over: the processes its predecessor started, still running."""
         return [pid for s in (self.etcd, *self.agents.values()) if (pid := s.adopt()) is not None]
 
-    def start_etcd(self, timeout: float = 20.0) -> None:
-        """etcd first, and answering, so the agents find their store at once."""
-        self.etcd.keep_running(time.monotonic())
-        deadline = time.monotonic() + timeout
-        while not self.etcd_healthy():
-            if not self.etcd.running():
-                raise RuntimeError(f"etcd exited; see {self.etcd.log_path}")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"etcd did not answer within {timeout:.0f}s; see {self.etcd.log_path}")
-            time.sleep(0.05)
-
-    def etcd_healthy(self) -> bool:
-        conn = http.client.HTTPConnection(self.network["etcd"]["host"], ETCD_CLIENT_PORT, timeout=0.5)
-        try:
-            conn.request("GET", "/health")
-            return b'"true"' in conn.getresponse().read()
-        except (OSError, http.client.HTTPException):
-            return False
-        finally:
-            conn.close()
-
     def keep_running(self, now: float) -> bool:
-        """etcd and every agent running; True when one was (re)started."""
+        """etcd and every agent running; True when one was (re)started.
+
+        All start at once: etcd answers within about a second, and an agent spends about as
+        long importing before it asks for its lease (and asks again until etcd answers), so
+        waiting for etcd first would only add the two up."""
         started = self.etcd.keep_running(now)
         for agent in self.agents.values():
             started |= agent.keep_running(now)

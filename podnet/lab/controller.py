@@ -74,7 +74,6 @@ class Controller:
         signal.signal(signal.SIGTERM, self._on_stop)
         log(f"controller for lab {self.lab} started (pid {os.getpid()})")
         self.adopt()
-        self.agents.start_etcd()
         while not self.stopping:
             try:
                 self.tick()

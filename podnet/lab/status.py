@@ -142,6 +142,7 @@ class StatusWriter:
             "converged": converged,
             "settled": settled,
             "controllerPid": os.getpid(),
+            "etcd": "running" if self.agents.etcd.running() else "down",
             "nodes": nodes,
             "namespaces": list(spec.namespaces) if spec else [],
             "deployments": deps,

@@ -15,9 +15,9 @@ import time
 from dataclasses import dataclass, field
 
 from cluster.etcd import EtcdClient
-from tests import netns as nsmod
-from tests.cni_runtime import Runtime
-from tests.ipam.etcd_server import ETCD, free_port
+from tests.support import netns as nsmod
+from tests.support.cni_runtime import Runtime
+from tests.support.etcd_server import ETCD, free_port
 
 PODNET = os.path.join(os.path.dirname(sys.executable), "podnet")
 PREFIX = "/podnet-test"
@@ -202,15 +202,15 @@ class Cluster:
                 node.proc.wait()
         node.proc = None
 
-    def runtime(self, node: Node, cni_client: str) -> Runtime:
+    def runtime(self, node: Node, cni_driver: str) -> Runtime:
         workdir = os.path.join(node.workdir, "runtime")
         os.makedirs(workdir, exist_ok=True)
-        return Runtime(node.ns, f"{self.bin_dir}:/usr/lib/cni", cni_client, workdir)
+        return Runtime(node.ns, f"{self.bin_dir}:/usr/lib/cni", cni_driver, workdir)
 
-    def add_pod(self, node: Node, cni_client: str, name: str) -> tuple[nsmod.Namespace, str]:
+    def add_pod(self, node: Node, cni_driver: str, name: str) -> tuple[nsmod.Namespace, str]:
         pod = self.make_ns("pnt-pod")
         self.pods.append(pod)
-        result = self.runtime(node, cni_client).add(node.conflist(), pod, f"{name}-{pod.name[-8:]}")
+        result = self.runtime(node, cni_driver).add(node.conflist(), pod, f"{name}-{pod.name[-8:]}")
         return pod, result["ips"][0]["address"].split("/")[0]
 
     def wait(self, predicate, timeout: float, what: str) -> None:

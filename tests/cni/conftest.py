@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from tests.cni_runtime import Runtime
+from tests.support.cni_runtime import Runtime
 
 NODE_IP = "192.0.2.10"
 
@@ -43,8 +43,8 @@ def node(netns):
 
 
 @pytest.fixture
-def runtime(node, cni_path, cni_client, tmp_path):
-    return Runtime(node, cni_path, cni_client, str(tmp_path))
+def runtime(node, cni_path, cni_driver, tmp_path):
+    return Runtime(node, cni_path, cni_driver, str(tmp_path))
 
 
 def kernel_state(node) -> tuple:

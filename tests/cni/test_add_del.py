@@ -1,4 +1,4 @@
-"""podnet-cni + podnet-ipam through libcni (cni-client), in real namespaces."""
+"""podnet-cni + podnet-ipam through libcni (cni-driver), in real namespaces."""
 
 from __future__ import annotations
 

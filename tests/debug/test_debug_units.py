@@ -12,7 +12,7 @@ import pytest
 
 from podnet.debug import bpf, nat, nftrace, pcap, topology
 from podnet.debug.topology import TargetError
-from tests.cni_runtime import Runtime
+from tests.support.cni_runtime import Runtime
 
 PODNET = os.path.join(os.path.dirname(sys.executable), "podnet")
 
@@ -115,10 +115,10 @@ def test_pcap_written_here_is_read_by_tcpdump(tmp_path):
 
 
 @pytest.mark.integration
-def test_capture_on_a_real_node_finds_the_pod_from_its_cni_attachment(netns, cni_path, cni_client, tmp_path):
+def test_capture_on_a_real_node_finds_the_pod_from_its_cni_attachment(netns, cni_path, cni_driver, tmp_path):
     node = netns("pnt-node")
     node.ip("addr", "add", "192.0.2.10/32", "dev", "lo")
-    runtime = Runtime(node, cni_path, cni_client, str(tmp_path))
+    runtime = Runtime(node, cni_path, cni_driver, str(tmp_path))
     conf = conflist(tmp_path, "10.89.0.0/24")
     pod = netns("pnt-pod")
     runtime.add(conf, pod, "ctr-capture-0123456789")

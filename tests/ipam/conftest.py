@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from tests.ipam.etcd_server import EtcdServer
+from tests.support.etcd_server import EtcdServer
 
 
 def _start(tmp_path) -> EtcdServer:
@@ -41,9 +41,9 @@ def etcd_module(tmp_path_factory):
         server.stop()
 
 
-@pytest.fixture(params=["file", "etcd"])
+@pytest.fixture(params=["file", pytest.param("etcd", marks=pytest.mark.integration)])
 def store_url(request, tmp_path):
-    """A store URL of each backend, empty."""
+    """A store URL of each backend, empty (the etcd one runs a real etcd: integration tier)."""
     if request.param == "file":
         return f"file:{tmp_path / 'store'}"
     return etcd_url(request.getfixturevalue("etcd_module"))

@@ -89,6 +89,7 @@ def _allocate_many(url: str, cidr: str, worker: int, count: int, barrier, out) -
     out.put((worker, [str(alloc.allocate(owner=f"w{worker}-{i}")) for i in range(count)]))
 
 
+@pytest.mark.slow
 def test_eight_processes_allocate_4000_distinct_addresses_at_once(store_url):
     cidr = "10.100.0.0/20"  # 4094 usable addresses
     ctx = multiprocessing.get_context("fork")

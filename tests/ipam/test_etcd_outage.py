@@ -13,6 +13,8 @@ from ipam.store_url import open_store
 from ipam.subnets import NodeSubnetAllocator
 from tests.ipam.conftest import etcd_url
 
+pytestmark = pytest.mark.integration  # a real etcd, killed and restarted
+
 CIDR = "10.120.0.0/16"
 
 

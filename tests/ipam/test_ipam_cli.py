@@ -107,6 +107,7 @@ def test_a_store_url_that_does_not_parse_is_refused_naming_it():
     assert "Error: --store: 'etcd://nohost/x' is not a store URL" in out
 
 
+@pytest.mark.integration
 def test_an_unreachable_etcd_says_try_again(etcd):
     url = etcd_url(etcd)
     etcd.kill()
@@ -121,6 +122,7 @@ def _acquire_keep(url: str) -> subprocess.Popen:
     )
 
 
+@pytest.mark.integration
 def test_a_live_node_keeps_its_subnet_across_podnet_restarts_and_a_dead_one_loses_it(etcd):
     url = etcd_url(etcd)
     podnet(url, "node-subnet", "acquire", "n0", "--cluster-cidr", "10.244.0.0/16", "--node-mask-size", "24")

@@ -40,7 +40,7 @@ def run_ipam(cni_bin: str, verb: str, conf: dict, container_id: str) -> tuple[in
     return proc.returncode, (json.loads(out) if out else None)
 
 
-@pytest.fixture(params=["etcd", "file", "dataDir"])
+@pytest.fixture(params=[pytest.param("etcd", marks=pytest.mark.integration), "file", "dataDir"])
 def store(request, tmp_path):
     if request.param == "etcd":
         return etcd_url(request.getfixturevalue("etcd_module"))
@@ -69,6 +69,7 @@ def test_pods_fill_the_range_then_get_code_11_and_del_frees(cni_bin, store, tmp_
         assert [p.name for p in (tmp_path / "data" / "podnet-store-test").iterdir()] == [".lock"]
 
 
+@pytest.mark.integration
 def test_an_unreachable_etcd_is_code_11_try_again(cni_bin, etcd, tmp_path):
     conf = ipam_conf(etcd_url(etcd), tmp_path / "data")
     assert run_ipam(cni_bin, "ADD", conf, "ctr-a")[0] == 0
@@ -104,6 +105,7 @@ def _adds(conf: dict, worker: int, count: int, barrier, out) -> None:
     out.put(got)
 
 
+@pytest.mark.integration
 def test_concurrent_adds_on_one_node_with_etcd_get_distinct_addresses(etcd_module, tmp_path):
     import multiprocessing
 

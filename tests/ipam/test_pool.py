@@ -86,6 +86,7 @@ def _allocate_many(directory: str, worker: int, count: int, out) -> None:
     out.put([str(pool.allocate(owner_key(f"w{worker}-{i}", "eth0"))[0].ip) for i in range(count)])
 
 
+@pytest.mark.slow
 def test_disk_store_never_hands_one_address_out_twice_across_processes(tmp_path):
     directory = str(tmp_path / "pool")
     out = multiprocessing.Queue()

@@ -12,7 +12,7 @@ from ipam.store_url import open_store
 from tests.ipam.conftest import etcd_url
 
 
-@pytest.fixture(params=["file", "etcd", "memory"])
+@pytest.fixture(params=["file", pytest.param("etcd", marks=pytest.mark.integration), "memory"])
 def store(request, tmp_path):
     if request.param == "memory":
         return MemoryStore()

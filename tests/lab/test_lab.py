@@ -11,10 +11,14 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from podnet.lab import names, net, pids, spec
 from podnet.lab.node import Namespace
 from podnet.lab.state import LabFiles
 from tests.lab.conftest import lab_namespaces, podnet, unique_spec
+
+pytestmark = pytest.mark.integration
 
 TWO_NODES = {
     "nodes": ["a", "b"],

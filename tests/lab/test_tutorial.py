@@ -22,7 +22,10 @@ from tests.lab.conftest import lab_namespaces, podnet
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-pytestmark = pytest.mark.skipif(not shutil.which("etcd"), reason="a lab's store is etcd: install etcd-server")
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(not shutil.which("etcd"), reason="a lab's store is etcd: install etcd-server"),
+]
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.proxy import lab as labmod
+from tests.support import proxy_lab as labmod
 
 # Every semantic test runs once per mode; nftables and ipvs join this list when they exist.
 PROXY_MODES = ["iptables", "nftables"]

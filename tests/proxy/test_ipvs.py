@@ -19,7 +19,7 @@ from proxy.ipvs.desired import DUMMY, IPSETS, DesiredState, InvalidScheduler, Vi
 from proxy.model import NodeContext, ProxyModel
 from proxy.objects import ServicePort
 from proxy.trackers import Trackers
-from tests.proxy import synthetic as S
+from tests.support import synthetic as S
 
 NODE = NodeContext(name=S.NODE, node_ips=("192.168.1.1",), cluster_cidrs=("10.128.0.0/9",))
 
@@ -127,6 +127,7 @@ def test_a_scheduler_change_is_a_set_service():
     assert _decoded(ops[0])["IPVS_CMD_ATTR_SERVICE"]["IPVS_SVC_ATTR_SCHED_NAME"] == "lc"
 
 
+@pytest.mark.integration
 def test_unknown_scheduler_is_a_clear_error(tmp_path, netns):
     with pytest.raises(InvalidScheduler, match="--ipvs-scheduler: 'wlc' is not supported"):
         check_scheduler("wlc")

@@ -16,9 +16,7 @@ from proxy.nftables.backend import NftablesBackend
 from proxy.objects import ServiceCIDR, ServicePort
 from proxy.proxier import Proxier
 from proxy.trackers import Trackers
-from tests.proxy import synthetic as S
-
-pytestmark = pytest.mark.integration
+from tests.support import synthetic as S
 
 NODE = NodeContext(name=S.NODE, node_ips=("192.168.1.1",), cluster_cidrs=("10.128.0.0/9",))
 
@@ -70,6 +68,7 @@ def a_service(i: int, rng: random.Random):
     return S.service(i, **spec), S.endpoint_slice(i, endpoints, local={j for j in range(endpoints) if j % 2 == 0})
 
 
+@pytest.mark.integration
 def test_partial_syncs_build_the_same_table_as_a_full_sync(netns):
     rng = random.Random(7)
     inc_ns, fresh_ns = netns("pnft-inc"), netns("pnft-fresh")
@@ -110,6 +109,7 @@ def test_partial_syncs_build_the_same_table_as_a_full_sync(netns):
     assert all(not elems for name, elems in t["sets"].items() if name != "nodeport-ips"), t["sets"]
 
 
+@pytest.mark.integration
 def test_one_endpoint_added_sends_a_handful_of_lines(netns):
     ns = netns("pnft-small")
     px, trackers, backend = proxier(ns)
@@ -135,6 +135,7 @@ def test_one_endpoint_added_sends_a_handful_of_lines(netns):
     assert len(sent[0].splitlines()) <= 5, sent[0]
 
 
+@pytest.mark.integration
 def test_refused_transaction_keeps_the_table_and_the_next_sync_rebuilds_it(netns):
     ns = netns("pnft-fail")
     px, trackers, backend = proxier(ns)
@@ -156,6 +157,7 @@ def test_refused_transaction_keeps_the_table_and_the_next_sync_rebuilds_it(netns
     assert result.full and S.endpoint_ip(1, 2) in ns.run("nft", "list", "map", "ip", "podnet", "slots-tcp").stdout
 
 
+@pytest.mark.integration
 def test_service_cidrs_and_cleanup_touch_only_podnet_tables(netns):
     ns = netns("pnft-clean")
     ns.run("nft", "add", "table", "ip", "mine")

@@ -8,7 +8,16 @@ from collections import Counter
 
 import pytest
 
-from tests.proxy.lab import CLIENT_IP, NODE_IP, PODS, endpoint, endpoint_slice, node_object, sctp_supported, service
+from tests.support.proxy_lab import (
+    CLIENT_IP,
+    NODE_IP,
+    PODS,
+    endpoint,
+    endpoint_slice,
+    node_object,
+    sctp_supported,
+    service,
+)
 
 pytestmark = pytest.mark.integration
 

@@ -11,7 +11,7 @@ from collections import Counter
 
 import pytest
 
-from tests.proxy.lab import NODE_IP, PODS, endpoint, endpoint_slice, service
+from tests.support.proxy_lab import NODE_IP, PODS, endpoint, endpoint_slice, service
 
 pytestmark = pytest.mark.integration
 

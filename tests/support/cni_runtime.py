@@ -1,5 +1,6 @@
-"""Drive CNI plugins as a runtime does: through cni-client (libcni) inside a node namespace,
-or by executing a plugin directly (for spec 1.1.0 verbs libcni 1.1.2 does not speak)."""
+"""Drive CNI plugins as a runtime does: through cni-driver (podnet's libcni driver,
+`cnidriver/main.go`) inside a node namespace, or by executing a plugin directly (for spec 1.1.0
+verbs libcni 1.1.2 does not speak)."""
 
 from __future__ import annotations
 
@@ -10,14 +11,32 @@ import subprocess
 import threading
 from dataclasses import dataclass, field
 
-from tests.netns import Namespace
+from tests.support.netns import Namespace
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+REFERENCE_PLUGINS = "/usr/lib/cni"  # Debian's containernetworking-plugins
+
+
+class DriverMissing(RuntimeError):
+    pass
+
+
+def driver_path() -> str:
+    """The built cni-driver: $PODNET_CNI_DRIVER, else build/cni-driver in this checkout."""
+    path = os.environ.get("PODNET_CNI_DRIVER") or os.path.join(REPO, "build", "cni-driver")
+    if not os.access(path, os.X_OK):
+        raise DriverMissing(
+            f"cni-driver is not built at {path}: run `make test-tools` as root "
+            "(it installs Go and libcni from Debian and builds tests/support/cnidriver)"
+        )
+    return path
 
 
 @dataclass
 class Runtime:
     node: Namespace
     cni_path: str
-    client: str
+    driver: str
     workdir: str
     caps: dict = field(default_factory=dict)
 
@@ -43,7 +62,7 @@ class Runtime:
             os.replace(tmp, path)
         return path
 
-    def client_run(
+    def driver_run(
         self, verb: str, conflist: dict, pod: Namespace | str, container_id: str, ifname: str = "eth0", **env
     ) -> subprocess.CompletedProcess:
         netns_path = pod.path if isinstance(pod, Namespace) else pod
@@ -53,7 +72,7 @@ class Runtime:
                 "netns",
                 "exec",
                 self.node.name,
-                self.client,
+                self.driver,
                 verb,
                 self.write(conflist),
                 netns_path,
@@ -67,17 +86,17 @@ class Runtime:
         )
 
     def add(self, conflist: dict, pod: Namespace, container_id: str, ifname: str = "eth0") -> dict:
-        proc = self.client_run("add", conflist, pod, container_id, ifname)
+        proc = self.driver_run("add", conflist, pod, container_id, ifname)
         assert proc.returncode == 0, f"ADD failed: {proc.stderr}{proc.stdout}"
         return json.loads(proc.stdout)
 
     def check(
         self, conflist: dict, pod: Namespace, container_id: str, ifname: str = "eth0"
     ) -> subprocess.CompletedProcess:
-        return self.client_run("check", conflist, pod, container_id, ifname)
+        return self.driver_run("check", conflist, pod, container_id, ifname)
 
     def delete(self, conflist: dict, pod: Namespace | str, container_id: str, ifname: str = "eth0") -> None:
-        proc = self.client_run("del", conflist, pod, container_id, ifname)
+        proc = self.driver_run("del", conflist, pod, container_id, ifname)
         assert proc.returncode == 0, f"DEL failed: {proc.stderr}{proc.stdout}"
 
     def plugin(

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import yaml
 
-from tests import netns as nsmod
+from tests.support import netns as nsmod
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 NODE_NAME = "node-a"
