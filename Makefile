@@ -23,7 +23,7 @@ system:
 
 venv: $(BIN)/podnet
 
-$(BIN)/podnet: pyproject.toml
+$(BIN)/podnet: pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev]'

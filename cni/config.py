@@ -138,6 +138,8 @@ def decode(stdin: bytes) -> dict:
 
 @dataclass(frozen=True)
 class DNS:
+    """The netconf's dns section, as the result carries it."""
+
     nameservers: tuple[str, ...] = ()
     domain: str = ""
     search: tuple[str, ...] = ()

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 
 from cni.config import plugin_type as check_plugin_type
 from cni.errors import CNIError, InvalidConfig, IOFailure
@@ -34,6 +33,8 @@ def execute(plugin_type: str, command: str, conf: dict, environ, path: tuple[str
         raise InvalidConfig(f"ipam.type: {plugin_type!r}: plugins delegating to plugins {depth} deep (a loop?)")
     binary = find(plugin_type, path)
     env = dict(environ, CNI_COMMAND=command, **{DEPTH: str(depth + 1)})
+    import subprocess  # only ipMasq/delegated calls need it; a plain ADD starts faster without
+
     proc = subprocess.run([binary], input=json.dumps(conf).encode(), env=env, capture_output=True)
     out = proc.stdout.strip()
     try:

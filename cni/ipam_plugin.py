@@ -21,7 +21,12 @@ from ipam.errors import IPAMError, StoreUnavailable
 from ipam.errors import RangeFull as PoolFull
 from ipam.node_lock import NodeLockedStore
 from ipam.pool import AddressPool, owner_key
-from ipam.store import Store
+
+# Without importing typing, which costs each standalone plugin run more than it is worth:
+# the store interface is only needed by the type checker (which treats this name as true).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ipam.store import Store
 
 
 @contextlib.contextmanager

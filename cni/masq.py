@@ -13,8 +13,6 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import os
-import shutil
-import subprocess
 
 from cni.errors import IOFailure
 
@@ -35,7 +33,17 @@ def comment(network: str, container_id: str, ifname: str) -> str:
     return f"{COMMENT_PREFIX} {network} {container_id} {ifname}"
 
 
+def _run(*args: str, input: str | None = None):
+    # Imported on use: subprocess and shutil add a good part of a standalone plugin's start,
+    # and most pods have no ipMasq.
+    import subprocess
+
+    return subprocess.run(args, input=input, capture_output=True, text=True)
+
+
 def _tool(name: str) -> str:
+    import shutil
+
     path = shutil.which(name, path=os.environ.get("PATH", "") + os.pathsep + _SEARCH_PATH)
     if path is None:
         raise IOFailure(f"ipMasq: {name} not found (install iptables)")
@@ -43,13 +51,13 @@ def _tool(name: str) -> str:
 
 
 def _restore(version: int, text: str) -> None:
-    proc = subprocess.run([_tool(_TOOLS[version][1]), "--noflush", "-w"], input=text, capture_output=True, text=True)
+    proc = _run(_tool(_TOOLS[version][1]), "--noflush", "-w", input=text)
     if proc.returncode != 0:
         raise IOFailure(f"ipMasq: {_TOOLS[version][1]} failed: {proc.stderr.strip()}")
 
 
 def _nat_rules(version: int) -> list[str]:
-    proc = subprocess.run([_tool(_TOOLS[version][0]), "-t", "nat"], capture_output=True, text=True)
+    proc = _run(_tool(_TOOLS[version][0]), "-t", "nat")
     if proc.returncode != 0:
         raise IOFailure(f"ipMasq: {_TOOLS[version][0]} failed: {proc.stderr.strip()}")
     return proc.stdout.splitlines()

@@ -10,10 +10,12 @@ socket per namespace is opened once and handed to every step.
 
 from __future__ import annotations
 
+# The C module, not socket.py: its wrapper's imports (selectors, enum conversions) cost
+# every standalone plugin start and offer nothing a netlink socket uses.
+import _socket
 import errno
 import ipaddress
 import os
-import socket
 import struct
 from dataclasses import dataclass
 
@@ -88,7 +90,7 @@ def parse_attrs(data: bytes) -> dict[int, bytes]:
 
 
 def _family(addr) -> int:
-    return socket.AF_INET6 if addr.version == 6 else socket.AF_INET
+    return _socket.AF_INET6 if addr.version == 6 else _socket.AF_INET
 
 
 def mac_str(raw: bytes) -> str:
@@ -97,6 +99,8 @@ def mac_str(raw: bytes) -> str:
 
 @dataclass(frozen=True)
 class Link:
+    """A network interface as the kernel reports it."""
+
     index: int
     name: str
     mac: str
@@ -107,6 +111,8 @@ class Link:
 
 @dataclass(frozen=True)
 class Route:
+    """A route as the kernel reports it."""
+
     dst: ipaddress.IPv4Network | ipaddress.IPv6Network
     gateway: str | None
     oif: int
@@ -116,7 +122,7 @@ class Netlink:
     """One NETLINK_ROUTE socket, bound to the namespace current when it was opened."""
 
     def __init__(self) -> None:
-        self._sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 0)
+        self._sock = _socket.socket(_socket.AF_NETLINK, _socket.SOCK_RAW, 0)
         self._sock.bind((0, 0))
         self._seq = 0
 
@@ -256,7 +262,7 @@ class Netlink:
             table_id = struct.unpack("=I", attrs[RTA_TABLE])[0] if RTA_TABLE in attrs else table
             if rtype != RTN_UNICAST or table_id != RT_TABLE_MAIN:
                 continue
-            zero = b"\0" * (16 if fam == socket.AF_INET6 else 4)
+            zero = b"\0" * (16 if fam == _socket.AF_INET6 else 4)
             dst = ipaddress.ip_network((ipaddress.ip_address(attrs.get(RTA_DST, zero)), dst_len))
             gw = attrs.get(RTA_GATEWAY)
             oif = struct.unpack("=I", attrs[RTA_OIF])[0] if RTA_OIF in attrs else 0

@@ -5,9 +5,8 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import os
-import signal
-import socket
 import sys
+from _socket import AF_INET, AF_INET6  # not socket.py: see cni/netlink.py
 
 import netns
 from cni import delegate, ipam_plugin, masq, routing, version, veth
@@ -25,6 +24,8 @@ STOP_AT = "PODNET_CNI_STOP_AT"
 
 def checkpoint(call: Call, step: str) -> None:
     if call.environ.get(STOP_AT) == step:
+        import signal  # here: signal's enum conversions would cost every plugin start
+
         os.kill(os.getpid(), signal.SIGSTOP)
 
 
@@ -271,7 +272,7 @@ def differences(prev: dict, inv, host: Netlink, pod: Netlink) -> list[str]:
         ips.append(ipaddress.ip_interface(ip["address"]).ip)
         if ip["address"] not in have:
             problems.append(f"interface {inv.ifname}: address {ip['address']} is missing")
-    pod_routes = {(str(r.dst), r.gateway) for fam in (socket.AF_INET, socket.AF_INET6) for r in pod.routes(fam)}
+    pod_routes = {(str(r.dst), r.gateway) for fam in (AF_INET, AF_INET6) for r in pod.routes(fam)}
     for route in prev.get("routes") or []:
         dst = str(ipaddress.ip_network(route["dst"], strict=False))
         if not any(d == dst and (route.get("gw") is None or g == route["gw"]) for d, g in pod_routes):
@@ -281,12 +282,7 @@ def differences(prev: dict, inv, host: Netlink, pod: Netlink) -> list[str]:
     if host_link is None:
         problems.append(f"host side {host_name} is missing")
     else:
-        host_routes = {
-            str(r.dst)
-            for fam in (socket.AF_INET, socket.AF_INET6)
-            for r in host.routes(fam)
-            if r.oif == host_link.index
-        }
+        host_routes = {str(r.dst) for fam in (AF_INET, AF_INET6) for r in host.routes(fam) if r.oif == host_link.index}
         for ip in ips:
             if str(routing.host_route(ip).network) not in host_routes:
                 problems.append(f"host route to {ip} via {host_name} is missing")

@@ -15,7 +15,7 @@ import threading
 
 from cni import skel
 from cni.plugin import STOP_AT
-from cni.shim import SOCKET_NAME, decode_request, handlers
+from cni.shim import SOCKET_NAME, IncompleteRequest, decode_request, handlers
 
 SO_PEERCRED = getattr(socket, "SO_PEERCRED", 17)
 log = logging.getLogger("podnet.cni")
@@ -57,7 +57,12 @@ class CNIServer:
             chunks = []
             while chunk := conn.recv(1 << 16):
                 chunks.append(chunk)
-            plugin, environ, stdin = decode_request(b"".join(chunks))
+            try:
+                plugin, environ, stdin = decode_request(b"".join(chunks))
+            except IncompleteRequest as e:
+                # Its sender is gone; running what arrived could act on half an environment.
+                log.warning("dropped an incomplete request: %s", e)
+                return
             # The crash tests' fault injection stops the plugin's own process; here that
             # process is the server of every pod on the node, so the hook does not apply.
             environ.pop(STOP_AT, None)

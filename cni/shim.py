@@ -19,23 +19,37 @@ import sys
 SOCKET_NAME = b"\0podnet-cni"
 # A request: plugin name, newline, 4-byte length of the environment block, the block
 # (NUL-separated KEY=VALUE), then stdin until end of stream. A reply: one byte of exit
-# status, then the plugin's stdout.
+# status, then the plugin's stdout. The front doors (this one and cni/frontdoor.c) put
+# stdin's length in the block: a client killed while sending also ends the stream, and the
+# server must not run what it cut short. (A request without it comes from an older launcher.)
+STDIN_LENGTH = "PODNET_CNI_STDIN_LENGTH"
+
+
+class IncompleteRequest(ValueError):
+    """The client's request ended before its declared end: its sender died while sending."""
 
 
 def encode_request(plugin: str, environ: dict[bytes, bytes], stdin: bytes) -> bytes:
+    environ = {**environ, STDIN_LENGTH.encode(): str(len(stdin)).encode()}
     env = b"\0".join(k + b"=" + v for k, v in environ.items())
     return plugin.encode() + b"\n" + len(env).to_bytes(4, "big") + env + stdin
 
 
 def decode_request(data: bytes) -> tuple[str, dict[str, str], bytes]:
-    plugin, _, rest = data.partition(b"\n")
+    plugin, newline, rest = data.partition(b"\n")
     size = int.from_bytes(rest[:4], "big")
+    if not newline or len(rest) < 4 + size:
+        raise IncompleteRequest(f"{len(data)} bytes, cut short in the plugin name or environment")
     env = {}
     for item in rest[4 : 4 + size].split(b"\0"):
         key, sep, value = item.partition(b"=")
         if sep:
             env[key.decode()] = value.decode()
-    return plugin.decode(), env, rest[4 + size :]
+    stdin = rest[4 + size :]
+    declared = env.pop(STDIN_LENGTH, None)
+    if declared is not None and declared != str(len(stdin)):
+        raise IncompleteRequest(f"stdin of {len(stdin)} bytes, {declared} declared")
+    return plugin.decode(), env, stdin
 
 
 def _read_all(read) -> bytes:

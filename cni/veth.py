@@ -34,6 +34,8 @@ def parse_alias(text: str) -> tuple[str, str, str] | None:
 
 @dataclass(frozen=True)
 class VethPair:
+    """The two ends of a pod's veth: one on the node, one in the pod."""
+
     host: Link
     pod: Link
 

@@ -20,6 +20,8 @@ DEFAULT_DATA_DIR = "/var/lib/podnet/networks"
 
 @dataclass(frozen=True)
 class RouteConf:
+    """A route the IPAM config asks the pod to have."""
+
     dst: ipaddress.IPv4Network | ipaddress.IPv6Network
     gw: ipaddress.IPv4Address | ipaddress.IPv6Address | None = None
 
@@ -32,6 +34,8 @@ class RouteConf:
 
 @dataclass(frozen=True)
 class IPAMConf:
+    """The IPAM section of a netconf, parsed and validated."""
+
     network: str
     range_sets: tuple[RangeSet, ...]
     routes: tuple[RouteConf, ...]

@@ -11,7 +11,12 @@ shares the pool still never gets a duplicate.
 from __future__ import annotations
 
 from ipam.disk import DiskStore
-from ipam.store import Store
+
+# Without importing typing, which costs each standalone plugin run more than it is worth:
+# the store interface is only needed by the type checker (which treats this name as true).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ipam.store import Store
 
 
 class NodeLockedStore:

@@ -7,7 +7,12 @@ from dataclasses import dataclass
 
 from ipam.errors import AlreadyAllocated, IPAMError, RangeFull
 from ipam.ranges import Address, Range, RangeSet
-from ipam.store import Store
+
+# Without importing typing, which costs each standalone plugin run more than it is worth:
+# the store interface is only needed by the type checker (which treats this name as true).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ipam.store import Store
 
 
 def owner_key(container_id: str, ifname: str) -> str:
@@ -21,6 +26,8 @@ def split_owner(owner: str) -> tuple[str, str]:
 
 @dataclass(frozen=True)
 class Allocation:
+    """One address handed out, and the range it came from."""
+
     ip: Address
     range: Range
 

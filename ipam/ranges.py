@@ -16,6 +16,8 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 @dataclass(frozen=True)
 class Range:
+    """One range of a range set: a subnet and the addresses to hand out from it."""
+
     subnet: Network
     start: Address
     end: Address
@@ -103,6 +105,8 @@ def parse_range(raw: dict, field: str) -> Range:
 
 @dataclass(frozen=True)
 class RangeSet:
+    """Ranges of one address family; a pod gets one address from the set."""
+
     ranges: tuple[Range, ...]
 
     @property

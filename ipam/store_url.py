@@ -13,20 +13,26 @@ from dataclasses import dataclass
 
 from ipam.disk import DiskStore
 from ipam.errors import IPAMError
-from ipam.etcd import EtcdStore
-from ipam.etcd_gateway import EtcdGateway
-from ipam.store import Store
+
+# Without importing typing, which costs each standalone plugin run more than it is worth:
+# the store interface is only needed by the type checker (which treats this name as true).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ipam.store import Store
 
 ENV = "PODNET_STORE"
 DEFAULT_DIR = "/var/lib/podnet/ipam"
 DEFAULT_PREFIX = "/podnet"
 FORMS = "file:DIR or etcd://HOST:PORT/PREFIX"
-# matched with fullmatch: `$` would let a trailing newline into the prefix
-_ETCD = re.compile(r"etcd://(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(?P<port>[0-9]{1,5})(?P<prefix>/\S*)?")
+# A pattern string, compiled on first use: most nodes never parse an etcd URL. Matched with
+# fullmatch: `$` would let a trailing newline into the prefix.
+_ETCD = r"etcd://(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(?P<port>[0-9]{1,5})(?P<prefix>/\S*)?"
 
 
 @dataclass(frozen=True)
 class StoreURL:
+    """Where the claims are kept: a directory (file:) or an etcd endpoint."""
+
     url: str
     directory: str = ""  # file:
     host: str = ""  # etcd://
@@ -39,6 +45,11 @@ class StoreURL:
 
     def open(self) -> Store:
         if self.is_etcd:
+            # Imported here: the etcd client pulls in http.client and ssl, which a pod ADD
+            # on a node with a file store would pay for at every start.
+            from ipam.etcd import EtcdStore
+            from ipam.etcd_gateway import EtcdGateway
+
             return EtcdStore(EtcdGateway(self.host, self.port), self.prefix)
         return DiskStore(self.directory)
 
@@ -64,7 +75,7 @@ def parse_store_url(url: str | None = None, field: str = "store") -> StoreURL:
         if problem:
             raise IPAMError(f"{field}: the directory {problem}")
         return StoreURL(url, directory=os.path.normpath(directory))
-    m = _ETCD.fullmatch(url)
+    m = re.fullmatch(_ETCD, url)
     if m is None:
         raise IPAMError(f"{field}: {url!r} is not a store URL ({FORMS})")
     port = int(m["port"])

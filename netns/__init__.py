@@ -28,10 +28,17 @@ import ctypes
 import errno
 import fcntl
 import os
-import socket as _socket
 import stat
-import subprocess
+from _socket import AF_INET, SOCK_STREAM
 from collections.abc import Iterator, Sequence
+
+# subprocess and socket are imported where used: the CNI plugin imports this module at every
+# pod's start, never runs a command or opens a socket through it, and their imports (with
+# selectors, signal and their enum conversions) would cost it more than its own work.
+TYPE_CHECKING = False  # without importing typing; type checkers treat it as true
+if TYPE_CHECKING:
+    import socket as _socket
+    import subprocess
 
 NETNS_DIR = "/run/netns"  # where `ip netns add NAME` puts a named namespace
 CLONE_NEWNET = 0x40000000
@@ -168,6 +175,8 @@ def popen(target: Target, args: Sequence[str], *, etc: bool = False, **kw) -> su
     gives the child a mount namespace of its own with /etc/netns/NAME/* bind-mounted over
     /etc and /sys remounted for the namespace, which a person's interactive command in a pod
     may expect (its own resolv.conf or hosts; /sys/class/net listing the pod's links)."""
+    import subprocess
+
     if etc:
         if not isinstance(target, str) or "/" in target:
             raise NamespaceError(str(target), "etc=True needs a namespace named under /run/netns")
@@ -187,6 +196,8 @@ def run(
     **kw,
 ) -> subprocess.CompletedProcess:
     """subprocess.run inside the namespace: same arguments, same result and exceptions."""
+    import subprocess
+
     if input is not None:
         kw["stdin"] = subprocess.PIPE
     if kw.pop("capture_output", False):
@@ -204,9 +215,9 @@ def run(
     return result
 
 
-def socket(
-    target: Target, family: int = _socket.AF_INET, type: int = _socket.SOCK_STREAM, proto: int = 0
-) -> _socket.socket:
+def socket(target: Target, family: int = AF_INET, type: int = SOCK_STREAM, proto: int = 0) -> _socket.socket:
     """A socket created inside the namespace; it stays bound to it wherever it is used."""
+    import socket as _socket
+
     with entered(target):
         return _socket.socket(family, type, proto)

@@ -6,7 +6,7 @@ import os
 
 import click
 
-from cni import install
+from cni import frontdoor, install
 from podnet import logs
 from podnet.debug.cli import register as register_debug
 from podnet.ipam_cli import ipam
@@ -71,6 +71,11 @@ def cli() -> None:
 @click.option("--no-conflist", is_flag=True, help="Install the executables only.")
 @click.option("--python", "python", default=None, help="Interpreter the plugins run on (default: this one; 3.11+).")
 @click.option(
+    "--python-launcher",
+    is_flag=True,
+    help="Install the Python launchers as the plugins instead of compiling the front door.",
+)
+@click.option(
     "--from-checkout",
     is_flag=True,
     help="Allow launchers that import podnet from a source checkout (development machines only).",
@@ -90,6 +95,7 @@ def install_cni(
     no_conflist: bool,
     python: str | None,
     from_checkout: bool,
+    python_launcher: bool,
 ) -> None:
     """Install podnet-cni and podnet-ipam, and a conflist that uses them.
 
@@ -105,8 +111,10 @@ def install_cni(
                 click.echo(f"linked {path} -> {os.readlink(path)}")
     except install.InstallError as e:
         raise click.ClickException(str(e)) from None
-    for path in install.write_launchers(bin_dir, python, packages):
+    done = frontdoor.install_frontdoor(bin_dir, python, compile=not python_launcher, packages=packages)
+    for path in done.paths:
         click.echo(f"installed {path}")
+    click.echo(done.note, err=not done.compiled)
     if not no_conflist:
         opts = install.ConflistOptions(
             name=name,

@@ -74,9 +74,9 @@ def show_cmd(ctx, output) -> None:
     found: dict[str, dict[str, list[str]]] = {}
     for name in MODES if mode is None else (mode,):
         for family in (4, 6):  # dual stack: each family's rules of each mode, through its Backend
-            text = backend_for(name, NodeContext(name="node", family=family)).show()
-            if text:
-                found.setdefault(name, {})[f"IPv{family}"] = text.splitlines()
+            shown = backend_for(name, NodeContext(name="node", family=family)).show()
+            if shown:
+                found.setdefault(name, {})[f"IPv{family}"] = shown.splitlines()
 
     def text() -> list[str]:
         lines = []

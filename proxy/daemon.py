@@ -107,8 +107,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cleanup", default=False, **flag, help="remove all podnet-proxy rules and exit")
     p.add_argument("--node-ip", action="append", type=parse_ip, default=[],
                    help="this node's IP (repeatable; one of each family: dual stack)")  # fmt: skip
-    p.add_argument("--service-cidr", type=parse_cidrs, default=[],
-                   help="service CIDR(s) besides ServiceCIDR objects (nftables: unallocated addresses drop)")
+    p.add_argument(
+        "--service-cidr",
+        type=parse_cidrs,
+        default=[],
+        help="service CIDR(s) besides ServiceCIDR objects (nftables: unallocated addresses drop)",
+    )
     p.add_argument("--once", action="store_true", help="program the rules once and exit")
     p.add_argument("--iptables-flavor", choices=("auto", "nft", "legacy"), default="auto",
                    help="iptables backend (default: whatever `iptables` is on this machine)")  # fmt: skip
@@ -241,9 +245,7 @@ class Daemon:
             "lastUpdated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(last)),
             "currentTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)),
             "nodeEligible": True,
-            "consecutiveFailures": self.metrics.get(
-                "kubeproxy_sync_proxy_rules_iptables_restore_failures_total"
-            ),
+            "consecutiveFailures": self.metrics.get("kubeproxy_sync_proxy_rules_iptables_restore_failures_total"),
         }
         return (200 if ok else 503), "application/json", json.dumps(body)
 

@@ -110,27 +110,41 @@ def capture_cmd(targets, expression, path, count, duration, netns, lab_name, out
     "to",
     required=True,
     shell_complete=refs("svc", "pod", ports=True),
-    help="svc/NAME:PORT, pod/NAME:PORT or IP:PORT.",
+    help="svc/NAME:PORT, pod/NAME:PORT, node/NAME:NODEPORT or IP:PORT.",
 )
 @click.option("--proto", type=click.Choice(["tcp", "udp", "icmp"]), default="tcp", show_default=True)
 @click.option("--timeout", type=click.FloatRange(0.1, 30), default=2.0, show_default=True, help="Seconds to wait.")
+@click.option(
+    "--size",
+    type=click.IntRange(28, 65535),
+    help="Bytes of IP packet (padded; DF is always set), to find where the path's MTU is too small.",
+)
+@click.option(
+    "--kernel/--no-kernel",
+    default=True,
+    show_default=True,
+    help="Watch the kernel's drop reasons (skb:kfree_skb, through bpftrace); costs a few seconds to attach.",
+)
 @output_option("text", "json", "yaml")
 @LAB_OPTION
-def trace_cmd(source, to, proto, timeout, output, lab_name) -> None:
-    """Send one probe packet from a pod and follow it hop by hop."""
+def trace_cmd(source, to, proto, timeout, size, kernel, output, lab_name) -> None:
+    """Send one probe packet from a pod and follow it hop by hop.
+
+    Exits 0 when the probe was answered, 1 with a verdict naming the place (pod, node,
+    interface) and the cause otherwise."""
     from podnet.debug import trace
 
     try:
         cluster = _cluster(lab_name)
         with interruptible():
-            result = trace.trace(cluster, source, to, proto, timeout)
+            result = trace.trace(cluster, source, to, proto, timeout, size=size, kernel=kernel)
     except TargetError as e:
         raise click.ClickException(str(e)) from None
     except KeyboardInterrupt:
         click.echo("interrupted; trace flags and monitors removed", err=True)
         sys.exit(130)
     emit(output, result.to_dict(), lambda: trace.render(result))
-    sys.exit(0 if result.verdict.result == "delivered" else 1)
+    sys.exit(0 if result.verdict is not None and result.verdict.result == "delivered" else 1)
 
 
 COMMANDS: tuple[click.Command, ...] = (capture_cmd, trace_cmd)
@@ -158,9 +172,17 @@ def register(group: click.Group) -> None:
 )
 @click.option("--timeout", type=click.FloatRange(0.1, 30), default=1.0, show_default=True, help="Seconds to wait.")
 @click.option("--png", "png", type=click.Path(dir_okay=False), help="Also draw the matrix into this PNG file.")
+@click.option(
+    "--trace/--no-trace",
+    "trace_red",
+    default=True,
+    show_default=True,
+    help="Trace every red cell (in parallel) and mark it with the cause trace names.",
+)
+@click.option("--kernel/--no-kernel", default=True, show_default=True, help="Let those traces watch kernel drops.")
 @output_option("text", "json", "yaml")
 @LAB_OPTION
-def probe_cmd(sources, targets, timeout, png, output, lab_name) -> None:
+def probe_cmd(sources, targets, timeout, png, trace_red, kernel, output, lab_name) -> None:
     """Connectivity matrix: every pod to every pod and Service; exit 1 if an expected one failed.
 
     A failed Service is explained by the endpoints it had when the probe began and ended."""
@@ -173,8 +195,14 @@ def probe_cmd(sources, targets, timeout, png, output, lab_name) -> None:
         meter = progress.meter("probe: connections") if len(src) * len(dst) > 100 else None
         matrix = probe.probe(cluster, src, dst, timeout, meter)
         probe.explain(matrix, dst, _cluster(cluster.lab) if matrix.failures() else None)
+        if trace_red:
+            with interruptible():
+                probe.trace_failures(cluster, matrix, timeout, kernel)
     except TargetError as e:
         raise click.ClickException(str(e)) from None
+    except KeyboardInterrupt:
+        click.echo("interrupted; trace flags and monitors removed", err=True)
+        sys.exit(130)
 
     def text() -> list[str]:
         rows = probe.table(matrix)

@@ -53,6 +53,7 @@ class RuleHit:
     verdict: str  # ACCEPT, DROP, CONTINUE, JUMP, ...
     rule: str  # the rule as the tool that wrote it spells it ("" for a policy)
     packet: str  # the packet as it entered this table: "IN=.. OUT=.. SRC=.. DST=.."
+    family: str = ""  # nft's table family (ip, inet, ...), when nft reported it
 
 
 def table_text(name: str, flow: Flow) -> str:
@@ -85,17 +86,17 @@ class TraceSession:
         self.tool = tool
         self.table = f"{TABLE_PREFIX}{os.getpid()}-{secrets.token_hex(3)}"
         self._marked: list[Place] = []
-        self._monitors: list[tuple[Place, subprocess.Popen]] = []
-        self.output: dict[str, str] = {}
+        self._monitors: list[tuple[Place, str, subprocess.Popen]] = []
+        self.output: dict[tuple[str, str], str] = {}  # (place label, tool) -> what it printed
         self._started = time.monotonic()
 
     def __enter__(self) -> TraceSession:
         try:
-            cmd = ["xtables-monitor", "--trace"] if self.tool == "xtables" else ["nft", "monitor", "trace"]
             kw = {"stdout": subprocess.PIPE, "stderr": subprocess.DEVNULL, "stdin": subprocess.DEVNULL, "text": True}
             self._started = time.monotonic()
             for place in self.places:
-                self._monitors.append((place, nsexec.start(place.netns, cmd, **kw)))
+                for tool in self.monitors():
+                    self._monitors.append((place, tool, nsexec.start(place.netns, MONITORS[tool], **kw)))
             self._marked = list(self.places)  # before they exist: an interrupt meanwhile still removes them
             text = table_text(self.table, self.flow)
             jobs = [nsexec.Job(p.netns, ("nft", "-f", "-"), text) for p in self.places]
@@ -124,27 +125,42 @@ class TraceSession:
         nsexec.run_all([nsexec.Job(p.netns, ("nft", "delete", "table", "ip", self.table)) for p in self._marked])
         self._marked = []
         time.sleep(0.05)  # events of the last packets are still on their way to the monitors
-        for _, proc in self._monitors:
+        for _, _, proc in self._monitors:
             proc.send_signal(signal.SIGTERM)
-        for place, proc in self._monitors:
+        for place, tool, proc in self._monitors:
             try:
                 out, _ = proc.communicate(timeout=3)
             except subprocess.TimeoutExpired:
                 proc.kill()
                 out, _ = proc.communicate()
-            self.output[place.label] = out or ""
+            self.output[(place.label, tool)] = out or ""
         self._monitors = []
 
+    def monitors(self) -> list[str]:
+        """xtables-monitor names iptables rules as iptables spells them, but not the rules of
+        native nftables tables (someone's own firewall): in iptables mode nft's monitor
+        reports those."""
+        return ["xtables", "nft"] if self.tool == "xtables" else ["nft"]
+
     def hits(self) -> list[RuleHit]:
-        parse = parse_xtables if self.tool == "xtables" else parse_nft
         out = []
-        for where, text in self.output.items():
-            out += [h for h in parse(text, where) if not h.table.startswith(TABLE_PREFIX)]
+        for (where, tool), text in self.output.items():
+            if tool == "xtables":
+                found = [h for h in parse_xtables(text, where) if h.table in XT_TABLES]
+            else:
+                found = parse_nft(text, where)
+                if self.tool == "xtables":  # the iptables tables were read from xtables-monitor
+                    found = [h for h in found if not (h.family == "ip" and h.table in XT_TABLES)]
+            out += [h for h in found if not h.table.startswith(TABLE_PREFIX)]
         return out
 
 
+MONITORS = {"xtables": ["xtables-monitor", "--trace"], "nft": ["nft", "monitor", "trace"]}
+XT_TABLES = {"filter", "nat", "mangle", "raw", "security"}
+
+
 XT_TRACE = re.compile(r"^\s*TRACE: \d+ (\w+) ([^:\s]+):([^:\s]+):(rule|policy|return)(?::(0x[0-9a-f]+))?:(\S+)\s*(.*)$")
-NFT_TRACE = re.compile(r"^trace id (\w+) (?:ip|inet) (\S+) (\S+) (rule|policy|verdict|packet:) ?(.*)$")
+NFT_TRACE = re.compile(r"^trace id (\w+) (ip|inet|bridge|netdev|arp) (\S+) (\S+) (rule|policy|verdict|packet:) ?(.*)$")
 NFT_VERDICT = re.compile(r"^(.*?)\s*\(verdict (\S+?)(?: (\S+))?\)$")
 
 
@@ -173,14 +189,14 @@ def parse_nft(text: str, where: str) -> list[RuleHit]:
         m = NFT_TRACE.match(line.strip())
         if not m:
             continue
-        _, table, chain, kind, rest = m.groups()
+        _, family, table, chain, kind, rest = m.groups()
         if kind == "packet:":
             packet = rest
             continue
         if kind == "policy":
-            hits.append(RuleHit(where, table, chain, "policy", rest.split()[0].upper(), "", packet))
+            hits.append(RuleHit(where, table, chain, "policy", rest.split()[0].upper(), "", packet, family))
             continue
         v = NFT_VERDICT.match(rest)
         rule, verdict = (v.group(1), v.group(2)) if v else (rest, "")
-        hits.append(RuleHit(where, table, chain, kind, verdict.upper(), rule, packet))
+        hits.append(RuleHit(where, table, chain, kind, verdict.upper(), rule, packet, family))
     return hits

@@ -18,7 +18,10 @@ def draw(m: Matrix, path: str) -> None:
     left = max((probe.textlength(s, font=font) for s in m.sources), default=0) + 2 * PAD
     top = max((probe.textlength(t, font=font) for t in m.targets), default=0) + 2 * PAD
     width = int(left + CELL * len(m.targets) + PAD)
-    height = int(top + CELL * len(m.sources) + PAD + 20)
+    explained = [c for c in m.failures() if c.cause]
+    legend = [f"{i}. {c.source} -> {c.target}: {c.cause} at {c.where}" for i, c in enumerate(explained, 1)]
+    width = max(width, int(max((probe.textlength(t, font=font) for t in legend), default=0) + 2 * PAD))
+    height = int(top + CELL * len(m.sources) + PAD + 20 + 14 * len(legend))
     img = Image.new("RGB", (width, height), "white")
     d = ImageDraw.Draw(img)
     for j, t in enumerate(m.targets):  # column names, written upwards
@@ -33,6 +36,11 @@ def draw(m: Matrix, path: str) -> None:
             color = GREEN if c.ok else RED if c.expected else GREY
             x = left + j * CELL
             d.rectangle([x + 2, y + 2, x + CELL - 2, y + CELL - 2], fill=color)
+            if c in explained:  # the cell's number in the legend below, where its cause is written
+                d.text((x + 6, y + CELL // 3), str(explained.index(c) + 1), fill="white", font=font)
     failed = len(m.failures())
-    d.text((PAD, height - 16), f"{failed} expected connections failed" if failed else "all green", fill=INK, font=font)
+    base = top + CELL * len(m.sources) + PAD
+    d.text((PAD, base), f"{failed} expected connections failed" if failed else "all green", fill=INK, font=font)
+    for i, text in enumerate(legend):
+        d.text((PAD, base + 16 + 14 * i), text, fill=INK, font=font)
     img.save(path, "PNG")

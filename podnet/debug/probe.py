@@ -22,7 +22,7 @@ import os
 import select
 import socket
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import netns
 from podnet.debug.topology import Cluster, EndpointInfo, PodInfo, TargetError, split_ref
@@ -45,6 +45,9 @@ class Cell:
     expected: bool
     ok: bool
     outcome: str  # ok | refused | timeout | unreachable | ...
+    cause: str = ""  # for a red cell: the cause `podnet trace` names (see trace_failures)
+    where: str = ""  # and its place
+    detail: str = ""
 
     @property
     def failed(self) -> bool:
@@ -162,6 +165,52 @@ def probe(
     return matrix
 
 
+def trace_failures(
+    cluster: Cluster, matrix: Matrix, timeout: float = 1.0, kernel: bool = True, workers: int = 4
+) -> None:
+    """Trace every red cell, all at once, and mark it with the trace's cause and place.
+
+    The traces share one kernel watch (one bpftrace matching every probe's port): attaching
+    costs seconds, once. A trace that fails itself marks its cell with why, never the matrix."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from podnet.debug import kdrop, probe_packet, trace
+
+    failed = matrix.failures()
+    if not failed:
+        return
+    flows = {(c.source, c.target): probe_packet.new_flow("tcp") for c in failed}
+    watch = kdrop.KernelWatch([f.port for f in flows.values()]).launch() if kernel else None
+    try:
+        if watch is not None:
+            watch.wait()
+
+        def one(cell: Cell):
+            return trace.trace(
+                cluster,
+                cell.source,
+                cell.target,
+                "tcp",
+                timeout,
+                flow=flows[(cell.source, cell.target)],
+                watch=watch,
+                kernel=kernel,
+            )
+
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            futures = [(cell, pool.submit(one, cell)) for cell in failed]
+            for cell, future in futures:
+                try:
+                    v = future.result().verdict
+                    marked = replace(cell, cause=v.cause or v.result, where=v.where, detail=v.detail)
+                except Exception as e:  # one trace's trouble must not hide the other cells' causes
+                    marked = replace(cell, cause="trace-failed", detail=str(e))
+                matrix.cells[(cell.source, cell.target)] = marked
+    finally:
+        if watch is not None:
+            watch.stop()
+
+
 def _endpoint(e: EndpointInfo) -> dict:
     state = "terminating" if e.terminating else "available" if e.available else "ready" if e.ready else "not ready"
     return {"pod": e.pod, "ip": e.ip, "node": e.node, "state": state}
@@ -201,6 +250,8 @@ def explain(matrix: Matrix, targets: list[Target], after: Cluster | None) -> Non
 def mark(cell: Cell) -> str:
     if cell.ok:
         return "ok"
+    if cell.cause:
+        return f"FAIL {cell.cause}@{cell.where}"
     return f"FAIL {cell.outcome}" if cell.expected else f"({cell.outcome})"
 
 

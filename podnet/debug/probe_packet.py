@@ -21,14 +21,19 @@ def new_flow(proto: str) -> Flow:
     return Flow(proto, random.randint(61000, 65000) if proto != "icmp" else random.randint(1, 65535))
 
 
-def build(flow: Flow, src: str, dst: str, dport: int | None) -> bytes:
-    ip = IP(src=src, dst=dst, ttl=64, id=random.randint(1, 65535))
+def build(flow: Flow, src: str, dst: str, dport: int | None, size: int | None = None) -> bytes:
+    """The probe, `size` bytes of IP packet when given (padded with payload). DF is always
+    set, as every TCP stack sets it: a packet too big for a link is then refused with an
+    ICMP "fragmentation needed" that names the MTU, instead of being split silently."""
+    ip = IP(src=src, dst=dst, ttl=64, id=random.randint(1, 65535), flags="DF")
     if flow.proto == "tcp":
         pkt = ip / TCP(sport=flow.port, dport=dport, flags="S", seq=random.getrandbits(32), options=[("MSS", 1460)])
     elif flow.proto == "udp":
         pkt = ip / UDP(sport=flow.port, dport=dport) / PAYLOAD
     else:
         pkt = ip / ICMP(type=8, id=flow.port, seq=1) / PAYLOAD
+    if size is not None and size > len(pkt):
+        pkt = pkt / (b"\0" * (size - len(pkt)))  # a SYN may carry data; the sizes are what matter here
     return bytes(pkt)
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from cni import veth
 from podnet.lab import names
+from podnet.lab.selectors import selects
 from podnet.lab.state import LabFiles, read_json
 
 CNI_CACHE = "/var/lib/cni/results"  # libcni's cache: it records the runtime's CNI_ARGS
@@ -55,6 +56,7 @@ class NodeInfo:
     subnet: str
     netns: str | None
     uplink: str = "eth0"
+    underlay_port: str = ""  # the uplink's other end, in the underlay namespace (labs)
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,8 @@ class ServiceInfo:
     cluster_ip: str
     ports: tuple[tuple[int, int], ...]  # (port, targetPort)
     endpoints: tuple[str, ...]  # pod names of ready endpoints
+    not_ready: tuple[str, ...] = ()  # pods it selects that are not ready (so not endpoints)
+    node_ports: tuple[int, ...] = ()
     seen: tuple[EndpointInfo, ...] = ()  # every endpoint, ready or draining
 
 
@@ -142,7 +146,10 @@ def lab_cluster(lab: str) -> Cluster:
         raise TargetError(f"--lab: lab {lab!r} is not up")
     st = files.read_status()
     ports = _workload_ports(files)
-    nodes = [NodeInfo(n["name"], n["ip"], n["subnet"], n["netns"]) for n in net["nodes"]]
+    nodes = [
+        NodeInfo(n["name"], n["ip"], n["subnet"], n["netns"], underlay_port=names.node_port_link(n.get("index", i)))
+        for i, n in enumerate(net["nodes"])
+    ]
     node_ns = {n.name: n.netns for n in nodes}
     pods = [
         PodInfo(
@@ -163,6 +170,12 @@ def lab_cluster(lab: str) -> Cluster:
             cluster_ip=s["clusterIP"],
             ports=tuple((p["port"], p["targetPort"]) for p in s["ports"]),
             endpoints=tuple(e["pod"] for e in s["endpoints"] if e["ready"]),
+            not_ready=tuple(
+                p["name"]
+                for p in st.get("pods", [])
+                if p["phase"] != "Running" and s.get("selector") and selects(s["selector"], p.get("labels") or {})
+            ),
+            node_ports=tuple(p["nodePort"] for p in s["ports"] if p.get("nodePort")),
             seen=tuple(
                 EndpointInfo(e["pod"], e["ip"], e["node"], e["ready"], e["terminating"], e.get("available", e["ready"]))
                 for e in s["endpoints"]

@@ -11,12 +11,13 @@ last place it was seen.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
+from podnet.debug import causes, kdrop, links, nftrace, probe_packet, routes
 from podnet.debug import nat as natmod
-from podnet.debug import nftrace, probe_packet, routes
 from podnet.debug.capture import Frame, Taps
 from podnet.debug.summary import describe
 from podnet.debug.topology import Cluster, Place, PodInfo, TargetError, split_ref
@@ -30,6 +31,7 @@ class Target:
     ip: str
     port: int | None
     service: str | None = None
+    node: str | None = None  # a node's address: the probe is for a NodePort (or the node itself)
 
 
 @dataclass(frozen=True)
@@ -44,11 +46,15 @@ class Hop:
 
 @dataclass(frozen=True)
 class Verdict:
-    result: str  # delivered | refused | rejected | dropped | no-route | lost
-    where: str
+    result: str  # delivered | refused | rejected | dropped | no-route | unreachable | lost
+    where: str  # pod/NAME, node/NAME or underlay: the place of the cause
     detail: str
     rule: str = ""
     pod: str = ""
+    cause: str = ""  # a word from podnet.debug.causes: rule-drop, rp-filter, mtu, ...
+    ifname: str = ""  # the interface of the cause, when it has one
+    mtu: int | None = None
+    kernel: str = ""  # the kernel's own reason, when it dropped the probe
 
 
 @dataclass
@@ -62,6 +68,10 @@ class TraceResult:
     rules: list[nftrace.RuleHit] = field(default_factory=list)
     nat: list[natmod.Nat] = field(default_factory=list)
     routes: list[routes.RouteCheck] = field(default_factory=list)
+    links: list[links.LinkProblem] = field(default_factory=list)
+    kernel: list[kdrop.KernelDrop] = field(default_factory=list)
+    kernel_status: str = ""  # why the kernel's reasons are missing ("" when they were watched)
+    size: int | None = None
     verdict: Verdict | None = None
 
     def to_dict(self) -> dict:
@@ -83,7 +93,10 @@ def parse_target(cluster: Cluster, ref: str, proto: str) -> Target:
     if port is not None and not 1 <= port <= 65535:
         raise TargetError(f"--to: {ref!r}: port {port} is out of range 1-65535")
     if "/" in base:
-        kind, name = split_ref(base, ("svc", "pod"), "--to")
+        kind, name = split_ref(base, ("svc", "pod", "node"), "--to")
+        if kind == "node":
+            node = cluster.node(name)
+            return Target(f"node/{name}:{port}" if port else f"node/{name}", node.ip, port, node=name)
         if kind == "svc":
             svc = cluster.service(name)
             port = port or svc.ports[0][0]
@@ -98,11 +111,24 @@ def parse_target(cluster: Cluster, ref: str, proto: str) -> Target:
     try:
         ip = str(ipaddress.IPv4Address(base))
     except ValueError:
-        raise TargetError(f"--to: {ref!r} is not svc/NAME[:PORT], pod/NAME[:PORT] or IP:PORT") from None
+        raise TargetError(f"--to: {ref!r} is not svc/NAME[:PORT], pod/NAME[:PORT], node/NAME:PORT or IP:PORT") from None
     return Target(f"{ip}:{port}" if port else ip, ip, port)
 
 
-def trace(cluster: Cluster, source: str, to: str, proto: str = "tcp", timeout: float = 2.0, tool: str | None = None):
+def trace(
+    cluster: Cluster,
+    source: str,
+    to: str,
+    proto: str = "tcp",
+    timeout: float = 2.0,
+    tool: str | None = None,
+    size: int | None = None,
+    kernel: bool = True,
+    flow: nftrace.Flow | None = None,
+    watch: kdrop.KernelWatch | None = None,
+) -> TraceResult:
+    """Send one probe and draw a verdict. `watch`: a kernel watch shared with other traces
+    (podnet probe), which its owner stops; otherwise, with `kernel`, this trace runs its own."""
     if proto not in PROTOS:
         raise TargetError(f"--proto: {proto!r} is not one of {', '.join(PROTOS)}")
     _, src_name = split_ref(source, ("pod",), "--from")
@@ -112,33 +138,129 @@ def trace(cluster: Cluster, source: str, to: str, proto: str = "tcp", timeout: f
     target = parse_target(cluster, to, proto)
     if proto != "icmp" and target.port is None:
         raise TargetError(f"--to: {to!r}: a {proto} probe needs a port (NAME:PORT)")
-    flow = probe_packet.new_flow(proto)
+    flow = flow or probe_packet.new_flow(proto)
     tool = tool or nftrace.tool_for(cluster.proxy_mode)
-    result = TraceResult(f"pod/{src.name}", target.label, proto, flow.port, tool)
+    result = TraceResult(f"pod/{src.name}", target.label, proto, flow.port, tool, size=size)
     node_places = [Place(n.netns, None, f"node/{n.name}") for n in cluster.nodes]
     node_ns = [(p.netns, p.label) for p in node_places]
-    watch = [Place(src.netns, None, f"pod/{src.name}"), *node_places]
-    if cluster.underlay_netns:
-        watch.append(Place(cluster.underlay_netns, None, "underlay"))
-    watch += [Place(p.netns, "eth0", f"pod/{p.name}") for p in _destinations(cluster, target) if p is not src]
-    expression = "icmp" if proto == "icmp" else f"({proto} port {flow.port}) or icmp"
-    packet = probe_packet.build(flow, src.ip, target.ip, target.port)
+    destinations = [p for p in _destinations(cluster, target) if p is not src]
+    packet = probe_packet.build(flow, src.ip, target.ip, target.port, size)
     frames: list[Frame] = []
-    try:
-        with nftrace.TraceSession(node_places, flow, tool) as session, Taps(watch, expression) as taps:
+    sent = time.time_ns()
+    send_error: OSError | None = None
+    with contextlib.ExitStack() as outer:
+        # the probe's conntrack entries go last, also when anything below fails
+        outer.callback(natmod.forget, node_ns, flow)
+        if watch is None and kernel:
+            # launched first: bpftrace takes seconds to attach, the rest is set up meanwhile
+            watch = kdrop.KernelWatch([flow.port]).launch()
+            outer.callback(watch.stop)
+        elif not kernel:
+            result.kernel_status = "not asked for (--no-kernel)"
+        result.links, found = links.check(path_ends(cluster, src, destinations))
+        watch_places = [Place(src.netns, None, f"pod/{src.name}"), *node_places]
+        if cluster.underlay_netns:
+            watch_places.append(Place(cluster.underlay_netns, None, "underlay"))
+        # a pod's eth0 that is down or missing cannot be captured on: its link is the evidence
+        watch_places += [
+            Place(p.netns, "eth0", f"pod/{p.name}")
+            for p in destinations
+            if links.state(found.get(p.netns, {}).get("eth0")) in ("up", "no-carrier")
+        ]
+        expression = "icmp" if proto == "icmp" else f"({proto} port {flow.port}) or icmp"
+        with nftrace.TraceSession(node_places, flow, tool) as session, Taps(watch_places, expression) as taps:
+            if watch is not None:
+                watch.wait()
+                result.kernel_status = watch.unavailable
             session.settle()
             taps.drain()
             sent = time.time_ns()
-            probe_packet.send(watch[0].path(), packet, target.ip)
-            frames = _collect(taps, flow, src, timeout)
-        result.rules = session.hits()
+            try:
+                probe_packet.send(watch_places[0].path(), packet, target.ip)
+            except OSError as e:  # the source pod's own kernel refused it: no route, too big, ...
+                send_error = e
+            if send_error is None:
+                frames = _collect(taps, flow, src, timeout)
+            if watch is not None and not watch.unavailable:
+                drops = _await_drops(watch, flow, answered=any(_is_reply(f, flow, src) for f in frames))
+                result.kernel = _placed(cluster, drops, found)
+        result.rules = [h for h in session.hits() if _of_flow(h, flow)]
         result.nat = natmod.entries(node_ns, flow)
-    finally:
-        natmod.forget(node_ns, flow)
     result.hops = _hops(frames, flow, sent)
     result.rules = crossing_order(result.rules, result.hops, flow.port, proto)
-    result.verdict = _verdict(cluster, src, target, flow, frames, result)
+    result.verdict = _verdict(cluster, src, target, flow, frames, result, send_error)
     return result
+
+
+def _await_drops(watch: kdrop.KernelWatch, flow, answered: bool) -> list[kdrop.KernelDrop]:
+    """bpftrace reads its perf buffer on its own schedule (slower on a busy machine): when
+    the probe was not answered, give a drop up to a second to arrive."""
+    deadline = time.monotonic() + (0.1 if answered else 1.0)
+    while True:
+        drops = kdrop.for_flow(watch.drops(), flow.port)
+        if time.monotonic() >= deadline or (drops and not answered):
+            return drops
+        time.sleep(0.05)
+
+
+def _is_reply(frame: Frame, flow, src: PodInfo) -> bool:
+    if not _is_answer(frame, flow, src):
+        return False
+    ip = probe_packet.dissect(frame.data)
+    return probe_packet.relation(ip, flow) == "reply"
+
+
+def _of_flow(hit: nftrace.RuleHit, flow: nftrace.Flow) -> bool:
+    """Monitors report every traced packet of their namespace, other traces' too (probe runs
+    many at once): keep the hits whose packet is this flow's, or cannot be told."""
+    if not hit.packet:
+        return True
+    return packet_relation(hit.packet, flow.port, flow.proto) is not None or (
+        flow.proto != "icmp" and "icmp" in hit.packet.lower()
+    )
+
+
+def path_ends(cluster: Cluster, src: PodInfo, destinations: list[PodInfo]) -> list[links.LinkEnd]:
+    """Every interface the probe may need: the pods' eth0 and host veths, and every node's
+    uplink with its underlay port (a Service's endpoint may be on any node)."""
+    ends = []
+    for pod in [src, *destinations]:
+        ends.append(links.LinkEnd(pod.netns, "eth0", f"pod/{pod.name}", "pod eth0"))
+        ends.append(
+            links.LinkEnd(pod.node_netns, pod.host_veth, f"node/{pod.node}", f"pod {pod.name}'s host-side veth")
+        )
+    for node in cluster.nodes:
+        ends.append(links.LinkEnd(node.netns, node.uplink, f"node/{node.name}", "uplink"))
+        if node.underlay_port and cluster.underlay_netns:
+            ends.append(
+                links.LinkEnd(
+                    cluster.underlay_netns, node.underlay_port, "underlay", f"node {node.name}'s underlay port"
+                )
+            )
+    return ends
+
+
+def _placed(cluster: Cluster, drops: list[kdrop.KernelDrop], found: dict) -> list[kdrop.KernelDrop]:
+    """Name each drop's namespace (by inode) as a pod or node, and its interface."""
+    labels: dict[int, tuple[str | None, str]] = {}
+    spaces = [(n.netns, f"node/{n.name}") for n in cluster.nodes] + [
+        (p.netns, f"pod/{p.name}") for p in cluster.pods if p.netns
+    ]
+    if cluster.underlay_netns:
+        spaces.append((cluster.underlay_netns, "underlay"))
+    for name, label in spaces:
+        with contextlib.suppress(OSError):
+            labels[kdrop.netns_inode(Place(name, None, label).path())] = (name, label)
+    out = []
+    for d in drops:
+        name, label = labels.get(d.ns_inode, (None, ""))
+        ifname = (
+            next((n for n, link in found.get(name, {}).items() if link.get("ifindex") == d.ifindex), "")
+            if label and d.ifindex
+            else ""
+        )
+        out.append(replace(d, where=label, ifname=ifname))
+    return out
 
 
 def _destinations(cluster: Cluster, target: Target) -> list[PodInfo]:
@@ -243,52 +365,283 @@ def crossing_order(hits: list[nftrace.RuleHit], hops: list[Hop], port: int, prot
     return [hit for _, _, group in keyed for hit in group]
 
 
-def _verdict(cluster: Cluster, src: PodInfo, target: Target, flow, frames: list[Frame], r: TraceResult) -> Verdict:
+def _verdict(
+    cluster: Cluster, src: PodInfo, target: Target, flow, frames: list[Frame], r: TraceResult, send_error=None
+) -> Verdict:
+    v = _cause(cluster, src, target, flow, frames, r, send_error)
+    if not v.kernel and v.result != "delivered":
+        drop = _kernel_evidence(r.kernel, src)
+        if drop is not None:
+            v = replace(v, kernel=drop.describe())
+    return v
+
+
+def _significant(drops: list[kdrop.KernelDrop], src: PodInfo) -> list[kdrop.KernelDrop]:
+    """Drops that say something: not the answers that reach the probe's raw socket (it owns
+    no connection, so the source pod's kernel frees them as NO_SOCKET)."""
+    return [d for d in drops if not (d.where == f"pod/{src.name}" and d.dst == src.ip)]
+
+
+def _kernel_evidence(drops: list[kdrop.KernelDrop], src: PodInfo) -> kdrop.KernelDrop | None:
+    sig = _significant(drops, src)
+    return next((d for d in sig if causes.kernel_cause(d.reason)), sig[0] if sig else None)
+
+
+def _cause(cluster: Cluster, src: PodInfo, target: Target, flow, frames: list[Frame], r: TraceResult, send_error):
     dnat = next((n for n in r.nat if n.dnat), None)
     endpoint_ip = dnat.reply_src if dnat else target.ip
     endpoint = cluster.pod_by_ip(endpoint_ip)
     via = f" (DNAT on {dnat.where} from {dnat.orig_dst}:{dnat.orig_dport} to {dnat.dnat})" if dnat else ""
+    if send_error is not None:
+        return _not_sent(cluster, src, target, r, send_error)
     rejects = [h for h in r.rules if h.verdict in ("DROP", "REJECT") and "reject" in h.rule.lower()]
     if rejects:  # whether or not its ICMP error made it back (REJECTs are rate-limited)
         h = rejects[0]
-        return Verdict("rejected", h.where, f"rejected on {h.where} by a rule in {h.table} {h.chain}", h.rule)
+        if target.service and dnat is None:
+            return _no_endpoints(cluster, target, f"; a rule in {h.table} {h.chain} on {h.where} rejects it", h)
+        return Verdict(
+            "rejected", h.where, f"rejected on {h.where} by a rule in {h.table} {h.chain}", h.rule, cause="rule-reject"
+        )
     answer = next((f for f in frames if _is_answer(f, flow, src)), None)
+    if answer is not None and probe_packet.dissect(answer.data).src == src.ip:
+        # the source pod's own kernel gave up on it: most often its gateway never answered ARP
+        own = _neighbour_at(src.netns, f"pod/{src.name}", target.ip)
+        if own is not None:
+            return own
     if answer is not None:
-        return _from_answer(cluster, answer, flow, endpoint, endpoint_ip, via)
+        return _from_answer(cluster, answer, flow, target, endpoint, endpoint_ip, via)
     drops = [h for h in r.rules if h.verdict == "DROP"]
     if drops:
         h = drops[0]
         what = "the policy of" if h.kind == "policy" else "a rule in"
-        return Verdict("dropped", h.where, f"dropped on {h.where} by {what} {h.table} {h.chain}", h.rule)
-    if target.service and dnat is None:
+        return Verdict(
+            "dropped", h.where, f"dropped on {h.where} by {what} {h.table} {h.chain}", h.rule, cause="rule-drop"
+        )
+    down = _link_problem(cluster, src, r, endpoint)
+    if down is not None:
+        return down
+    if target.service and dnat is None:  # whatever became of it next, nothing could answer it
+        svc = cluster.service(target.service)
+        if not svc.endpoints:
+            return _no_endpoints(cluster, target, "", None)
         return _untranslated(cluster, src, target, flow)
+    # the routes first: a route that sends the packet the wrong way is the cause, wherever the
+    # kernel finally drops it; the kernel's reason rides along as evidence
     problem = _route_problem(cluster, src, frames, flow, r, endpoint, endpoint_ip)
     if problem is not None:
         return problem
+    from_kernel = _from_kernel(cluster, src, r)
+    if from_kernel is not None:
+        return from_kernel
+    unresolved = _neighbour_problem(cluster, src, frames, flow, endpoint_ip)
+    if unresolved is not None:
+        return unresolved
     if endpoint is not None and _reached(frames, flow, endpoint):
-        return Verdict("lost", f"pod/{endpoint.name}", f"reached pod {endpoint.name}{via} but no answer came back")
+        return Verdict(
+            "lost", f"pod/{endpoint.name}", f"reached pod {endpoint.name}{via} but no answer came back", cause="lost"
+        )
     last = [h for h in r.hops if h.relation == "request"]
     where = f"{last[-1].where} {last[-1].ifname}" if last else f"pod/{src.name}"
-    return Verdict("lost", where, f"no answer; the probe was last seen on {where}")
+    return Verdict("lost", where, f"no answer; the probe was last seen on {where}", cause="lost")
 
 
-def _from_answer(cluster: Cluster, answer: Frame, flow, endpoint: PodInfo | None, endpoint_ip: str, via: str):
+def _not_sent(cluster: Cluster, src: PodInfo, target: Target, r: TraceResult, error: OSError) -> Verdict:
+    """The source pod's kernel refused the probe at sendto(): say why, from its links and routes."""
+    mine = [p for p in r.links if p.where in (f"pod/{src.name}", f"node/{src.node}") and src.name in p.detail]
+    mine += [p for p in r.links if p.where == f"pod/{src.name}"]
+    if mine:  # its routes went with its link: the link is the cause
+        p = mine[0]
+        return Verdict(
+            "unreachable",
+            p.where,
+            f"{p.detail}, so pod {src.name} cannot send ({error.strerror})",
+            cause=p.cause,
+            ifname=p.ifname,
+        )
+    cause = causes.send_error_cause(error.errno)
+    where = f"pod/{src.name}"
+    if cause == "mtu":
+        route, _ = routes.route_get(src.netns, target.ip, None, None)
+        dev = (route or {}).get("dev", "eth0")
+        mtu = routes.link_mtu(src.netns, dev)
+        return Verdict(
+            "unreachable",
+            where,
+            f"pod {src.name} cannot send {r.size} bytes with DF set: its {dev} has MTU {mtu}",
+            cause="mtu",
+            ifname=dev,
+            mtu=mtu,
+        )
+    if cause == "no-route":
+        table = routes.table(src.netns)
+        return Verdict(
+            "no-route",
+            where,
+            f"no route in pod {src.name} to {target.ip} ({error.strerror}); its routes: {table or 'none'}",
+            cause="no-route",
+        )
+    return Verdict("unreachable", where, f"pod {src.name} cannot send the probe: {error.strerror}", cause=cause)
+
+
+def _no_endpoints(cluster: Cluster, target: Target, how: str, hit: nftrace.RuleHit | None) -> Verdict:
+    assert target.service is not None  # called for Services only
+    svc = cluster.service(target.service)
+    node_where = hit.where if hit else ""
+    if svc.not_ready:
+        detail = (
+            f"Service {svc.name} has no ready endpoints: the pods it selects are not ready "
+            f"({', '.join(svc.not_ready)}){how}"
+        )
+        cause = "endpoints-not-ready"
+    else:
+        detail = f"Service {svc.name} has no endpoints: its selector matches no pod{how}"
+        cause = "no-endpoints"
+    return Verdict(
+        "rejected" if hit else "no-route", node_where or target.label, detail, hit.rule if hit else "", cause=cause
+    )
+
+
+def _link_problem(cluster: Cluster, src: PodInfo, r: TraceResult, endpoint: PodInfo | None) -> Verdict | None:
+    """A link down or missing on this probe's path (not on a node it never had to cross)."""
+    ends = [src] + ([endpoint] if endpoint else [])
+    nodes = {p.node for p in ends}
+    relevant = {f"pod/{p.name}" for p in ends}
+    crossing = endpoint is None or endpoint.node != src.node
+    if crossing:
+        relevant |= {f"node/{n}" for n in nodes}
+    ports = {n.underlay_port for n in cluster.nodes if n.name in nodes}
+    for p in r.links:
+        if p.where == "underlay" and not (crossing and p.ifname in ports):
+            continue
+        if p.where != "underlay" and p.where not in relevant and not any(f"pod {e.name}'s" in p.detail for e in ends):
+            continue
+        return Verdict("unreachable", p.where, p.detail, cause=p.cause, ifname=p.ifname)
+    return None
+
+
+def _from_kernel(cluster: Cluster, src: PodInfo, r: TraceResult) -> Verdict | None:
+    """The kernel dropped the probe and said why: turn its reason into the cause."""
+    for d in _significant(r.kernel, src):
+        cause = causes.kernel_cause(d.reason)
+        if cause is None or cause == "port-closed":
+            continue
+        where = d.where or f"netns {d.ns_inode}"
+        on = f" on {d.ifname}" if d.ifname else ""
+        node = cluster.node_by_netns(_netns_of(cluster, d.where)) if d.where.startswith("node/") else None
+        detail = f"{causes.CAUSE_WORDS.get(cause, cause)} at {where}{on}"
+        mtu = None
+        if cause == "no-route" and node is not None:
+            check = routes.check(cluster, node, d.dst, None, None)
+            r.routes.append(check)
+            detail = check.problem or f"no route on {where} to {d.dst} ({check.route})"
+        elif cause == "rp-filter" and node is not None:
+            back, err = routes.route_get(node.netns, d.src, None, None)
+            detail += (
+                f": it came in on {d.ifname or '?'} from {d.src}, but the route back goes "
+                f"`{routes.describe(back) if back else err}`"
+            )
+        elif cause == "mtu" and node is not None:
+            out, _ = routes.route_get(node.netns, d.dst, None, None)
+            dev = (out or {}).get("dev", "")
+            mtu = routes.link_mtu(node.netns, dev) if dev else None
+            detail = f"larger than the MTU of {where} {dev} ({mtu}) with DF set" + (
+                f" ({r.size} bytes)" if r.size else ""
+            )
+            d = replace(d, ifname=dev)
+        return Verdict("dropped", where, detail, cause=cause, ifname=d.ifname, mtu=mtu, kernel=d.describe())
+    return None
+
+
+def _netns_of(cluster: Cluster, label: str) -> str | None:
+    name = label.removeprefix("node/")
+    return next((n.netns for n in cluster.nodes if n.name == name), None)
+
+
+def _neighbour_problem(cluster: Cluster, src: PodInfo, frames: list[Frame], flow, dst: str) -> Verdict | None:
+    """The last place the request was seen in (the source pod, or a node it entered): did
+    its next hop answer ARP?"""
+    last: tuple[str | None, str, str] = (src.netns, f"pod/{src.name}", dst)
+    for f in frames:
+        node = cluster.node_by_netns(f.place.netns)
+        ip = probe_packet.dissect(f.data)
+        if node is not None and ip is not None and probe_packet.relation(ip, flow) == "request":
+            last = (node.netns, f"node/{node.name}", ip.dst)
+    return _neighbour_at(*last)
+
+
+def _neighbour_at(netns: str | None, where: str, to: str) -> Verdict | None:
+    route, _ = routes.route_get(netns, to, None, None)
+    if route is None or not route.get("dev"):
+        return None
+    hop = route.get("gateway") or to
+    state = causes.neighbour_unresolved(routes.neighbours(netns, hop, route["dev"]))
+    if state is None:
+        return None
+    name = where.split("/", 1)[1]
+    kind = where.split("/", 1)[0]
+    return Verdict(
+        "unreachable",
+        where,
+        f"{kind} {name} has no ARP answer for {hop} on {route['dev']} (neighbour {state})",
+        cause="neighbour-unresolved",
+        ifname=route["dev"],
+    )
+
+
+def _from_answer(cluster: Cluster, answer: Frame, flow, target: Target, endpoint, endpoint_ip: str, via: str):
     """What came back to the source says how far the probe got."""
     ip = probe_packet.dissect(answer.data)
     if probe_packet.relation(ip, flow) == "reply":
         name = f"pod {endpoint.name} ({endpoint_ip})" if endpoint else endpoint_ip
         where = f"pod/{endpoint.name}" if endpoint else endpoint_ip
         if flow.proto == "tcp" and "R" in str(ip["TCP"].flags):
-            return Verdict("refused", where, f"reached {name}{via}, which refused it: nothing listens on the port")
+            if target.node and endpoint is None:
+                return _nodeport_closed(cluster, target)
+            return Verdict(
+                "refused",
+                where,
+                f"reached {name}{via}, which refused it: nothing listens on the port",
+                cause="port-closed",
+            )
         pod_name = endpoint.name if endpoint else ""
-        return Verdict("delivered", where, f"delivered to {name}{via}; it answered", pod=pod_name)
+        return Verdict("delivered", where, f"delivered to {name}{via}; it answered", pod=pod_name, cause="delivered")
     # an ICMP error that no traced rule sent: from the pod (port closed) or from a router
+    from scapy.layers.inet import ICMP
+
+    icmp = ip[ICMP]
+    cause = causes.icmp_cause(icmp.type, icmp.code)
+    said = describe(answer.data).split(": ", 1)[-1]
     pod = cluster.pod_by_ip(ip.src)
-    if pod is not None:
-        return Verdict("refused", f"pod/{pod.name}", f"reached pod {pod.name}{via}, which refused it")
     node = cluster.node_by_ip(ip.src)
+    if cause == "mtu":
+        where = f"pod/{pod.name}" if pod else f"node/{node.name}" if node else ip.src
+        mtu = int(icmp.nexthopmtu)
+        return Verdict(
+            "unreachable",
+            where,
+            f"larger than the path's MTU: {where} can forward at most {mtu} bytes and DF is set ({said})",
+            cause="mtu",
+            mtu=mtu,
+        )
+    if cause == "port-closed" and target.node and node is not None:
+        return _nodeport_closed(cluster, target)
+    if pod is not None:
+        return Verdict(
+            "refused", f"pod/{pod.name}", f"reached pod {pod.name}{via}, which refused it ({said})", cause=cause
+        )
     where = f"node/{node.name}" if node else ip.src
-    return Verdict("no-route", where, f"{where} answered {describe(answer.data).split(': ', 1)[1]}")
+    return Verdict("no-route", where, f"{where} answered {said}", cause=cause)
+
+
+def _nodeport_closed(cluster: Cluster, target: Target) -> Verdict:
+    open_ports = [f"{s.name} {p}" for s in cluster.services for p in s.node_ports]
+    return Verdict(
+        "refused",
+        f"node/{target.node}",
+        f"NodePort {target.port} is not open on node {target.node}: no Service has it, and nothing on the "
+        f"node listens there (the cluster's NodePorts: {', '.join(open_ports) or 'none'})",
+        cause="nodeport-closed",
+    )
 
 
 def _untranslated(cluster: Cluster, src: PodInfo, target: Target, flow) -> Verdict:
@@ -304,6 +657,7 @@ def _untranslated(cluster: Cluster, src: PodInfo, target: Target, flow) -> Verdi
         f"node/{node.name}",
         f"no rule on node {node.name} translated {flow.proto} {target.ip}:{target.port} "
         f"(Service {svc.name} serves {serves}); a ClusterIP is virtual, so {went} and nothing answers",
+        cause="service-port-unserved",
     )
 
 
@@ -334,14 +688,18 @@ def _route_problem(cluster, src, frames, flow, r, endpoint, endpoint_ip) -> Verd
         check = routes.check(cluster, cluster.node(name), local.reply_src if local else dst, src.ip, ifname)
         r.routes.append(check)
         if not check.ok:
-            return Verdict("no-route", f"node/{name}", check.problem)
+            cause = causes.route_error_cause(check.problem) if check.error else "no-route"
+            return Verdict("no-route", f"node/{name}", check.problem, cause=cause, ifname=ifname)
     if endpoint is not None and _reached(frames, flow, endpoint):
         snat = next((n for n in r.nat if n.snat), None)
         back_to = snat.reply_dst if snat else src.ip
         check = routes.check(cluster, cluster.node(endpoint.node), back_to, endpoint_ip, endpoint.host_veth)
         r.routes.append(check)
         if not check.ok:
-            return Verdict("no-route", f"node/{endpoint.node}", f"the reply from pod {endpoint.name}: {check.problem}")
+            cause = causes.route_error_cause(check.problem) if check.error else "no-route"
+            return Verdict(
+                "no-route", f"node/{endpoint.node}", f"the reply from pod {endpoint.name}: {check.problem}", cause=cause
+            )
     return None
 
 
@@ -369,9 +727,25 @@ def render(r: TraceResult) -> list[str]:
         lines.append("  (no conntrack entry for the probe)")
     for c in r.routes:
         lines.append(f"route on node/{c.node} to {c.dst}: {c.route}{'' if c.ok else '  <- ' + c.problem}")
+    for p in r.links:
+        lines.append(f"link: {p.detail}")
+    lines += ["", "kernel drops (skb:kfree_skb):"]
+    for d in r.kernel:
+        lines.append(
+            f"  {d.where or d.ns_inode:<12} {d.ifname or '-':<14} {d.reason:<16} {d.location}  {d.src} -> {d.dst}"
+        )
+    if r.kernel_status:
+        lines.append(f"  (not watched: {r.kernel_status})")
+    elif not r.kernel:
+        lines.append("  (none)")
     v = r.verdict
     assert v is not None  # trace() always draws one
-    lines += ["", f"verdict: {v.result.upper()} at {v.where}: {v.detail}"]
+    place = f"{v.where} {v.ifname}" if v.ifname and v.ifname not in v.where else v.where
+    lines += ["", f"verdict: {v.result.upper()} at {place} ({v.cause}): {v.detail}"]
+    if v.mtu:
+        lines.append(f"  mtu: {v.mtu}")
     if v.rule:
         lines.append(f"  rule: {v.rule}")
+    if v.kernel:
+        lines.append(f"  kernel: {v.kernel}")
     return lines

@@ -69,7 +69,6 @@ class IptablesBackend:
         self.state = RenderState()
         return [line for line in text.splitlines() if line.startswith(("-D", "-X"))]
 
-
     def show(self) -> str:
         out = []
         for table in TABLES:

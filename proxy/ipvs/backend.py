@@ -114,7 +114,6 @@ class IpvsBackend:
         self.applied = None
         return removed
 
-
     def show(self) -> str:
         """The companion chains (the virtual servers need IPVS, which `ipvsadm -Ln` shows)."""
         out = []

@@ -8,9 +8,10 @@ import sys
 
 import pytest
 
-from tests.support.cni_runtime import Runtime
+from tests.support.cni_runtime import REFERENCE_PLUGINS, Runtime
 
 NODE_IP = "192.0.2.10"
+LAUNCHERS = ("py-launcher", "c-frontdoor")
 
 
 def podnet_conf(tmp_path, version: str = "1.0.0", ranges=None, **extra) -> dict:
@@ -33,6 +34,31 @@ def as_list(conf: dict, *chained: dict) -> dict:
 def allocations(tmp_path, network: str = "podnet-test") -> list[str]:
     d = tmp_path / "ipam" / network
     return sorted(p.name for p in d.iterdir() if not p.name.startswith(".")) if d.exists() else []
+
+
+@pytest.fixture(scope="session")
+def launcher_dirs(tmp_path_factory) -> dict[str, str]:
+    """A bin dir per launcher kind: the Python launchers, and the compiled front door (with
+    the Python launchers beside it, which it executes when no server listens)."""
+    from cni import frontdoor, install
+
+    python = str(tmp_path_factory.mktemp("cni-bin-py"))
+    install.write_launchers(python)
+    compiled = str(tmp_path_factory.mktemp("cni-bin-c"))
+    installed = frontdoor.install_frontdoor(compiled)
+    assert installed.compiled, installed.note
+    return {"py-launcher": python, "c-frontdoor": compiled}
+
+
+@pytest.fixture(params=LAUNCHERS)
+def launcher(request) -> str:
+    """Every CNI test runs once per kind of plugin executable a node may have installed."""
+    return request.param
+
+
+@pytest.fixture
+def cni_path(launcher, launcher_dirs) -> str:
+    return f"{launcher_dirs[launcher]}:{REFERENCE_PLUGINS}"
 
 
 @pytest.fixture

@@ -103,6 +103,7 @@ def test_missing_environment_variable(variable, netns, node, runtime, tmp_path):
     ids=["unknown-verb", "long-ifname", "bad-container-id", "bad-cni-args"],
 )
 def test_invalid_environment_variable(env, word, netns, node, runtime, tmp_path):
+    env = dict(env)  # the parameter is shared by every run of this test (one per launcher)
     pod = netns("pnt-pod")
     verb = env.pop("CNI_COMMAND", "ADD")
     kwargs = {"netns": pod.path, "container_id": env.pop("CNI_CONTAINERID", "c")}

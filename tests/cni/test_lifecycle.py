@@ -11,6 +11,7 @@ import time
 import pytest
 
 from cni.plugin import STOP_AT
+from netns import popen as popen_inside
 from tests.cni.conftest import allocations, as_list, kernel_state, podnet_conf
 
 pytestmark = pytest.mark.integration
@@ -110,8 +111,9 @@ def test_sigkill_in_the_middle_of_add_then_del_or_gc_leaks_nothing(step, cleanup
     env = runtime._env(
         CNI_COMMAND="ADD", CNI_CONTAINERID="killed", CNI_NETNS=pod.path, CNI_IFNAME="eth0", **{STOP_AT: step}
     )
-    proc = subprocess.Popen(
-        ["ip", "netns", "exec", node.name, os.path.join(runtime.cni_path.split(":")[0], "podnet-cni")],
+    proc = popen_inside(
+        node.name,
+        [os.path.join(runtime.cni_path.split(":")[0], "podnet-cni")],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         env=env,
@@ -134,7 +136,7 @@ def test_sigkill_in_the_middle_of_add_then_del_or_gc_leaks_nothing(step, cleanup
 
 
 def _wait_stopped(pid: int, timeout: float = 10) -> None:
-    """Wait until `pid` (ip netns exec execs the plugin in place) is stopped at its checkpoint."""
+    """Wait until the plugin `pid` is stopped at its checkpoint."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with open(f"/proc/{pid}/stat") as f:

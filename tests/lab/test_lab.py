@@ -13,6 +13,7 @@ import time
 
 import pytest
 
+from netns import run as run_inside
 from podnet.lab import names, net, pids, spec
 from podnet.lab.node import Namespace
 from podnet.lab.state import LabFiles
@@ -242,7 +243,7 @@ def test_a_lab_in_nftables_mode_serves_its_service_and_node_port(make_lab):
     via_node_port = podnet(s.name, "curl", "b:30090", "-n", "10").stdout
     assert "10 ok, 0 failed" in via_node_port
     node = next(n for n in names.list_netns() if names.is_lab_netns(s.name, n) and n.endswith(".node.a"))
-    tables = subprocess.run(["ip", "netns", "exec", node, "nft", "list", "tables"], capture_output=True, text=True)
+    tables = run_inside(node, ["nft", "list", "tables"], capture_output=True, text=True)
     assert "table ip podnet" in tables.stdout
 
 

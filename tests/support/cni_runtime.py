@@ -11,6 +11,7 @@ import subprocess
 import threading
 from dataclasses import dataclass, field
 
+from netns import run as run_inside
 from tests.support.netns import Namespace
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -66,12 +67,9 @@ class Runtime:
         self, verb: str, conflist: dict, pod: Namespace | str, container_id: str, ifname: str = "eth0", **env
     ) -> subprocess.CompletedProcess:
         netns_path = pod.path if isinstance(pod, Namespace) else pod
-        return subprocess.run(
+        return run_inside(
+            self.node.name,
             [
-                "ip",
-                "netns",
-                "exec",
-                self.node.name,
                 self.driver,
                 verb,
                 self.write(conflist),
@@ -117,8 +115,9 @@ class Runtime:
             env.pop(name, None)
         stdin = conf if isinstance(conf, bytes | str) else json.dumps(conf)
         binary = os.path.join(self.cni_path.split(":")[0], plugin)
-        proc = subprocess.run(
-            ["ip", "netns", "exec", self.node.name, binary],
+        proc = run_inside(
+            self.node.name,
+            [binary],
             input=stdin if isinstance(stdin, bytes) else stdin.encode(),
             capture_output=True,
             env=env,
