@@ -193,7 +193,9 @@ def lab_cluster(lab: str) -> Cluster:
 
 def _workload_ports(files: LabFiles) -> dict[str, int]:
     try:
-        return {d.name: d.workload.port for d in files.desired_spec().deployments}
+        from podnet.lab.dns import with_cluster_dns  # the lab's DNS pods are pods too
+
+        return {d.name: d.workload.port for d in with_cluster_dns(files.desired_spec()).deployments}
     except Exception:  # a lab mid-change: ports are a convenience, not a need
         return {}
 

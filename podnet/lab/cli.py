@@ -17,7 +17,7 @@ import yaml
 import netns
 from podnet import progress
 from podnet.lab import names, selectors, spec
-from podnet.lab.complete import node_ports, refs, words
+from podnet.lab.complete import node_ports, refs
 from podnet.lab.net import Lab, LabError, ensure_root, start_controller, teardown
 from podnet.lab.node import Namespace
 from podnet.lab.state import LabFiles, LabNotFound
@@ -260,192 +260,6 @@ def deployment_rows(st: dict) -> list[list[str]]:
     return rows
 
 
-KINDS = {**POD, **{k: "service" for k in SVC}, "endpoints": "endpoints", "ep": "endpoints", **NODE, **DEPLOY}
-# where status.json keeps each kind, and how `-o name` spells it (kubectl's resource names)
-LISTS = {"pod": "pods", "service": "services", "endpoints": "services", "node": "nodes", "deployment": "deployments"}
-RESOURCE = {**{k: k for k in LISTS}, "deployment": "deployment.apps"}
-
-
-@lab.command("get")
-@click.argument("kind", shell_complete=words("pods", "services", "endpoints", "nodes", "deployments"))
-@click.option("-l", "--selector", help="Label selector, e.g. app=frontend,version!=v2")
-@click.option("-L", "--label-columns", multiple=True, help="Show this label as a column (repeatable).")
-@output_option("text", "wide", "json", "yaml", "name")
-@click.pass_context
-def get(ctx, kind, selector, label_columns, output) -> None:
-    """List pods, services, endpoints, nodes or deployments."""
-    if kind not in KINDS:
-        fail(f"{kind!r}: expected one of pods, services, endpoints, nodes, deployments")
-    try:
-        reqs = selectors.parse(selector)
-    except selectors.SelectorError as e:
-        fail(str(e))
-    kind = KINDS[kind]
-    st = files_of(ctx).read_status()
-    if output in ("json", "yaml", "name"):
-        items = st.get(LISTS[kind], [])
-        if kind == "pod":
-            items = [p for p in items if selectors.matches(reqs, p["labels"])]
-        if output == "name":
-            for item in items:
-                click.echo(f"{RESOURCE[kind]}/{item['name']}")
-        else:
-            dump({"apiVersion": "v1", "kind": "List", "items": items}, output)
-        return
-    wide = output == "wide"
-    cols = [c for arg in label_columns for c in arg.split(",")]
-    rows = {
-        "pod": lambda: pod_rows(st, wide, cols, reqs),
-        "service": lambda: service_rows(st, wide),
-        "endpoints": lambda: endpoint_rows(st, wide),
-        "node": lambda: node_rows(st, wide),
-        "deployment": lambda: deployment_rows(st),
-    }[kind]()
-    if len(rows) == 1:
-        click.echo("No resources found.")
-    else:
-        print_table(rows)
-
-
-# -- changes ------------------------------------------------------------------------------
-def change_deployment(files: LabFiles, name: str, fn) -> int:
-    def apply(data: dict) -> None:
-        for d in data["spec"]["deployments"]:
-            if d["name"] == name:
-                fn(d, data)
-                return
-        fail(f"deployment {name!r} not found in lab {files.lab}")
-
-    try:
-        return files.change(apply)
-    except spec.SpecError as e:
-        fail(str(e))
-
-
-@lab.command("scale")
-@click.argument("ref", shell_complete=refs("deploy"))
-@click.option("--replicas", type=click.IntRange(0, 5000), required=True)
-@click.pass_context
-def scale(ctx, ref, replicas) -> None:
-    """Set a Deployment's replicas: scale deploy/NAME --replicas N."""
-    _, name = split_ref(ref, DEPLOY)
-    files = files_of(ctx)
-    gen = change_deployment(files, name, lambda d, _: d.update(replicas=replicas))
-    wait_converged(files, gen, f"scale {name}", (name,))
-    click.echo(f"deployment.apps/{name} scaled to {replicas}")
-
-
-@lab.command("delete")
-@click.argument("ref", shell_complete=refs("pod", "deploy", "svc"))
-@click.pass_context
-def delete(ctx, ref) -> None:
-    """Delete pod/NAME (its Deployment replaces it), deploy/NAME or svc/NAME."""
-    kind, name = split_ref(ref, {**POD, **DEPLOY, **SVC})
-    files = files_of(ctx)
-    st = files.read_status()
-    if kind == "pod":
-        if not any(p["name"] == name for p in st.get("pods", [])):
-            fail(f"pod {name!r} not found in lab {files.lab}")
-        files.request_delete(name)
-        click.echo(f'pod "{name}" deleted')
-        return
-    key = "deployments" if kind == "deployment" else "services"
-
-    def drop(data: dict) -> None:
-        before = len(data["spec"][key])
-        data["spec"][key] = [o for o in data["spec"][key] if o["name"] != name]
-        if len(data["spec"][key]) == before:
-            fail(f"{kind} {name!r} not found in lab {files.lab}")
-
-    try:
-        gen = files.change(drop)
-    except spec.SpecError as e:
-        fail(f"cannot delete {kind} {name}: {e}")
-    wait_converged(files, gen, f"delete {kind} {name}")
-    click.echo(f'{kind} "{name}" deleted')
-
-
-@lab.command("rollout", context_settings={"ignore_unknown_options": False})
-@click.argument("args", nargs=-1, required=True, shell_complete=refs("deploy", extra=lambda _: ["undo"]))
-@click.option("--version", "version", help="The new version (rollout deploy/NAME --version V).")
-@click.pass_context
-def rollout_cmd(ctx, args, version) -> None:
-    """rollout deploy/NAME --version V  |  rollout undo deploy/NAME"""
-    files = files_of(ctx)
-    if args[0] == "undo":
-        if len(args) != 2:
-            fail("usage: podnet lab rollout undo deploy/NAME")
-        _, name = split_ref(args[1], DEPLOY)
-
-        def undo(d: dict, data: dict) -> None:
-            history = data["history"].get(name) or []
-            if not history:
-                fail(f"deployment {name!r} has no earlier version to roll back to")
-            d["version"] = history.pop()
-
-        gen = change_deployment(files, name, undo)
-        wait_converged(files, gen, f"rollback {name}", (name,))
-        click.echo(f"deployment.apps/{name} rolled back")
-        return
-    if len(args) != 1 or not version:
-        fail("usage: podnet lab rollout deploy/NAME --version V")
-    _, name = split_ref(args[0], DEPLOY)
-
-    def roll(d: dict, data: dict) -> None:
-        if d["version"] != version:
-            data["history"].setdefault(name, []).append(d["version"])
-            d["version"] = version
-
-    gen = change_deployment(files, name, roll)
-    wait_converged(files, gen, f"rollout {name}", (name,))
-    click.echo(f"deployment.apps/{name} rolled out to {version}")
-
-
-@lab.command("apply")
-@click.option("-f", "--filename", required=True, type=click.Path(exists=True, dir_okay=False))
-@click.pass_context
-def apply(ctx, filename) -> None:
-    """Create or change Deployments and Services from a YAML file."""
-    files = files_of(ctx)
-    try:
-        objs = spec.load_objects(filename)
-    except spec.SpecError as e:
-        fail(str(e))
-
-    results: dict[str, str] = {}  # kubectl's words: created, configured, unchanged
-
-    def put(data: dict) -> None:
-        results.clear()  # a second try under the lock starts afresh
-        for o in objs:
-            key, body = (
-                ("deployments", spec.deployment_dict(o))
-                if isinstance(o, spec.Deployment)
-                else ("services", spec.service_dict(o))
-            )
-            items = data["spec"][key]
-            old = next((i for i, x in enumerate(items) if x["name"] == o.name), None)
-            ref = f"{'deployment.apps' if key == 'deployments' else 'service'}/{o.name}"
-            if old is None:
-                items.append(body)
-                results[ref] = "created"
-            elif items[old] == body:
-                results[ref] = "unchanged"
-            else:
-                results[ref] = "configured"
-                if key == "deployments" and items[old]["version"] != body["version"]:
-                    data["history"].setdefault(o.name, []).append(items[old]["version"])
-                items[old] = body
-
-    try:
-        gen = files.change(put)
-    except spec.SpecError as e:
-        fail(f"{filename}: {e}")
-    deployments = tuple(o.name for o in objs if isinstance(o, spec.Deployment))
-    wait_converged(files, gen, "apply", deployments)
-    for ref, result in results.items():
-        click.echo(f"{ref} {result}")
-
-
 # -- into the lab -----------------------------------------------------------------------------
 def find(st: dict, key: str, name: str, files: LabFiles) -> dict:
     for item in st.get(key, []):
@@ -493,6 +307,11 @@ def resolve_target(files: LabFiles, st: dict, target: str) -> tuple[str, int, st
         # from a node: nodes reach every pod without NAT; the outside has no route to pods
         # (as on a real cluster, where the network around the nodes knows nothing of pod subnets)
         return pod["ip"], d.workload.port if d else 8080, first_node
+    if target.startswith("http://"):
+        # an address from outside the nodes (a LoadBalancer's EXTERNAL-IP, a node's IP)
+        hostport = target[len("http://") :].split("/", 1)[0]
+        host, _, port = hostport.partition(":")
+        return host, int(port) if port.isdigit() else 80, net["netns"]
     node, sep, port = target.partition(":")
     if sep and port.isdigit():
         n = find(st, "nodes", node, files)
@@ -544,5 +363,8 @@ def _root() -> str:
 
     return package_root()
 
+
+# kubectl's verbs (apply|create|delete -f, get, describe, logs, scale, set image, rollout)
+from podnet.lab import kubectl  # noqa: E402,F401  (registers them on `lab`)
 
 __all__ = ["lab", "LabNotFound"]

@@ -8,6 +8,9 @@ control plane and kubelets:
   DeploymentReconciler  how many pods of which template (deployments.py)
   Kubelet               each pod through its life (kubelet.py, pod.py)
   EndpointSliceWriter   the Service and EndpointSlice objects, into the lab's etcd
+  Prober                readiness and liveness probes (probes.py)
+  Announcer             LoadBalancer addresses on a node's underlay link (loadbalancer.py)
+  records.json          what the cluster DNS pod answers (dns.py)
   NodeAgents            etcd and one `podnet agent` per node, supervised (agents.py)
   StatusWriter          status.json, what commands and people read (status.py)
   Checkpoint            what a controller taking over needs (checkpoint.py)
@@ -17,6 +20,7 @@ Single-threaded on purpose: the kubelet forks workloads.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sys
@@ -24,7 +28,7 @@ import time
 import traceback
 
 from cluster.etcd import EtcdClient
-from podnet.lab import pids
+from podnet.lab import dns, loadbalancer, pids, probes
 from podnet.lab import spec as specmod
 from podnet.lab.agents import ETCD_CLIENT_PORT, ETCD_PREFIX, NodeAgents
 from podnet.lab.checkpoint import Checkpoint
@@ -59,6 +63,10 @@ class Controller:
         self.deployments = DeploymentReconciler(self.kubelet, list(self.nodes), lambda: self.agents.healthy_since)
         self.slices = EndpointSliceWriter(EtcdClient(net["etcd"]["host"], ETCD_CLIENT_PORT), ETCD_PREFIX)
         self.status = StatusWriter(files.status, self.lab, self.nodes, self.kubelet, self.addresses, self.agents)
+        self.kubelet.resolv_conf = self.resolv_conf
+        self.prober = probes.Prober(self.lab, lambda node: self.nodes[node]["netns"])
+        self.announcer = loadbalancer.Announcer(self.nodes)
+        self.records = ""
 
     # -- the loop -----------------------------------------------------------------------
     def run(self) -> None:
@@ -94,8 +102,14 @@ class Controller:
         self.dirty |= self.learn_subnets()
         kubelet.make_namespaces()
         kubelet.start_cni()
+        if self.spec:
+            self.dirty |= self.prober.run(list(kubelet.pods.values()), self.probes_of, now, self.restart)
+            ready_nodes = [n for n, node in self.nodes.items() if node.get("subnet")]
+            self.dirty |= self.announcer.sync(dict(self.addresses.lb_ips), ready_nodes)
         self.dirty |= kubelet.take_changed()
         self.slices.sync(self.spec, self.addresses, kubelet.pods.values(), self.dirty)
+        if self.dirty:
+            self.write_records()
         if self.status.publish(now, self.spec, self.generation, self.dirty):
             self.dirty = False
             self.save_checkpoint()
@@ -147,10 +161,10 @@ class Controller:
         if mtime == self.desired_mtime:
             return
         data = read_json(self.files.desired)
-        self.spec = specmod.parse(data["spec"])
+        self.spec = dns.with_cluster_dns(specmod.parse(data["spec"]))
         self.generation = data["generation"]
         self.desired_mtime = mtime
-        self.addresses.sync(self.spec.services, self.spec.network.service_cidr)
+        self.addresses.sync(self.spec.services, self.spec.network.service_cidr, loadbalancer.pool(self.spec))
         self.save_checkpoint()  # an address handed out is on record before anyone is told of it
         self.dirty = True
         log(f"desired state generation {self.generation}")
@@ -167,6 +181,49 @@ class Controller:
             if verb == "delete" and pod is not None:
                 log(f"pod {name}: deleted by request")
                 self.kubelet.terminate(pod)
+
+    # -- probes and cluster DNS ------------------------------------------------------------
+    def probes_of(self, pod) -> tuple[specmod.Probe | None, specmod.Probe | None]:
+        dep = self.spec.deployment(pod.deployment, pod.namespace) if self.spec else None
+        if dep is None:
+            return None, None
+        if dep.readiness is None and pod.unready and not pod.restarting:
+            pod.unready = False  # restarted by its liveness probe, and nothing else to wait for
+            self.kubelet.changed = True
+        return dep.readiness, dep.liveness
+
+    def restart(self, pod) -> None:
+        dep = self.spec.deployment(pod.deployment, pod.namespace) if self.spec else None
+        probes.restart(pod, lambda p: self.kubelet._signal(p, signal.SIGKILL), bool(dep and dep.readiness))
+
+    def resolv_conf(self, pod) -> str | None:
+        if not self.spec:
+            return None
+        return dns.resolv_conf(pod.namespace, dns.dns_ip(self.spec.network.service_cidr))
+
+    def write_records(self) -> None:
+        """What the DNS pod answers: every Service's ClusterIP, or its ready pods when headless."""
+        if self.spec is None:
+            return
+        spec = self.spec
+        from podnet.lab import manifests
+        from podnet.lab.endpointslices import endpoints
+
+        services = []
+        for svc in spec.services:
+            ready = [e.ip for e in endpoints(svc, self.kubelet.pods.values()) if e.ready]
+            ports = [
+                {"name": p.name, "protocol": p.protocol, "port": p.port if not svc.headless else
+                 manifests.target_port(svc, p, spec)} for p in svc.ports
+            ]  # fmt: skip
+            ip = None if svc.headless else self.addresses.cluster_ips.get(svc.key)
+            services.append(
+                {"name": svc.name, "namespace": svc.namespace, "ports": ports, "pods": ready, "clusterIP": ip}
+            )
+        text = json.dumps(dns.records(services), sort_keys=True)
+        if text != self.records:
+            write_json(dns.records_path(self.lab), json.loads(text))
+            self.records = text
 
     def backend_of(self, service: str) -> tuple[str, int] | None:
         """Where the http workload finds the Service it counts visits in."""

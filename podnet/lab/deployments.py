@@ -26,18 +26,26 @@ class DeploymentReconciler:
         self.drop_orphans(spec)
 
     def reconcile(self, dep: Deployment, now: float) -> None:
-        if self.kubelet.add_failed_until.get(dep.name, 0) > now:
+        if self.kubelet.add_failed_until.get(dep.key, 0) > now:
             return
         template = dep.template_hash()
         pods = self.kubelet.pods.values()
-        live = [p for p in pods if p.deployment == dep.name and p.phase in LIVE and not p.doomed]
+        live = [p for p in pods if p.deployment_key == dep.key and p.phase in LIVE and not p.doomed]
         new = [p for p in live if p.template == template]
-        old = sorted((p for p in live if p.template != template), key=lambda p: p.phase == RUNNING)
+        old = sorted((p for p in live if p.template != template), key=lambda p: p.ready)
         if old:
-            if len(new) < dep.replicas and len(new) + len(old) < dep.replicas + 1:
+            # kube's RollingUpdate: at most replicas+maxSurge pods, at least replicas-maxUnavailable
+            # available; an old pod counts as available while it is ready
+            surge, unavailable = dep.rollout_bounds()
+            for _ in range(min(dep.replicas - len(new), dep.replicas + surge - len(new) - len(old))):
                 self.create(dep, template)
             available = [p for p in new if p.available(now, self.proxies_since())]
-            for pod in old[: max(0, len(available) + len(old) - dep.replicas)]:
+            old_ready = sum(1 for p in old if p.ready)
+            can_stop = len(available) + old_ready - (dep.replicas - unavailable)
+            # old pods that are not ready serve nobody: they go first, and cost no availability
+            doomed = [p for p in old if not p.ready] + [p for p in old if p.ready][: max(0, can_stop)]
+            # never more than the new pods can replace: old + new stays at least replicas - unavailable
+            for pod in doomed[: max(0, len(old) + len(new) - (dep.replicas - unavailable))]:
                 log(f"pod {pod.name}: replaced by the rollout of {dep.name} to {dep.version}")
                 self.kubelet.terminate(pod)
         elif len(new) < dep.replicas:
@@ -51,17 +59,23 @@ class DeploymentReconciler:
 
     def drop_orphans(self, spec: LabSpec) -> None:
         """Pods of a Deployment that is no longer desired."""
-        wanted = {d.name for d in spec.deployments}
+        wanted = {d.key for d in spec.deployments}
         for pod in list(self.kubelet.pods.values()):
-            if pod.deployment not in wanted and pod.phase in LIVE and not pod.doomed:
+            if pod.deployment_key not in wanted and pod.phase in LIVE and not pod.doomed:
                 self.kubelet.terminate(pod)
 
     def create(self, dep: Deployment, template: str) -> None:
-        suffix = "".join(random.choices(string.ascii_lowercase + string.digits, k=5))
+        while True:  # pod names are unique in the lab, across namespaces too (each has a netns)
+            suffix = "".join(random.choices(string.ascii_lowercase + string.digits, k=5))
+            if f"{dep.name}-{template}-{suffix}" not in self.kubelet.pods:
+                break
         w = dep.workload
-        labels = {**dep.labels, "version": dep.version, "pod-template-hash": template}
+        labels = {**dep.labels, "pod-template-hash": template}
+        if not dep.image:  # the lab dialect's pods carry their version as a label
+            labels["version"] = dep.version
         pod = Pod(f"{dep.name}-{template}-{suffix}", dep.name, template, dep.version, labels, self.schedule(),
-                  w.kind, w.port, w.command, w.backend)  # fmt: skip
+                  w.kind, w.port, w.command, w.backend, dep.namespace, dict(w.env))  # fmt: skip
+        pod.unready = dep.readiness is not None  # not ready until the probe first passes
         self.kubelet.add(pod)
 
     def schedule(self) -> str:

@@ -26,10 +26,11 @@ def endpoints(svc: Service, pods: Iterable[Pod]) -> list[objects.Endpoint]:
     still draining (serving, not ready), as kube's EndpointSlices show them."""
     eps = []
     for p in pods:
-        if p.ip is None or not selectors.selects(svc.selector, p.labels):
+        if p.ip is None or p.namespace != svc.namespace or not selectors.selects(svc.selector, p.labels):
             continue
-        if p.phase == RUNNING:
-            eps.append(objects.Endpoint(p.name, p.ip, p.node, True, True, False))
+        if p.phase == RUNNING and not p.restarting:
+            # a pod whose readiness probe fails stays listed, not ready (kube: serving=ready then)
+            eps.append(objects.Endpoint(p.name, p.ip, p.node, p.ready, p.ready, False))
         elif p.phase == TERMINATING and not p.exited:
             eps.append(objects.Endpoint(p.name, p.ip, p.node, False, True, True))
     return eps
@@ -64,12 +65,12 @@ class EndpointSliceWriter:
     def wanted(self, spec: LabSpec, addresses: ServiceAddresses, pods: list[Pod]) -> dict[str, str]:
         out = {}
         for svc in spec.services:
-            ip = addresses.cluster_ips.get(svc.name)
-            if ip is None:
+            ip = addresses.cluster_ips.get(svc.key)
+            if ip is None and not svc.headless:
                 continue
             for obj in (
-                objects.service_object(svc, ip, addresses.node_ports_of(svc)),
-                objects.endpoint_slice(svc, endpoints(svc, pods)),
+                objects.service_object(svc, spec, ip, addresses.node_ports_of(svc), addresses.lb_ip(svc.key)),
+                objects.endpoint_slice(svc, spec, endpoints(svc, pods)),
             ):
                 out[key_for(self.prefix, ref_of(obj))] = json.dumps(obj, sort_keys=True)
         return out

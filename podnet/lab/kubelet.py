@@ -19,7 +19,7 @@ import traceback
 from collections.abc import Callable
 
 import netns
-from podnet.lab import names, pids, workloads
+from podnet.lab import names, pids, podlogs, workloads
 from podnet.lab.agents import NodeAgents
 from podnet.lab.node import Namespace, ip_batch
 from podnet.lab.pod import ATTACHING, DELETING, PENDING, RUNNING, STARTING, TERMINATING, Pod, alive, log
@@ -46,8 +46,9 @@ class Kubelet:
         # called before namespaces are made, so a controller killed meanwhile knows of every one
         self.before_namespaces = before_namespaces
         self.pods: dict[str, Pod] = {}
-        self.restarts: dict[str, int] = {}  # deployment -> pods that died
-        self.add_failed_until: dict[str, float] = {}  # deployment -> no new pods before then
+        self.restarts: dict[str, int] = {}  # NAMESPACE/deployment -> pods that died or restarted
+        self.add_failed_until: dict[str, float] = {}  # NAMESPACE/deployment -> no new pods before then
+        self.resolv_conf: Callable[[Pod], str | None] | None = None  # the pod's /etc/resolv.conf (dns.py)
         self.changed = True
         self.child_exited = True
         self.adopted_left = False
@@ -124,9 +125,16 @@ class Kubelet:
                     gone = True
             if gone:
                 pod.exited = True
-                if pod.phase in (STARTING, RUNNING):
+                if pod.restarting and pod.phase in (STARTING, RUNNING):
+                    # killed by its liveness probe: kubelet starts the container again, same pod
+                    pod.restarting, pod.exited = False, False
+                    pod.restarts += 1
+                    self.restarts[pod.deployment_key] = self.restarts.get(pod.deployment_key, 0) + 1
+                    log(f"pod {pod.name}: restarting its workload (restart {pod.restarts})")
+                    self._start_workload(pod)
+                elif pod.phase in (STARTING, RUNNING):
                     log(f"pod {pod.name}: process {pod.pid} died; replacing it")
-                    self.restarts[pod.deployment] = self.restarts.get(pod.deployment, 0) + 1
+                    self.restarts[pod.deployment_key] = self.restarts.get(pod.deployment_key, 0) + 1
                     self._to_deleting(pod)
                 elif pod.phase == TERMINATING:
                     self._to_deleting(pod)
@@ -153,7 +161,7 @@ class Kubelet:
         proc.stdout.close()
         if proc.returncode != 0:
             log(f"pod {pod.name}: podnet-cni ADD failed ({proc.returncode}): {out.strip()}")
-            self.add_failed_until[pod.deployment] = time.monotonic() + FAILED_ADD_BACKOFF
+            self.add_failed_until[pod.deployment_key] = time.monotonic() + FAILED_ADD_BACKOFF
             self._to_deleting(pod)
             return
         result = json.loads(out)
@@ -166,16 +174,28 @@ class Kubelet:
     def _start_workload(self, pod: Pod) -> None:
         ns = Namespace(names.pod_netns(self.lab, pod.name))
         pod.phase = STARTING
+        pod.ready_at = None
         self.changed = True
+        log_path = podlogs.path(self.lab, pod.name)
         if pod.kind == "command":
-            env = {"POD_NAME": pod.name, "POD_IP": pod.ip, "POD_VERSION": pod.version, "PORT": str(pod.port)}
+            env = {**pod.env, "POD_NAME": pod.name, "POD_IP": pod.ip or "", "POD_NAMESPACE": pod.namespace}
+            env.update(POD_VERSION=pod.version, PORT=str(pod.port))
             env["PATH"] = os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-            pod.proc = ns.popen(list(pod.command), env=env, stdin=subprocess.DEVNULL, start_new_session=True)
+            with open(log_path, "ab") as out:
+                # etc=True: `ip netns exec` gives it the pod's /etc/netns/<pod>/resolv.conf
+                pod.proc = netns.popen(ns.name, list(pod.command), etc=True, env=env, stdin=subprocess.DEVNULL,
+                                       stdout=out, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
             pod.pid = pod.proc.pid
             pod.pid_start = pids.start_time(pod.pid) or 0
             return
-        backend = self.backend_of(pod.backend) if pod.backend else None
+        backend: tuple[str, int] | None = None
+        if pod.env.get("BACKEND"):  # a manifest's: a name the pod resolves through cluster DNS
+            host, _, port = pod.env["BACKEND"].partition(":")
+            backend = (host, int(port) if port else 6379)
+        elif pod.backend:
+            backend = self.backend_of(pod.backend)
         identity = workloads.PodIdentity(pod.name, pod.version, pod.kind, pod.port, backend)
+        resolv = self.resolv_conf(pod) if self.resolv_conf else None
         r, w = os.pipe()
         pid = os.fork()
         if pid == 0:  # the pod's process
@@ -184,7 +204,15 @@ class Kubelet:
                 signal.signal(signal.SIGCHLD, signal.SIG_DFL)
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
                 os.setsid()
+                podlogs.redirect(log_path)
+                if resolv:
+                    podlogs.own_resolv_conf(self.lab, pod.name)
                 ns.enter()
+                if pod.kind == "dns":
+                    from podnet.lab import dns
+
+                    os.environ["PODNET_DNS_RECORDS"] = dns.records_path(self.lab)
+                    dns.serve(identity, w)
                 workloads.serve(identity, w)
             except BaseException:
                 traceback.print_exc()
@@ -195,6 +223,8 @@ class Kubelet:
         pod.pid_start = pids.start_time(pid) or 0
 
     def _check_ready(self, pod: Pod, now: float) -> None:
+        """Started: it listens (a command's port answers; a forked workload wrote its byte).
+        Whether it is *ready* (an endpoint) is then the readiness probe's to say (probes.py)."""
         if pod.kind == "command":
             # probed from the pod's node, as a kubelet probes: the lab namespace (where the
             # controller runs) has no route to pods, as the network around real nodes has none
@@ -216,6 +246,7 @@ class Kubelet:
         pod.phase, pod.ready_at = RUNNING, now
         self.changed = True
         self.ready_count += 1
+        log(f"pod {pod.name}: started on {pod.node} ({pod.ip})")
         if self.ready_count % 100 == 0:
             log(f"{self.ready_count} pods ready; controller cpu {time.process_time():.1f}s")
         if pod.doomed:
@@ -259,6 +290,7 @@ class Kubelet:
         if pod.pid and not pod.exited:
             return  # still being reaped
         ip_batch([f"netns del {names.pod_netns(self.lab, pod.name)}"], check=False)
+        podlogs.remove_etc(self.lab, pod.name)
         del self.pods[pod.name]
         self.changed = True
 
@@ -271,6 +303,8 @@ class Kubelet:
             p.phase = ATTACHING  # waits for a CNI slot; proc stays None until it has one
         self.before_namespaces()
         ip_batch([f"netns add {names.pod_netns(self.lab, p.name)}" for p in pending])
+        for p in pending:
+            podlogs.write_etc(self.lab, p.name, self.resolv_conf(p) if self.resolv_conf else None)
         self.changed = True
 
     def _cni_slots(self) -> int:

@@ -33,7 +33,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from podnet.lab import names, pids, spec
+from podnet.lab import names, pids, podlogs, spec
 from podnet.lab.node import CommandFailed, Namespace, ip_batch
 from podnet.lab.state import LabFiles, write_json
 from podnet.progress import Meter
@@ -324,6 +324,7 @@ def teardown(lab: str) -> list[str]:
         with contextlib.suppress(CommandFailed):
             ip_batch([f"netns del {n}" for n in removed], check=False)
     shutil.rmtree(files.root, ignore_errors=True)
+    podlogs.remove_all_etc(lab)  # the pods' /etc/netns/ entries (resolv.conf)
     leftover = [n for n in names.list_netns() if names.is_lab_netns(lab, n)]
     if leftover:
         raise LabError(f"lab {lab}: could not remove namespaces {', '.join(leftover)}")

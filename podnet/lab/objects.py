@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from podnet.lab.spec import Service
+from podnet.lab.spec import LabSpec, Service
 
 NAMESPACE = "default"
 MANAGED_BY = "podnet-lab"
@@ -22,35 +22,24 @@ class Endpoint:
     terminating: bool
 
 
-def service_object(svc: Service, cluster_ip: str, node_ports: dict[int, int | None]) -> dict:
-    ports = []
-    for p in svc.ports:
-        port = {"name": p.name, "protocol": p.protocol, "port": p.port, "targetPort": p.target_port}
-        if svc.type == "NodePort":
-            port["nodePort"] = node_ports[p.port]
-        ports.append(port)
-    return {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": {"name": svc.name, "namespace": NAMESPACE, "labels": {MANAGED_BY_LABEL: MANAGED_BY}},
-        "spec": {
-            "type": svc.type,
-            "clusterIP": cluster_ip,
-            "clusterIPs": [cluster_ip],
-            "ipFamilies": ["IPv4"],
-            "selector": dict(svc.selector),
-            "ports": ports,
-        },
-    }
+def service_object(svc: Service, spec: LabSpec, cluster_ip: str | None, node_ports: dict, lb_ip: str | None) -> dict:
+    """The `v1` Service as the API server would hold it (with status.loadBalancer)."""
+    from podnet.lab import manifests
+
+    obj = manifests.service_object(svc, spec, cluster_ip, node_ports, lb_ip)
+    obj["metadata"]["labels"] = {MANAGED_BY_LABEL: MANAGED_BY}
+    return obj
 
 
-def endpoint_slice(svc: Service, endpoints: list[Endpoint]) -> dict:
+def endpoint_slice(svc: Service, spec: LabSpec, endpoints: list[Endpoint]) -> dict:
+    from podnet.lab import manifests
+
     return {
         "apiVersion": "discovery.k8s.io/v1",
         "kind": "EndpointSlice",
         "metadata": {
             "name": f"{svc.name}-lab",
-            "namespace": NAMESPACE,
+            "namespace": svc.namespace,
             "labels": {
                 "kubernetes.io/service-name": svc.name,
                 "endpointslice.kubernetes.io/managed-by": MANAGED_BY,
@@ -63,9 +52,11 @@ def endpoint_slice(svc: Service, endpoints: list[Endpoint]) -> dict:
                 "addresses": [e.ip],
                 "conditions": {"ready": e.ready, "serving": e.serving, "terminating": e.terminating},
                 "nodeName": e.node,
-                "targetRef": {"kind": "Pod", "namespace": NAMESPACE, "name": e.pod},
+                "targetRef": {"kind": "Pod", "namespace": svc.namespace, "name": e.pod},
             }
             for e in sorted(endpoints, key=lambda e: e.pod)
         ],
-        "ports": [{"name": p.name, "protocol": p.protocol, "port": p.target_port} for p in svc.ports],
+        "ports": [
+            {"name": p.name, "protocol": p.protocol, "port": manifests.target_port(svc, p, spec)} for p in svc.ports
+        ],
     }

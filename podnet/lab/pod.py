@@ -29,7 +29,8 @@ LIVE = (PENDING, ATTACHING, STARTING, RUNNING)
 SETTLE = float(os.environ.get("PODNET_LAB_SETTLE", "1.5"))
 
 # what a pod is, as opposed to where it is in its life: the fields a checkpoint keeps
-IDENTITY = ("name", "deployment", "template", "version", "labels", "node", "kind", "port", "command", "backend")
+IDENTITY: tuple[str, ...] = ("name", "deployment", "template", "version", "labels", "node", "kind", "port", "command")
+IDENTITY += ("backend", "namespace", "env")
 
 
 @dataclass
@@ -44,6 +45,8 @@ class Pod:
     port: int
     command: tuple[str, ...] = ()
     backend: str | None = None
+    namespace: str = "default"
+    env: dict[str, str] = field(default_factory=dict)
     phase: str = PENDING
     ip: str | None = None
     pid: int | None = None
@@ -58,10 +61,21 @@ class Pod:
     doomed: bool = False  # terminate as soon as it is attached
     adopted: bool = False  # left by an earlier controller: not our child, watched by pid
     del_done: bool = False  # CNI DEL has answered (or had nothing to undo)
+    unready: bool = False  # running, but its readiness probe fails (or has not passed yet)
+    restarts: int = 0  # workload restarts in place (a failed liveness probe)
+    restarting: bool = False  # killed by the liveness probe: start it again once reaped
+
+    @property
+    def deployment_key(self) -> str:
+        return f"{self.namespace}/{self.deployment}"
+
+    @property
+    def ready(self) -> bool:
+        return self.phase == RUNNING and not self.unready
 
     def available(self, now: float, proxies_since: float) -> bool:
         """Ready for long enough that every node's proxy has programmed it."""
-        if self.phase != RUNNING or self.ready_at is None:
+        if not self.ready or self.ready_at is None:
             return False
         return now - max(self.ready_at, proxies_since) >= SETTLE
 
@@ -69,6 +83,7 @@ class Pod:
         """What a controller taking over needs to carry on with this pod."""
         out: dict[str, Any] = {k: getattr(self, k) for k in IDENTITY}
         out["command"] = list(self.command)
+        out["env"] = dict(self.env)
         out.update(phase=self.phase, ip=self.ip, pid=self.pid, pidStart=self.pid_start, created=self.created)
         return out
 

@@ -18,6 +18,7 @@ import ipaddress
 import json
 import re
 from dataclasses import asdict, dataclass, field, replace
+from typing import Any
 
 import safeload
 
@@ -37,8 +38,11 @@ LIMITS = safeload.Limits(max_bytes=MAX_FILE_BYTES, max_depth=MAX_DEPTH, max_node
 MAX_LAB_NAME = 16  # keeps `podnet-<lab>-...` names readable; namespace names allow more
 PROXY_MODES = ("iptables", "nftables")  # ipvs needs kernel IPVS and dummy links
 BACKENDS = ("host-gw", "vxlan")  # the node agent's: routes via a neighbour, or a VXLAN overlay
-WORKLOAD_KINDS = ("http", "counter", "command")
-SERVICE_TYPES = ("ClusterIP", "NodePort")
+WORKLOAD_KINDS = ("http", "counter", "command", "dns")
+SERVICE_TYPES = ("ClusterIP", "NodePort", "LoadBalancer")
+PROTOCOLS = ("TCP", "UDP")
+DEFAULT_NAMESPACE = "default"
+SYSTEM_NAMESPACES = ("default", "kube-system")
 NODEPORT_RANGE = (30000, 32767)
 
 
@@ -64,6 +68,8 @@ class Network:
     backend: str = "host-gw"  # host-gw on one segment; several segments need vxlan
     # several segments joined by the lab namespace as a router; () = every node on underlay_cidr
     underlays: tuple[Underlay, ...] = ()
+    # type: LoadBalancer addresses, on the first underlay; None: its upper quarter
+    lb_pool: str | None = None
 
 
 @dataclass(frozen=True)
@@ -74,6 +80,23 @@ class Workload:
     port: int = 8080
     backend: str | None = None  # a Service the http workload calls for the shared count
     command: tuple[str, ...] = ()
+    env: tuple[tuple[str, str], ...] = ()
+    named_ports: tuple[tuple[str, int], ...] = ()  # the container's named ports (targetPort by name)
+
+
+@dataclass(frozen=True)
+class Probe:
+    """A kubelet probe: httpGet (path, port), tcpSocket (port) or exec (command)."""
+
+    kind: str  # "httpGet", "tcpSocket", "exec"
+    port: int = 0
+    path: str = "/"
+    command: tuple[str, ...] = ()
+    initial_delay: float = 0.0
+    period: float = 10.0
+    timeout: float = 1.0
+    success_threshold: int = 1
+    failure_threshold: int = 3
 
 
 @dataclass(frozen=True)
@@ -83,17 +106,48 @@ class Deployment:
     labels: dict[str, str] = field(default_factory=dict)
     version: str = "v1"
     workload: Workload = Workload()
+    namespace: str = DEFAULT_NAMESPACE
+    image: str = ""  # the manifest's image (the workload is what runs; see manifests.py)
+    container: str = ""  # the container's name, for `set image deploy/NAME CONTAINER=IMAGE`
+    max_surge: int | str = 1  # an absolute number or a percentage of replicas ("25%")
+    max_unavailable: int | str = 0
+    readiness: Probe | None = None
+    liveness: Probe | None = None
 
     def template_hash(self) -> str:
         """Identifies one revision of the pod template, as kube's pod-template-hash does."""
-        body = json.dumps({"v": self.version, "w": asdict(self.workload), "l": self.labels}, sort_keys=True)
-        return hashlib.sha256(body.encode()).hexdigest()[:5]
+        body: dict[str, Any] = {"v": self.version, "w": asdict(self.workload), "l": self.labels}
+        extra: dict[str, Any] = {"i": self.image, "r": self.readiness and asdict(self.readiness)}
+        extra["lv"] = self.liveness and asdict(self.liveness)
+        size = 5  # a lab-dialect deployment keeps the hash it always had
+        if any(extra.values()):  # a manifest's: ten characters, as kube's pod-template-hash
+            body.update(extra, e=self.workload.env)
+            size = 10
+        return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:size]
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    def rollout_bounds(self) -> tuple[int, int]:
+        """(maxSurge, maxUnavailable) in pods, as kube resolves percentages: surge rounds up,
+        unavailability down; both zero would stall, so surge is then one."""
+        surge = _scaled(self.max_surge, self.replicas, up=True)
+        unavailable = _scaled(self.max_unavailable, self.replicas, up=False)
+        return (surge or (0 if unavailable else 1)), unavailable
+
+
+def _scaled(value: int | str, replicas: int, up: bool) -> int:
+    if isinstance(value, int):
+        return value
+    pct = int(value.rstrip("%"))
+    return -(-pct * replicas // 100) if up else pct * replicas // 100
 
 
 @dataclass(frozen=True)
 class ServicePort:
     port: int
-    target_port: int
+    target_port: int | str  # a number, or the name of a container port
     node_port: int | None = None
     name: str = ""
     protocol: str = "TCP"
@@ -105,7 +159,18 @@ class Service:
     selector: dict[str, str]
     ports: tuple[ServicePort, ...]
     type: str = "ClusterIP"
-    cluster_ip: str | None = None
+    cluster_ip: str | None = None  # "None": headless (no ClusterIP; DNS names the pods)
+    namespace: str = DEFAULT_NAMESPACE
+    session_affinity: str = "None"
+    external_traffic_policy: str = "Cluster"
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    @property
+    def headless(self) -> bool:
+        return self.cluster_ip == "None"
 
 
 @dataclass(frozen=True)
@@ -115,15 +180,16 @@ class LabSpec:
     network: Network = Network()
     deployments: tuple[Deployment, ...] = ()
     services: tuple[Service, ...] = ()
+    namespaces: tuple[str, ...] = SYSTEM_NAMESPACES
 
-    def deployment(self, name: str) -> Deployment | None:
-        return next((d for d in self.deployments if d.name == name), None)
+    def deployment(self, name: str, namespace: str = DEFAULT_NAMESPACE) -> Deployment | None:
+        return next((d for d in self.deployments if d.name == name and d.namespace == namespace), None)
 
-    def service(self, name: str) -> Service | None:
-        return next((s for s in self.services if s.name == name), None)
+    def service(self, name: str, namespace: str = DEFAULT_NAMESPACE) -> Service | None:
+        return next((s for s in self.services if s.name == name and s.namespace == namespace), None)
 
     def with_deployment(self, dep: Deployment) -> LabSpec:
-        others = tuple(d for d in self.deployments if d.name != dep.name)
+        others = tuple(d for d in self.deployments if d.key != dep.key)
         return replace(self, deployments=(*others, dep))
 
     def segments(self) -> tuple[Underlay, ...]:
@@ -131,7 +197,7 @@ class LabSpec:
         return self.network.underlays or (Underlay(self.network.underlay_cidr, self.nodes),)
 
     def with_service(self, svc: Service) -> LabSpec:
-        others = tuple(s for s in self.services if s.name != svc.name)
+        others = tuple(s for s in self.services if s.key != svc.key)
         return check(replace(self, services=(*others, svc)))
 
 
@@ -197,6 +263,7 @@ def parse_underlays(value, where: str) -> tuple[Underlay, ...]:
 def parse_network(data, where: str = "network") -> Network:
     data = _mapping(data, where)
     known = {"clusterCIDR", "serviceCIDR", "nodeSubnetSize", "underlayCIDR", "underlays", "proxyMode", "backend"}
+    known.add("loadBalancerPool")
     _unknown(data, known, where)
     d = Network()
     underlays = parse_underlays(data.get("underlays"), f"{where}.underlays")
@@ -217,7 +284,10 @@ def parse_network(data, where: str = "network") -> Network:
         proxy_mode=data.get("proxyMode", d.proxy_mode),
         backend=backend,
         underlays=underlays,
+        lb_pool=_cidr(data["loadBalancerPool"], f"{where}.loadBalancerPool") if data.get("loadBalancerPool") else None,
     )
+    if net.lb_pool and not ipaddress.ip_network(net.lb_pool).subnet_of(ipaddress.ip_network(net.underlay_cidr)):  # type: ignore[arg-type]
+        raise SpecError(f"{where}.loadBalancerPool: {net.lb_pool} is not inside the underlay {net.underlay_cidr}")
     if net.proxy_mode not in PROXY_MODES:
         raise SpecError(f"{where}.proxyMode: {net.proxy_mode!r} is not one of {', '.join(PROXY_MODES)}")
     if ipaddress.ip_network(net.cluster_cidr).prefixlen > net.node_subnet_size:
@@ -239,7 +309,7 @@ def parse_network(data, where: str = "network") -> Network:
 
 def parse_workload(data, where: str) -> Workload:
     data = _mapping(data, where)
-    _unknown(data, {"kind", "port", "backend", "command"}, where)
+    _unknown(data, {"kind", "port", "backend", "command", "env", "namedPorts"}, where)
     kind = data.get("kind", "http")
     if kind not in WORKLOAD_KINDS:
         raise SpecError(f"{where}.kind: {kind!r} is not one of {', '.join(WORKLOAD_KINDS)}")
@@ -250,36 +320,122 @@ def parse_workload(data, where: str) -> Workload:
     elif command:
         raise SpecError(f"{where}.command: only a workload of kind 'command' runs a command")
     backend = data.get("backend")
-    if backend is not None:
-        _name(backend, f"{where}.backend")
+    if backend is not None and (not isinstance(backend, str) or not HOST.fullmatch(backend)):
+        raise SpecError(f"{where}.backend: {backend!r} is not a Service name (NAME, NAME.NAMESPACE or NAME:PORT)")
+    env = _mapping(data.get("env"), f"{where}.env")
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in env.items()):
+        raise SpecError(f"{where}.env: names and values must be strings")
     return Workload(
         kind=kind,
         port=_int(data.get("port", 8080), f"{where}.port", 1, 65535),
         backend=backend,
         command=tuple(command),
+        env=tuple(sorted(env.items())),
+        named_ports=tuple(
+            (_name(n, f"{where}.namedPorts"), _int(p, f"{where}.namedPorts.{n}", 1, 65535))
+            for n, p in _mapping(data.get("namedPorts"), f"{where}.namedPorts").items()
+        ),
     )
+
+
+def parse_probe(data, where: str) -> Probe | None:
+    """A probe as the lab stores it (manifests.py turns a manifest's probe into this)."""
+    if data is None:
+        return None
+    data = _mapping(data, where)
+    known = {"kind", "port", "path", "command", "initialDelaySeconds", "periodSeconds", "timeoutSeconds"}
+    _unknown(data, known | {"successThreshold", "failureThreshold"}, where)
+    kind = data.get("kind")
+    if kind not in ("httpGet", "tcpSocket", "exec"):
+        raise SpecError(f"{where}.kind: {kind!r} is not one of httpGet, tcpSocket, exec")
+    command = data.get("command") or []
+    if (
+        not isinstance(command, list)
+        or not all(isinstance(c, str) for c in command)
+        or (kind == "exec") != bool(command)
+    ):
+        raise SpecError(f"{where}.command: an exec probe, and only that, has an argument list of strings")
+    path = data.get("path", "/")
+    if not isinstance(path, str) or not path.startswith("/") or len(path) > 1024 or not path.isprintable():
+        raise SpecError(f"{where}.path: {str(path)[:80]!r} is not an HTTP path")
+    return Probe(
+        kind=kind,
+        port=_int(data.get("port", 0), f"{where}.port", 0 if kind == "exec" else 1, 65535),
+        path=path,
+        command=tuple(command),
+        initial_delay=_int(data.get("initialDelaySeconds", 0), f"{where}.initialDelaySeconds", 0, 3600),
+        period=_int(data.get("periodSeconds", 10), f"{where}.periodSeconds", 1, 3600),
+        timeout=_int(data.get("timeoutSeconds", 1), f"{where}.timeoutSeconds", 1, 3600),
+        success_threshold=_int(data.get("successThreshold", 1), f"{where}.successThreshold", 1, 100),
+        failure_threshold=_int(data.get("failureThreshold", 3), f"{where}.failureThreshold", 1, 100),
+    )
+
+
+def probe_dict(p: Probe) -> dict:
+    out: dict = {"kind": p.kind, "path": p.path, "port": p.port, "command": list(p.command)}
+    out.update(initialDelaySeconds=int(p.initial_delay), periodSeconds=int(p.period), timeoutSeconds=int(p.timeout))
+    out.update(successThreshold=p.success_threshold, failureThreshold=p.failure_threshold)
+    return out
+
+
+PERCENT = re.compile(r"(100|[1-9]?[0-9])%")
+HOST = re.compile(r"[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]{1,5})?")
+
+
+def _surge(value, where: str) -> int | str:
+    if isinstance(value, str) and PERCENT.fullmatch(value):
+        return value
+    return _int(value, where, 0, 5000)
+
+
+def _namespace(value, where: str) -> str:
+    if value is None:
+        return DEFAULT_NAMESPACE
+    name = _name(value, where)
+    if len(name) > 63:
+        raise SpecError(f"{where}: {name!r} is longer than 63 characters")
+    return name
 
 
 def parse_deployment(data, where: str) -> Deployment:
     data = _mapping(data, where)
-    _unknown(data, {"kind", "name", "replicas", "labels", "version", "workload"}, where)
+    known = {"kind", "name", "replicas", "labels", "version", "workload", "namespace", "image", "container"}
+    _unknown(data, known | {"maxSurge", "maxUnavailable", "readinessProbe", "livenessProbe"}, where)
     name = _name(data.get("name"), f"{where}.name")
     labels = _labels(data.get("labels"), f"{where}.labels") or {"app": name}
     version = str(data.get("version", "v1"))
-    if not NAME.fullmatch(version):
-        raise SpecError(f"{where}.version: {version!r} is not a valid version (lowercase letters, digits, '-')")
+    if not LABEL_VALUE.fullmatch(version) or not version or len(version) > 63:
+        raise SpecError(f"{where}.version: {version!r} is not a valid version (letters, digits, '-', '_', '.')")
+    image = data.get("image", "")
+    if not isinstance(image, str) or len(image) > 512 or not image.isprintable() or " " in image:
+        raise SpecError(f"{where}.image: {str(image)[:80]!r} is not an image reference")
+    container = data.get("container", "")
+    if container:
+        _name(container, f"{where}.container")
+    surge = _surge(data.get("maxSurge", 1), f"{where}.maxSurge")
+    unavailable = _surge(data.get("maxUnavailable", 0), f"{where}.maxUnavailable")
+    if surge in (0, "0%") and unavailable in (0, "0%"):
+        raise SpecError(f"{where}.maxUnavailable: may not be 0 when maxSurge is 0")
     return Deployment(
         name=name,
         replicas=_int(data.get("replicas", 1), f"{where}.replicas", 0, 5000),
         labels=labels,
         version=version,
         workload=parse_workload(data.get("workload"), f"{where}.workload"),
+        namespace=_namespace(data.get("namespace"), f"{where}.namespace"),
+        image=image,
+        container=container,
+        max_surge=surge,
+        max_unavailable=unavailable,
+        readiness=parse_probe(data.get("readinessProbe"), f"{where}.readinessProbe"),
+        liveness=parse_probe(data.get("livenessProbe"), f"{where}.livenessProbe"),
     )
 
 
 def parse_service(data, where: str) -> Service:
     data = _mapping(data, where)
-    _unknown(data, {"kind", "name", "type", "selector", "ports", "clusterIP"}, where)
+    known = {"kind", "name", "type", "selector", "ports", "clusterIP", "namespace"}
+    _unknown(data, known | {"sessionAffinity", "externalTrafficPolicy"}, where)
     name = _name(data.get("name"), f"{where}.name")
     stype = data.get("type", "ClusterIP")
     if stype not in SERVICE_TYPES:
@@ -298,27 +454,51 @@ def parse_service(data, where: str) -> Service:
         port = _int(p.get("port"), f"{pw}.port", 1, 65535)
         node_port = p.get("nodePort")
         if node_port is not None:
-            if stype != "NodePort":
-                raise SpecError(f"{pw}.nodePort: only a Service of type NodePort has node ports")
+            if stype == "ClusterIP":
+                raise SpecError(f"{pw}.nodePort: only a Service of type NodePort or LoadBalancer has node ports")
             _int(node_port, f"{pw}.nodePort", *NODEPORT_RANGE)
         protocol = p.get("protocol", "TCP")
-        if protocol != "TCP":
-            raise SpecError(f"{pw}.protocol: lab workloads speak TCP only, not {protocol!r}")
-        ports.append(
-            ServicePort(
-                port=port,
-                target_port=_int(p.get("targetPort", port), f"{pw}.targetPort", 1, 65535),
-                node_port=node_port,
-                name=str(p.get("name", "")),
-            )
-        )
+        if protocol not in PROTOCOLS:
+            raise SpecError(f"{pw}.protocol: {protocol!r} is not one of {', '.join(PROTOCOLS)}")
+        target = p.get("targetPort", port)
+        if isinstance(target, str):
+            if not NAME.fullmatch(target) or len(target) > 15:
+                raise SpecError(f"{pw}.targetPort: {target[:80]!r} is neither a port number nor a port name")
+        else:
+            target = _int(target, f"{pw}.targetPort", 1, 65535)
+        pname = p.get("name", "")
+        if pname and (not isinstance(pname, str) or not NAME.fullmatch(pname) or len(pname) > 63):
+            raise SpecError(f"{pw}.name: {str(pname)[:80]!r} is not a valid port name")
+        ports.append(ServicePort(port=port, target_port=target, node_port=node_port, name=pname, protocol=protocol))
+    if len(ports) > 1 and not all(p.name for p in ports):
+        raise SpecError(f"{where}.ports: when a Service has several ports, each needs a name")
+    affinity = data.get("sessionAffinity", "None")
+    if affinity not in ("None", "ClientIP"):
+        raise SpecError(f"{where}.sessionAffinity: {affinity!r} is not one of None, ClientIP")
+    etp = data.get("externalTrafficPolicy", "Cluster")
+    if etp not in ("Cluster", "Local"):
+        raise SpecError(f"{where}.externalTrafficPolicy: {etp!r} is not one of Cluster, Local")
+    if etp == "Local" and stype == "ClusterIP":
+        raise SpecError(f"{where}.externalTrafficPolicy: only a NodePort or LoadBalancer Service has one")
     cluster_ip = data.get("clusterIP")
-    if cluster_ip is not None:
+    if cluster_ip == "None":
+        if stype != "ClusterIP":
+            raise SpecError(f"{where}.clusterIP: a headless Service (None) must be of type ClusterIP")
+    elif cluster_ip is not None:
         try:
             cluster_ip = str(ipaddress.ip_address(cluster_ip))
         except ValueError:
             raise SpecError(f"{where}.clusterIP: {cluster_ip!r} is not an IP address") from None
-    return Service(name=name, selector=selector, ports=tuple(ports), type=stype, cluster_ip=cluster_ip)
+    return Service(
+        name=name,
+        selector=selector,
+        ports=tuple(ports),
+        type=stype,
+        cluster_ip=cluster_ip,
+        namespace=_namespace(data.get("namespace"), f"{where}.namespace"),
+        session_affinity=affinity,
+        external_traffic_policy=etp,
+    )
 
 
 def _list(value, where: str) -> list:
@@ -338,7 +518,7 @@ def _bounded(value, where: str, limit: int) -> list:
 
 def parse(data) -> LabSpec:
     data = _mapping(data, "lab")
-    _unknown(data, {"name", "nodes", "network", "deployments", "services"}, "lab")
+    _unknown(data, {"name", "nodes", "network", "deployments", "services", "namespaces", "workloads"}, "lab")
     name = _name(data.get("name", "lab"), "name")
     if len(name) > MAX_LAB_NAME:
         raise SpecError(f"name: {name!r} is longer than {MAX_LAB_NAME} characters")
@@ -355,7 +535,24 @@ def parse(data) -> LabSpec:
             parse_service(s, f"services[{i}]")
             for i, s in enumerate(_bounded(data.get("services"), "services", MAX_SERVICES))
         ),
+        namespaces=tuple(
+            dict.fromkeys(
+                [*SYSTEM_NAMESPACES]
+                + [
+                    _namespace(n, f"namespaces[{i}]")
+                    for i, n in enumerate(_bounded(data.get("namespaces"), "namespaces", MAX_SERVICES))
+                ]
+            )
+        ),
     )
+    if data.get("workloads") is not None:
+        # Kubernetes manifests, as `lab apply -f` takes them (manifests.py)
+        from podnet.lab import manifests
+
+        objs = manifests.parse_objects(
+            _bounded(data["workloads"], "workloads", MAX_DEPLOYMENTS + MAX_SERVICES), "workloads"
+        )
+        spec = manifests.merge(spec, objs)
     return check(spec)
 
 
@@ -365,8 +562,8 @@ def check(spec: LabSpec) -> LabSpec:
         raise SpecError("nodes: a lab needs at least one node")
     for what, names in (
         ("nodes", spec.nodes),
-        ("deployments", [d.name for d in spec.deployments]),
-        ("services", [s.name for s in spec.services]),
+        ("deployments", [d.key for d in spec.deployments]),
+        ("services", [s.key for s in spec.services]),
     ):
         seen: set[str] = set()  # one pass: the old count() per name was quadratic
         for n in names:
@@ -398,7 +595,7 @@ def check(spec: LabSpec) -> LabSpec:
     service_net = ipaddress.ip_network(net.service_cidr)
     node_ports: dict[int, str] = {}
     for i, s in enumerate(spec.services):
-        if s.cluster_ip and ipaddress.ip_address(s.cluster_ip) not in service_net:
+        if s.cluster_ip and not s.headless and ipaddress.ip_address(s.cluster_ip) not in service_net:
             raise SpecError(f"services[{i}].clusterIP: {s.cluster_ip} is outside serviceCIDR {net.service_cidr}")
         for p in s.ports:
             if p.node_port is not None:
@@ -408,8 +605,15 @@ def check(spec: LabSpec) -> LabSpec:
                     )
                 node_ports[p.node_port] = s.name
     for i, d in enumerate(spec.deployments):
-        if d.workload.backend and not spec.service(d.workload.backend):
-            raise SpecError(f"deployments[{i}].workload.backend: no Service named {d.workload.backend!r}")
+        backend = d.workload.backend
+        # a plain name is a Service of the lab's (checked); NAME.NS or NAME:PORT are for DNS to find
+        if backend and "." not in backend and ":" not in backend and not spec.service(backend, d.namespace):
+            raise SpecError(f"deployments[{i}].workload.backend: no Service named {backend!r}")
+        if d.namespace not in spec.namespaces:
+            raise SpecError(f"deployments[{i}].namespace: namespace {d.namespace!r} does not exist")
+    for i, s in enumerate(spec.services):
+        if s.namespace not in spec.namespaces:
+            raise SpecError(f"services[{i}].namespace: namespace {s.namespace!r} does not exist")
     return spec
 
 
@@ -420,17 +624,37 @@ def workload_dict(w: Workload) -> dict:
         out["backend"] = w.backend
     if w.command:
         out["command"] = list(w.command)
+    if w.env:
+        out["env"] = dict(w.env)
+    if w.named_ports:
+        out["namedPorts"] = dict(w.named_ports)
     return out
 
 
 def deployment_dict(d: Deployment) -> dict:
-    return {
+    out = {
         "name": d.name,
         "replicas": d.replicas,
         "labels": dict(d.labels),
         "version": d.version,
         "workload": workload_dict(d.workload),
     }
+    # what only manifests give: written only when set, so a lab-dialect file round-trips as it was
+    if d.namespace != DEFAULT_NAMESPACE:
+        out["namespace"] = d.namespace
+    for key, value, default in (
+        ("image", d.image, ""),
+        ("container", d.container, ""),
+        ("maxSurge", d.max_surge, 1),
+        ("maxUnavailable", d.max_unavailable, 0),
+    ):
+        if value != default:
+            out[key] = value
+    if d.readiness:
+        out["readinessProbe"] = probe_dict(d.readiness)
+    if d.liveness:
+        out["livenessProbe"] = probe_dict(d.liveness)
+    return out
 
 
 def service_dict(s: Service) -> dict:
@@ -441,9 +665,17 @@ def service_dict(s: Service) -> dict:
             port["nodePort"] = p.node_port
         if p.name:
             port["name"] = p.name
+        if p.protocol != "TCP":
+            port["protocol"] = p.protocol
         out["ports"].append(port)
     if s.cluster_ip:
         out["clusterIP"] = s.cluster_ip
+    if s.namespace != DEFAULT_NAMESPACE:
+        out["namespace"] = s.namespace
+    if s.session_affinity != "None":
+        out["sessionAffinity"] = s.session_affinity
+    if s.external_traffic_policy != "Cluster":
+        out["externalTrafficPolicy"] = s.external_traffic_policy
     return out
 
 
@@ -463,9 +695,11 @@ def to_dict(spec: LabSpec) -> dict:
             ),
             "proxyMode": n.proxy_mode,
             "backend": n.backend,
+            **({"loadBalancerPool": n.lb_pool} if n.lb_pool else {}),
         },
         "deployments": [deployment_dict(d) for d in spec.deployments],
         "services": [service_dict(s) for s in spec.services],
+        **({"namespaces": list(spec.namespaces)} if spec.namespaces != SYSTEM_NAMESPACES else {}),
     }
 
 

@@ -40,7 +40,7 @@ class StatusWriter:
             return False
         if not changed and since < 1.0:
             proxies_since = self.agents.healthy_since
-            if not any(p.phase == RUNNING and not p.available(now, proxies_since) for p in pods):
+            if not any(p.ready and not p.available(now, proxies_since) for p in pods):
                 return False  # nothing changes by itself: once a second is enough
         self.last_write = now
         write_json(self.path, self.status(now, spec, generation))
@@ -53,21 +53,32 @@ class StatusWriter:
         converged = spec is not None
         for dep in spec.deployments if spec else ():
             template = dep.template_hash()
-            mine = [p for p in pods.values() if p.deployment == dep.name]
+            mine = [p for p in pods.values() if p.deployment_key == dep.key]
             updated = [p for p in mine if p.template == template and p.phase in LIVE and not p.doomed]
-            ready = [p for p in updated if p.phase == RUNNING]
+            ready = [p for p in updated if p.ready]
             others = [p for p in mine if p.template != template and p.phase in LIVE]
             done = len(ready) == dep.replicas and len(updated) == dep.replicas and not others
             converged = converged and done
             deps.append(
                 {
                     "name": dep.name,
+                    "namespace": dep.namespace,
+                    "template": template,
+                    "replicaSets": {
+                        t: {
+                            "pods": sum(1 for p in mine if p.template == t and p.phase in LIVE),
+                            "ready": sum(1 for p in mine if p.template == t and p.ready),
+                            "version": next(p.version for p in mine if p.template == t),
+                        }
+                        for t in dict.fromkeys(p.template for p in mine)
+                    },  # fmt: skip
+                    "total": sum(1 for p in mine if p.phase in LIVE),
                     "replicas": dep.replicas,
                     "updated": len(updated),
                     "ready": len(ready),
                     "available": sum(1 for p in ready if p.available(now, proxies_since)),
                     "version": dep.version,
-                    "restarts": self.kubelet.restarts.get(dep.name, 0),
+                    "restarts": self.kubelet.restarts.get(dep.key, 0),
                     "done": done,
                 }
             )
@@ -82,12 +93,21 @@ class StatusWriter:
             services.append(
                 {
                     "name": svc.name,
+                    "namespace": svc.namespace,
                     "type": svc.type,
-                    "clusterIP": self.addresses.cluster_ip(svc.name),
+                    "clusterIP": "None" if svc.headless else self.addresses.cluster_ip(svc.key),
+                    "externalIP": self.addresses.lb_ip(svc.key),
                     "selector": svc.selector,
                     "ports": [
-                        {"port": p.port, "targetPort": p.target_port, "nodePort": node_ports[p.port]} for p in svc.ports
-                    ],
+                        {
+                            "port": p.port,
+                            "targetPort": p.target_port,
+                            "nodePort": node_ports[p.port],
+                            "protocol": p.protocol,
+                            "name": p.name,
+                        }
+                        for p in svc.ports
+                    ],  # fmt: skip
                     "endpoints": eps,
                 }
             )
@@ -98,11 +118,14 @@ class StatusWriter:
         pod_list = [
             {
                 "name": p.name,
+                "namespace": p.namespace,
+                "restarts": p.restarts,
+                "template": p.template,
                 "deployment": p.deployment,
                 "node": p.node,
                 "ip": p.ip,
                 "phase": p.phase,
-                "ready": p.phase == RUNNING,
+                "ready": p.ready,
                 "available": p.available(now, proxies_since),
                 "version": p.version,
                 "labels": p.labels,
@@ -121,6 +144,7 @@ class StatusWriter:
             "controllerPid": os.getpid(),
             "etcd": "running" if self.agents.etcd.running() else "down",
             "nodes": nodes,
+            "namespaces": list(spec.namespaces) if spec else [],
             "deployments": deps,
             "services": services,
             "pods": pod_list,

@@ -117,13 +117,13 @@ def test_down_after_kill_9_leaves_the_root_namespace_as_before(make_lab):
     before = root_snapshot()
     s = unique_spec()
     make_lab(s)
-    assert len(lab_namespaces(s.name)) == 1 + 3 + 4  # lab, nodes, pods
+    assert len(lab_namespaces(s.name)) == 1 + 3 + 4 + 1  # lab, nodes, pods, the cluster DNS pod
     # crash everything podnet runs: the controller and a pod, with SIGKILL
     files = LabFiles(s.name)
     os.kill(files.controller_pid(), signal.SIGKILL)
     os.kill(pods(s.name)[0]["pid"], signal.SIGKILL)
     down = podnet(s.name, "down")
-    assert "removed 8 namespaces" in down.stdout
+    assert "removed 9 namespaces" in down.stdout
     again = podnet(s.name, "down")  # safe to run twice
     assert again.returncode == 0
     after = root_snapshot()
@@ -165,9 +165,9 @@ def test_dead_pod_is_replaced_and_scale_follows(make_lab):
     podnet(s.name, "scale", "deploy/web", "--replicas", "1")
     wait_for(lambda: len(pods(s.name, "web")) == 1, timeout=20)  # the rest drained and deleted
     bad = podnet(s.name, "scale", "deploy/nope", "--replicas", "2", check=False)
-    assert bad.returncode != 0 and "deployment 'nope' not found" in bad.stderr
+    assert bad.returncode != 0 and 'deployments.apps "nope" not found' in bad.stderr  # kubectl's words
     table = podnet(s.name, "get", "pods", "-o", "wide", "-L", "app", "-L", "version").stdout.splitlines()
-    assert table[0].split() == ["NAME", "READY", "STATUS", "AGE", "IP", "NODE", "VERSION", "APP"]
+    assert table[0].split() == ["NAME", "READY", "STATUS", "RESTARTS", "AGE", "IP", "NODE", "APP", "VERSION"]
     assert len(table) == 2 and "Running" in table[1]
     (only,) = pods(s.name, "web")
     assert podnet(s.name, "get", "pods", "-o", "name").stdout == f"pod/{only['name']}\n"
@@ -269,7 +269,8 @@ def test_a_controller_killed_while_pods_attach_leaks_no_address_or_namespace(mak
         ready = [p for p in pods(s.name) if p["ready"]]
         on_disk = {os.path.basename(f) for f in glob.glob(files.path("nodes", "*", "ipam", "*", "[0-9]*"))}
         spaces = {n for n in lab_namespaces(s.name) if ".pod." in n}
-        if len(ready) == len(pods(s.name)) == 12 and on_disk == {p["ip"] for p in ready}:
+        # 12 of the tutorial's and the cluster DNS pod
+        if len(ready) == len(pods(s.name)) == 13 and on_disk == {p["ip"] for p in ready}:
             return on_disk, spaces
         return None
 

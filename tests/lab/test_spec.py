@@ -77,14 +77,15 @@ def test_selectors():
 
 
 def test_objects_follow_kubernetes_shapes():
-    svc = spec.default().service("frontend")
-    obj = objects.service_object(svc, "10.96.0.10", {80: 30080})
-    assert obj["spec"]["ports"] == [{"name": "", "protocol": "TCP", "port": 80, "targetPort": 8080, "nodePort": 30080}]
+    lab = spec.default()
+    svc = lab.service("frontend")
+    obj = objects.service_object(svc, lab, "10.96.0.10", {80: 30080}, None)
+    assert obj["spec"]["ports"] == [{"protocol": "TCP", "port": 80, "targetPort": 8080, "nodePort": 30080}]
     eps = [
         objects.Endpoint("a", "10.244.1.2", "node1", True, True, False),
         objects.Endpoint("b", "10.244.2.2", "node2", False, True, True),
     ]
-    sl = objects.endpoint_slice(svc, eps)
+    sl = objects.endpoint_slice(svc, lab, eps)
     assert sl["metadata"]["labels"]["kubernetes.io/service-name"] == "frontend"
     assert sl["endpoints"][1]["conditions"] == {"ready": False, "serving": True, "terminating": True}
     assert sl["endpoints"][0]["nodeName"] == "node1"

@@ -74,7 +74,8 @@ OBJECTS = [
               "ports": [{"name": "http", "port": 80, "nodePort": 30080},
                         {"name": "dns", "port": 53, "protocol": "UDP", "nodePort": 30053}]}},
     *[{"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-       "metadata": {"name": f"web-{fam.lower()}", "namespace": "default", "labels": {"kubernetes.io/service-name": "web"}},
+       "metadata": {"name": f"web-{fam.lower()}", "namespace": "default",
+                    "labels": {"kubernetes.io/service-name": "web"}},
        "addressType": fam, "endpoints": [{"addresses": [ip], "nodeName": "node-a"}],
        "ports": [{"name": "http", "port": 8080}, {"name": "dns", "port": 5353, "protocol": "UDP"}]}
       for fam, ip in (("IPv4", "10.244.1.2"), ("IPv6", "fd10:1::2"))],

@@ -1,0 +1,762 @@
+"""`podnet lab` verbs in kubectl's words: apply|create|delete -f, get, describe, logs, scale,
+set image, rollout status|history|undo, with namespaces (-n, -A) and kubectl's columns.
+
+Objects live in namespaces (`default` unless given). Deployment revisions are kept in the
+lab's desired state as kube keeps them in ReplicaSets: one per pod template, named
+DEPLOYMENT-<pod-template-hash>, numbered; `rollout undo` makes an earlier template current
+again (under a new number, as kube does).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import click
+
+from podnet.lab import manifests, podlogs, selectors, spec
+from podnet.lab.cli import age, dump, fail, files_of, lab, print_table, wait_converged
+from podnet.lab.complete import refs, words
+from podnet.lab.state import LabFiles
+
+ALL = "*"
+KIND_WORDS = {
+    **{k: "pod" for k in ("pod", "pods", "po")},
+    **{k: "service" for k in ("svc", "service", "services")},
+    **{k: "deployment" for k in ("deploy", "deployment", "deployments", "deployments.apps")},
+    **{k: "replicaset" for k in ("rs", "replicaset", "replicasets")},
+    **{k: "endpoints" for k in ("ep", "endpoints")},
+    **{k: "endpointslice" for k in ("endpointslice", "endpointslices", "endpointslices.discovery.k8s.io")},
+    **{k: "namespace" for k in ("ns", "namespace", "namespaces")},
+    **{k: "node" for k in ("no", "node", "nodes")},
+}
+RESOURCE = {
+    "pod": "pod",
+    "service": "service",
+    "deployment": "deployment.apps",
+    "replicaset": "replicaset.apps",
+    "endpoints": "endpoints",
+    "endpointslice": "endpointslice.discovery.k8s.io",
+    "namespace": "namespace",
+    "node": "node",
+}
+NAMESPACED = {"pod", "service", "deployment", "replicaset", "endpoints", "endpointslice"}
+
+
+def ns_options(f):
+    f = click.option("-A", "--all-namespaces", "all_ns", is_flag=True, help="Every namespace.")(f)
+    return click.option("-n", "--namespace", default=None, help="The namespace (default: default).")(f)
+
+
+def namespace_of(namespace: str | None, all_ns: bool) -> str:
+    return ALL if all_ns else namespace or spec.DEFAULT_NAMESPACE
+
+
+def in_ns(item: dict, ns: str) -> bool:
+    return ns == ALL or item.get("namespace", spec.DEFAULT_NAMESPACE) == ns
+
+
+def kind_and_name(args: tuple[str, ...]) -> tuple[str, str | None]:
+    """`pods`, `pod NAME` or `pod/NAME` -> (kind, name)."""
+    first = args[0]
+    kind, sep, name = first.partition("/")
+    if kind not in KIND_WORDS:
+        fail(f'the server doesn\'t have a resource type "{kind}"')
+    if sep:
+        return KIND_WORDS[kind], name
+    return KIND_WORDS[kind], (args[1] if len(args) > 1 else None)
+
+
+# -- revisions (ReplicaSets) -----------------------------------------------------------------
+def _revisions(data: dict, key: str) -> list[dict]:
+    return data.setdefault("revisions", {}).setdefault(key, [])
+
+
+def record_revision(data: dict, dep: dict) -> None:
+    """After a Deployment's template changed (or it was created): its template is the newest
+    revision; a template seen before keeps its ReplicaSet and moves to the top."""
+    d = spec.parse_deployment(dep, "deployment")
+    revs = _revisions(data, d.key)
+    template = d.template_hash()
+    number = max((r["revision"] for r in revs), default=0) + 1
+    if revs and revs[-1]["template"] == template:
+        return
+    revs[:] = [r for r in revs if r["template"] != template]
+    body = {k: v for k, v in dep.items() if k != "replicas"}
+    revs.append({"revision": number, "template": template, "deployment": body})
+
+
+def _find(items: list[dict], name: str, namespace: str) -> int | None:
+    for i, x in enumerate(items):
+        if x["name"] == name and x.get("namespace", spec.DEFAULT_NAMESPACE) == namespace:
+            return i
+    return None
+
+
+def _same_template(a: dict, b: dict) -> bool:
+    return {k: v for k, v in a.items() if k != "replicas"} == {k: v for k, v in b.items() if k != "replicas"}
+
+
+# -- apply, create, delete -f ----------------------------------------------------------------
+def load_manifests(filenames: tuple[str, ...], namespace: str | None) -> list[manifests.Object]:
+    objs: list[manifests.Object] = []
+    try:
+        for f in filenames:
+            objs += manifests.load(f, namespace)
+    except spec.SpecError as e:
+        fail(f"error: {e}")
+    return objs
+
+
+def ref_of(kind: str, o: Any) -> str:
+    return (
+        {"Namespace": "namespace", "Deployment": "deployment.apps", "Service": "service"}[kind]
+        + "/"
+        + (o if kind == "Namespace" else o.name)
+    )
+
+
+def put_objects(files: LabFiles, objs: list[manifests.Object], create_only: bool) -> tuple[int, dict[str, str]]:
+    results: dict[str, str] = {}
+
+    def put(data: dict) -> None:
+        results.clear()
+        s = data["spec"]
+        for kind, o in objs:
+            ref = ref_of(kind, o)
+            if kind == "Namespace":
+                present = o in spec.SYSTEM_NAMESPACES or o in s.get("namespaces", [])
+                if present and create_only:
+                    fail(f'Error from server (AlreadyExists): namespaces "{o}" already exists')
+                if not present:
+                    s["namespaces"] = [*s.get("namespaces", spec.SYSTEM_NAMESPACES), o]
+                results[ref] = "unchanged" if present else "created"
+                continue
+            key = "deployments" if kind == "Deployment" else "services"
+            body = spec.deployment_dict(o) if kind == "Deployment" else spec.service_dict(o)
+            items = s[key]
+            old = _find(items, o.name, o.namespace)
+            if old is not None and create_only:
+                fail(f'Error from server (AlreadyExists): {key} "{o.name}" already exists')
+            if old is None:
+                items.append(body)
+                results[ref] = "created"
+            elif items[old] == body:
+                results[ref] = "unchanged"
+            else:
+                results[ref] = "configured"
+                items[old] = body
+            if kind == "Deployment":
+                record_revision(data, body)
+        for i, ns in enumerate(s.get("namespaces", [])):
+            spec._namespace(ns, f"namespaces[{i}]")
+
+    try:
+        return files.change(put), results
+    except spec.SpecError as e:
+        fail(f"error: {e}")
+
+
+@lab.command("apply")
+@click.option("-f", "--filename", "filenames", multiple=True, required=True, type=click.Path(exists=True))
+@click.option("-n", "--namespace", default=None, help="Namespace for objects that name none.")
+@click.pass_context
+def apply(ctx, filenames, namespace) -> None:
+    """Create or change objects from Kubernetes manifests (files or directories)."""
+    _apply(ctx, filenames, namespace, create_only=False)
+
+
+@lab.command("create")
+@click.option("-f", "--filename", "filenames", multiple=True, required=True, type=click.Path(exists=True))
+@click.option("-n", "--namespace", default=None, help="Namespace for objects that name none.")
+@click.pass_context
+def create(ctx, filenames, namespace) -> None:
+    """Create objects from Kubernetes manifests; an object that exists already is an error."""
+    _apply(ctx, filenames, namespace, create_only=True)
+
+
+def _apply(ctx, filenames, namespace, create_only: bool) -> None:
+    objs = load_manifests(filenames, namespace)
+    files = files_of(ctx)
+    gen, results = put_objects(files, objs, create_only)
+    deps = tuple(o.name for k, o in objs if k == "Deployment")
+    wait_converged(files, gen, "apply", deps)
+    for ref, result in results.items():
+        click.echo(f"{ref} {result}")
+
+
+def _delete_objects(files: LabFiles, targets: list[tuple[str, str, str]], ignore_missing: bool) -> tuple[int, list]:
+    """targets: (kind, namespace, name) of Deployments, Services and Namespaces."""
+    done: list[str] = []
+
+    def drop(data: dict) -> None:
+        done.clear()
+        s = data["spec"]
+        for kind, ns, name in targets:
+            if kind == "namespace":
+                if name in spec.SYSTEM_NAMESPACES:
+                    fail(
+                        f'Error from server (Forbidden): namespaces "{name}" is forbidden: '
+                        "this namespace may not be deleted"
+                    )
+                if name in s.get("namespaces", []):
+                    s["namespaces"].remove(name)
+                    for key in ("deployments", "services"):  # what it holds goes with it
+                        s[key] = [o for o in s[key] if o.get("namespace", spec.DEFAULT_NAMESPACE) != name]
+                    done.append(f'namespace "{name}" deleted')
+                elif not ignore_missing:
+                    fail(f'Error from server (NotFound): namespaces "{name}" not found')
+                continue
+            key = "deployments" if kind == "deployment" else "services"
+            i = _find(s[key], name, ns)
+            if i is None:
+                if not ignore_missing:
+                    fail(f'Error from server (NotFound): {key} "{name}" not found')
+                continue
+            del s[key][i]
+            if kind == "deployment":
+                data.get("revisions", {}).pop(f"{ns}/{name}", None)
+            done.append(f'{"deployment.apps" if kind == "deployment" else "service"} "{name}" deleted')
+
+    try:
+        return files.change(drop), done
+    except spec.SpecError as e:
+        fail(f"error: {e}")
+
+
+@lab.command("delete")
+@click.argument("args", nargs=-1, shell_complete=refs("pod", "deploy", "svc"))
+@click.option("-f", "--filename", "filenames", multiple=True, type=click.Path(exists=True))
+@click.option("--ignore-not-found", is_flag=True)
+@ns_options
+@click.pass_context
+def delete(ctx, args, filenames, ignore_not_found, namespace, all_ns) -> None:
+    """delete pod|deploy|svc|ns NAME (or KIND/NAME), or delete -f FILE|DIR."""
+    files = files_of(ctx)
+    ns = namespace_of(namespace, all_ns)
+    if filenames:
+        objs = load_manifests(filenames, namespace)
+        targets = [
+            (k.lower(), "" if k == "Namespace" else o.namespace, o if k == "Namespace" else o.name) for k, o in objs
+        ]
+        gen, done = _delete_objects(files, targets, ignore_not_found)
+    else:
+        if not args:
+            fail("error: give KIND NAME, KIND/NAME or -f FILE")
+        kind, name = kind_and_name(args)
+        if name is None:
+            fail("error: resource(s) were provided, but no name was specified")
+        if kind == "pod":
+            st = files.read_status()
+            if not any(p["name"] == name and in_ns(p, ns) for p in st.get("pods", [])):
+                if ignore_not_found:
+                    return
+                fail(f'Error from server (NotFound): pods "{name}" not found')
+            files.request_delete(name)
+            click.echo(f'pod "{name}" deleted')
+            return
+        if kind not in ("deployment", "service", "namespace"):
+            fail(f"error: a lab deletes pods, deployments, services and namespaces, not {kind}")
+        gen, done = _delete_objects(files, [(kind, ns, name)], ignore_not_found)
+    wait_converged(files, gen, "delete")
+    for line in done:
+        click.echo(line)
+
+
+# -- get ---------------------------------------------------------------------------------------
+def _ns_col(ns: str) -> list[str]:
+    return ["NAMESPACE"] if ns == ALL else []
+
+
+def _ns_val(item: dict, ns: str) -> list[str]:
+    return [item.get("namespace", spec.DEFAULT_NAMESPACE)] if ns == ALL else []
+
+
+def ports_text(svc: dict) -> str:
+    return ",".join(
+        f"{p['port']}:{p['nodePort']}/{p.get('protocol', 'TCP')}"
+        if p.get("nodePort")
+        else f"{p['port']}/{p.get('protocol', 'TCP')}"
+        for p in svc["ports"]
+    )
+
+
+def pod_rows(st, ns, wide, cols, reqs, name) -> list[list[str]]:
+    head = _ns_col(ns) + ["NAME", "READY", "STATUS", "RESTARTS", "AGE"] + (["IP", "NODE"] if wide else [])
+    rows = [head + [c.upper() for c in cols]]
+    for p in st.get("pods", []):
+        if not in_ns(p, ns) or not selectors.matches(reqs, p["labels"]) or (name and p["name"] != name):
+            continue
+        phase = {"Attaching": "ContainerCreating", "Starting": "ContainerCreating", "Deleting": "Terminating"}
+        row = _ns_val(p, ns) + [p["name"], "1/1" if p["ready"] else "0/1", phase.get(p["phase"], p["phase"])]
+        row += [str(p.get("restarts", 0)), age(p["created"])]
+        if wide:
+            row += [p["ip"] or "<none>", p["node"]]
+        rows.append(row + [p["labels"].get(c, "") for c in cols])
+    return rows
+
+
+def service_rows(st, ns, wide, reqs, name) -> list[list[str]]:
+    rows = [
+        _ns_col(ns) + ["NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE"] + (["SELECTOR"] if wide else [])
+    ]
+    for s in st.get("services", []):
+        if not in_ns(s, ns) or (name and s["name"] != name) or not selectors.matches(reqs, s["selector"]):
+            continue
+        ext = s.get("externalIP") or ("<pending>" if s["type"] == "LoadBalancer" else "<none>")
+        row = _ns_val(s, ns) + [s["name"], s["type"], s["clusterIP"] or "<pending>", ext, ports_text(s), ""]
+        if wide:
+            row.append(",".join(f"{k}={v}" for k, v in s["selector"].items()))
+        rows.append(row)
+    return rows
+
+
+def endpoint_rows(st, ns, name) -> list[list[str]]:
+    rows = [_ns_col(ns) + ["NAME", "ENDPOINTS", "AGE"]]
+    for s in st.get("services", []):
+        if not in_ns(s, ns) or (name and s["name"] != name):
+            continue
+        port = s["ports"][0]["targetPort"]
+        ready = [f"{e['ip']}:{port}" for e in s["endpoints"] if e["ready"]]
+        text = ",".join(ready[:3]) + (f" + {len(ready) - 3} more..." if len(ready) > 3 else "")
+        rows.append(_ns_val(s, ns) + [s["name"], text or "<none>", ""])
+    return rows
+
+
+def endpointslice_rows(st, ns, name) -> list[list[str]]:
+    rows = [_ns_col(ns) + ["NAME", "ADDRESSTYPE", "PORTS", "ENDPOINTS", "AGE"]]
+    for s in st.get("services", []):
+        if not in_ns(s, ns) or (name and f"{s['name']}-lab" != name):
+            continue
+        ips = [e["ip"] for e in s["endpoints"]]
+        text = ",".join(ips[:3]) + (f" + {len(ips) - 3} more..." if len(ips) > 3 else "")
+        ports = ",".join(str(p["targetPort"]) for p in s["ports"])
+        rows.append(_ns_val(s, ns) + [f"{s['name']}-lab", "IPv4", ports, text or "<unset>", ""])
+    return rows
+
+
+def deployment_rows(st, ns, wide, name) -> list[list[str]]:
+    rows = [
+        _ns_col(ns) + ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"] + (["VERSION", "RESTARTS"] if wide else [])
+    ]
+    for d in st.get("deployments", []):
+        if not in_ns(d, ns) or (name and d["name"] != name):
+            continue
+        row = _ns_val(d, ns) + [d["name"], f"{d['ready']}/{d['replicas']}", str(d["updated"]), str(d["available"]), ""]
+        if wide:
+            row += [d["version"], str(d["restarts"])]
+        rows.append(row)
+    return rows
+
+
+def replicasets(files: LabFiles, st: dict) -> list[dict]:
+    """Every revision of every Deployment, as the ReplicaSet kube would keep for it."""
+    data = files.read_desired()
+    out = []
+    for d in st.get("deployments", []):
+        key = f"{d.get('namespace', 'default')}/{d['name']}"
+        revs = {r["template"]: r["revision"] for r in data.get("revisions", {}).get(key, [])}
+        for t in dict.fromkeys([*revs, *d.get("replicaSets", {})]):
+            rs = d.get("replicaSets", {}).get(t, {"pods": 0, "ready": 0})
+            desired = d["replicas"] if t == d.get("template") else rs["pods"]
+            rs_ns = d.get("namespace", "default")
+            out.append({"name": f"{d['name']}-{t}", "namespace": rs_ns, "desired": desired, "current": rs["pods"],
+                        "ready": rs["ready"], "revision": revs.get(t, 0), "deployment": d["name"]})  # fmt: skip
+    return out
+
+
+def rs_rows(files, st, ns, name) -> list[list[str]]:
+    rows = [_ns_col(ns) + ["NAME", "DESIRED", "CURRENT", "READY", "AGE"]]
+    for rs in replicasets(files, st):
+        if in_ns(rs, ns) and (not name or rs["name"] == name):
+            rows.append(_ns_val(rs, ns) + [rs["name"], str(rs["desired"]), str(rs["current"]), str(rs["ready"]), ""])
+    return rows
+
+
+def namespace_rows(st, name) -> list[list[str]]:
+    return [["NAME", "STATUS", "AGE"]] + [[n, "Active", ""] for n in st.get("namespaces", []) if not name or n == name]
+
+
+def node_rows(st, wide, name) -> list[list[str]]:
+    rows = [["NAME", "STATUS", "ROLES", "AGE", "VERSION"] + (["INTERNAL-IP", "POD-CIDR"] if wide else [])]
+    for n in st.get("nodes", []):
+        if name and n["name"] != name:
+            continue
+        row = [n["name"], "Ready" if n["subnet"] else "NotReady", "<none>", "", "podnet-lab"]
+        if wide:
+            row += [n["ip"], n["subnet"] or "<none>"]
+        rows.append(row)
+    return rows
+
+
+def objects_of(files: LabFiles, st: dict, kind: str, ns: str, reqs, name: str | None) -> list[dict]:
+    """Kubernetes objects for -o json|yaml: Services and Deployments as the API server holds them."""
+    desired = cli_spec(files)
+    out: list[dict] = []
+    if kind == "service":
+        for s in st.get("services", []):
+            svc = desired.service(s["name"], s.get("namespace", "default"))
+            if svc and in_ns(s, ns) and (not name or s["name"] == name):
+                np = {p["port"]: p["nodePort"] for p in s["ports"]}
+                out.append(manifests.service_object(svc, desired, s["clusterIP"], np, s.get("externalIP")))
+    elif kind == "deployment":
+        data = files.read_desired()
+        for d in st.get("deployments", []):
+            dep = desired.deployment(d["name"], d.get("namespace", "default"))
+            if dep and in_ns(d, ns) and (not name or d["name"] == name):
+                revs = data.get("revisions", {}).get(dep.key, [])
+                out.append(manifests.deployment_object(dep, d, revs[-1]["revision"] if revs else 1))
+    elif kind == "namespace":
+        out = [manifests.namespace_object(n) for n in st.get("namespaces", []) if not name or n == name]
+    elif kind == "pod":
+        out = [p for p in st.get("pods", []) if in_ns(p, ns) and selectors.matches(reqs, p["labels"])
+               and (not name or p["name"] == name)]  # fmt: skip
+    else:
+        key = {"node": "nodes", "endpoints": "services", "endpointslice": "services"}.get(kind)
+        out = [x for x in st.get(key, []) if in_ns(x, ns) and (not name or x["name"] == name)] if key else []
+        if kind == "replicaset":
+            out = [rs for rs in replicasets(files, st) if in_ns(rs, ns) and (not name or rs["name"] == name)]
+    return out
+
+
+def cli_spec(files: LabFiles) -> spec.LabSpec:
+    from podnet.lab import dns
+
+    return dns.with_cluster_dns(files.desired_spec())
+
+
+def render(files, st, kind, ns, wide, cols, reqs, name) -> list[list[str]]:
+    return {
+        "pod": lambda: pod_rows(st, ns, wide, cols, reqs, name),
+        "service": lambda: service_rows(st, ns, wide, reqs, name),
+        "endpoints": lambda: endpoint_rows(st, ns, name),
+        "endpointslice": lambda: endpointslice_rows(st, ns, name),
+        "deployment": lambda: deployment_rows(st, ns, wide, name),
+        "replicaset": lambda: rs_rows(files, st, ns, name),
+        "namespace": lambda: namespace_rows(st, name),
+        "node": lambda: node_rows(st, wide, name),
+    }[kind]()
+
+
+@lab.command("get")
+@click.argument("args", nargs=-1, required=True, shell_complete=words("pods", "services", "deployments", "rs",
+                "endpoints", "endpointslices", "namespaces", "nodes"))  # fmt: skip
+@click.option("-l", "--selector", help="Label selector, e.g. app=frontend,track!=canary")
+@click.option("-L", "--label-columns", multiple=True, help="Show this label as a column (repeatable).")
+@click.option("-o", "--output", type=click.Choice(["text", "wide", "json", "yaml", "name"]), default="text")
+@click.option("-w", "--watch", is_flag=True, help="After the list, print rows as they change.")
+@ns_options
+@click.pass_context
+def get(ctx, args, selector, label_columns, output, watch, namespace, all_ns) -> None:
+    """get pods|svc|deploy|rs|endpoints|endpointslices|ns|nodes [NAME], as kubectl shows them."""
+    kind, name = kind_and_name(args)
+    try:
+        reqs = selectors.parse(selector)
+    except selectors.SelectorError as e:
+        fail(str(e))
+    ns = namespace_of(namespace, all_ns) if kind in NAMESPACED else ALL
+    files = files_of(ctx)
+    st = files.read_status()
+    if output in ("json", "yaml", "name"):
+        items = objects_of(files, st, kind, ns, reqs, name)
+        if output == "name":
+            for item in items:
+                click.echo(f"{RESOURCE[kind]}/{item.get('name') or item['metadata']['name']}")
+        elif name and len(items) == 1:
+            dump(items[0], output)
+        else:
+            dump({"apiVersion": "v1", "kind": "List", "items": items}, output)
+        return
+    wide = output == "wide"
+    cols = [c for arg in label_columns for c in arg.split(",")]
+    rows = render(files, st, kind, ns, wide, cols, reqs, name)
+    if len(rows) == 1 and not watch:
+        if name:
+            fail(f'Error from server (NotFound): {kind}s "{name}" not found')
+        click.echo("No resources found" + ("." if ns == ALL else f" in {ns} namespace."))
+        return
+    widths = print_rows(rows, None)
+    if not watch:
+        return
+    seen = {tuple(r) for r in rows[1:]}
+    try:
+        while True:
+            time.sleep(0.5)
+            st = files.read_status()
+            rows = render(files, st, kind, ns, wide, cols, reqs, name)
+            for r in rows[1:]:
+                if tuple(r) not in seen:
+                    print_rows([r], widths)
+            seen = {tuple(r) for r in rows[1:]}
+    except KeyboardInterrupt:
+        pass
+
+
+def print_rows(rows: list[list[str]], widths: list[int] | None) -> list[int]:
+    widths = widths or [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        click.echo("   ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=False)).rstrip())
+    return widths
+
+
+# -- describe, logs ------------------------------------------------------------------------------
+@lab.command("describe")
+@click.argument("args", nargs=-1, required=True, shell_complete=refs("pod", "deploy", "svc"))
+@ns_options
+@click.pass_context
+def describe(ctx, args, namespace, all_ns) -> None:
+    """describe pod|svc|deploy NAME: the object, its state and the lab's view of it."""
+    kind, name = kind_and_name(args)
+    files = files_of(ctx)
+    st = files.read_status()
+    ns = namespace_of(namespace, all_ns)
+    desired = cli_spec(files)
+    lines: list[tuple[str, str]] = []
+    if kind == "pod":
+        p = next((x for x in st.get("pods", []) if x["name"] == name and in_ns(x, ns)), None)
+        if p is None:
+            fail(f'Error from server (NotFound): pods "{name}" not found')
+        dep = desired.deployment(p["deployment"], p.get("namespace", "default"))
+        lines += [("Name", p["name"]), ("Namespace", p.get("namespace", "default")), ("Node", f"{p['node']}")]
+        lines += [("Labels", ",".join(f"{k}={v}" for k, v in p["labels"].items())), ("Status", p["phase"])]
+        lines += [
+            ("IP", p["ip"] or "<none>"),
+            ("Controlled By", f"ReplicaSet/{p['deployment']}-{p.get('template', '')}"),
+        ]
+        if dep:
+            lines += [("Image", dep.image or f"(lab workload {dep.workload.kind})"), ("Workload", dep.workload.kind)]
+            lines += [("Port", f"{dep.workload.port}/TCP")]
+            for label, probe in (("Readiness", dep.readiness), ("Liveness", dep.liveness)):
+                if probe:
+                    lines.append((label, probe_text(probe)))
+        lines += [("Ready", str(p["ready"])), ("Restart Count", str(p.get("restarts", 0)))]
+    elif kind == "service":
+        s = next((x for x in st.get("services", []) if x["name"] == name and in_ns(x, ns)), None)
+        if s is None:
+            fail(f'Error from server (NotFound): services "{name}" not found')
+        lines += [("Name", s["name"]), ("Namespace", s.get("namespace", "default")), ("Type", s["type"])]
+        lines += [("Selector", ",".join(f"{k}={v}" for k, v in s["selector"].items())), ("IP", s["clusterIP"] or "")]
+        if s.get("externalIP"):
+            lines.append(("LoadBalancer Ingress", s["externalIP"]))
+        for p in s["ports"]:
+            lines.append(("Port", f"{p.get('name') or '<unset>'}  {p['port']}/{p.get('protocol', 'TCP')}"))
+            lines.append(("TargetPort", f"{p['targetPort']}/{p.get('protocol', 'TCP')}"))
+            if p.get("nodePort"):
+                lines.append(("NodePort", f"{p.get('name') or '<unset>'}  {p['nodePort']}/{p.get('protocol', 'TCP')}"))
+        ready = [e["ip"] for e in s["endpoints"] if e["ready"]]
+        lines.append(("Endpoints", ",".join(ready) or "<none>"))
+        svc = desired.service(s["name"], s.get("namespace", "default"))
+        if svc:
+            lines.append(("Session Affinity", svc.session_affinity))
+            if svc.type != "ClusterIP":
+                lines.append(("External Traffic Policy", svc.external_traffic_policy))
+    elif kind == "deployment":
+        d = next((x for x in st.get("deployments", []) if x["name"] == name and in_ns(x, ns)), None)
+        dep = desired.deployment(name or "", ns if ns != ALL else (d or {}).get("namespace", "default"))
+        if d is None or dep is None:
+            fail(f'Error from server (NotFound): deployments.apps "{name}" not found')
+        surge, unavailable = dep.max_surge, dep.max_unavailable
+        lines += [("Name", dep.name), ("Namespace", dep.namespace)]
+        lines += [("Selector", ",".join(f"{k}={v}" for k, v in dep.labels.items()))]
+        total = d.get("total", d["updated"])
+        lines += [
+            (
+                "Replicas",
+                f"{d['replicas']} desired | {d['updated']} updated | {total} total | {d['available']} available",
+            )
+        ]
+        lines += [
+            ("StrategyType", "RollingUpdate"),
+            ("RollingUpdateStrategy", f"{unavailable} max unavailable, {surge} max surge"),
+        ]
+        lines += [
+            ("Image", dep.image or f"(lab workload {dep.workload.kind})"),
+            ("NewReplicaSet", f"{dep.name}-{d.get('template')}"),
+        ]
+        for label, probe in (("Readiness", dep.readiness), ("Liveness", dep.liveness)):
+            if probe:
+                lines.append((label, probe_text(probe)))
+    else:
+        fail(f"error: describe takes pod, service or deployment, not {kind}")
+    width = max(len(k) for k, _ in lines) + 2
+    for k, v in lines:
+        click.echo(f"{k + ':':<{width}}{v}")
+
+
+def probe_text(p: spec.Probe) -> str:
+    what = {"httpGet": f"http-get http://:{p.port}{p.path}", "tcpSocket": f"tcp-socket :{p.port}"}.get(
+        p.kind, f"exec [{' '.join(p.command)}]"
+    )
+    return (f"{what} delay={p.initial_delay:g}s timeout={p.timeout:g}s period={p.period:g}s "
+            f"#success={p.success_threshold} #failure={p.failure_threshold}")  # fmt: skip
+
+
+@lab.command("logs")
+@click.argument("ref", shell_complete=refs("pod"))
+@click.option("--tail", type=int, default=-1, help="Lines from the end (-1: all).")
+@click.option("-f", "--follow", is_flag=True)
+@ns_options
+@click.pass_context
+def logs(ctx, ref, tail, follow, namespace, all_ns) -> None:
+    """logs pod/NAME: what the pod's workload wrote to stdout and stderr."""
+    name = ref.split("/", 1)[1] if "/" in ref else ref
+    files = files_of(ctx)
+    st = files.read_status()
+    ns = namespace_of(namespace, all_ns)
+    if not any(p["name"] == name and in_ns(p, ns) for p in st.get("pods", [])):
+        fail(f'Error from server (NotFound): pods "{name}" not found')
+    path = podlogs.path(files.lab, name)
+    try:
+        with open(path, errors="replace") as f:
+            lines = f.readlines()
+            for line in lines[-tail:] if tail >= 0 else lines:
+                click.echo(line, nl=False)
+            while follow:
+                line = f.readline()
+                if line:
+                    click.echo(line, nl=False)
+                else:
+                    time.sleep(0.2)
+    except FileNotFoundError:
+        pass
+    except KeyboardInterrupt:
+        pass
+
+
+# -- scale, set image, rollout -------------------------------------------------------------------
+def change_deployment(files: LabFiles, name: str, ns: str, fn) -> int:
+    def apply_(data: dict) -> None:
+        items = data["spec"]["deployments"]
+        i = _find(items, name, ns)
+        if i is None:
+            fail(f'Error from server (NotFound): deployments.apps "{name}" not found')
+        before = dict(items[i])
+        fn(items[i], data)
+        if not _same_template(before, items[i]):
+            if not _revisions(data, f"{ns}/{name}"):
+                record_revision(data, before)
+            record_revision(data, items[i])
+
+    try:
+        return files.change(apply_)
+    except spec.SpecError as e:
+        fail(f"error: {e}")
+
+
+def deploy_ref(ref: str) -> str:
+    kind, sep, name = ref.partition("/")
+    if not sep or KIND_WORDS.get(kind) != "deployment" or not name:
+        fail(f"error: {ref!r}: expected deployment/NAME")
+    return name
+
+
+@lab.command("scale")
+@click.argument("ref", shell_complete=refs("deploy"))
+@click.option("--replicas", type=click.IntRange(0, 5000), required=True)
+@click.option("-n", "--namespace", default=spec.DEFAULT_NAMESPACE)
+@click.pass_context
+def scale(ctx, ref, replicas, namespace) -> None:
+    """scale deployment/NAME --replicas N"""
+    name = deploy_ref(ref)
+    files = files_of(ctx)
+    gen = change_deployment(files, name, namespace, lambda d, _: d.update(replicas=replicas))
+    wait_converged(files, gen, f"scale {name}", (name,))
+    click.echo(f"deployment.apps/{name} scaled")
+
+
+@lab.group("set")
+def set_group() -> None:
+    """set image deployment/NAME CONTAINER=IMAGE"""
+
+
+@set_group.command("image")
+@click.argument("ref", shell_complete=refs("deploy"))
+@click.argument("images", nargs=-1, required=True)
+@click.option("-n", "--namespace", default=spec.DEFAULT_NAMESPACE)
+@click.pass_context
+def set_image(ctx, ref, images, namespace) -> None:
+    """A new image for a Deployment's container: a rolling update to the workload it stands for."""
+    name = deploy_ref(ref)
+    files = files_of(ctx.parent)
+
+    def change(d: dict, _data: dict) -> None:
+        for pair in images:
+            container, sep, image = pair.partition("=")
+            if not sep or not image:
+                fail(f"error: {pair!r}: expected CONTAINER=IMAGE")
+            if container not in (d.get("container") or d["name"], "*"):
+                fail(f'error: unable to find container named "{container}"')
+            if not d.get("image"):
+                fail(f"error: deployment {name} comes from the lab's own dialect; use rollout --version")
+            d["image"] = image
+            d["version"] = manifests.image_tag(image)
+
+    gen = change_deployment(files, name, namespace, change)
+    wait_converged(files, gen, f"set image {name}", (name,))
+    click.echo(f"deployment.apps/{name} image updated")
+
+
+@lab.command("rollout")
+@click.argument(
+    "args", nargs=-1, required=True, shell_complete=refs("deploy", extra=lambda _: ["undo", "status", "history"])
+)
+@click.option("--to-revision", type=int, default=0, help="rollout undo: the revision to go back to.")
+@click.option("--version", "version", help="The lab dialect's rollout: deploy/NAME --version V.")
+@click.option("-n", "--namespace", default=spec.DEFAULT_NAMESPACE)
+@click.pass_context
+def rollout(ctx, args, to_revision, version, namespace) -> None:
+    """rollout status|history|undo deployment/NAME [--to-revision N]"""
+    files = files_of(ctx)
+    verb = args[0]
+    if verb not in ("status", "history", "undo"):
+        if len(args) != 1 or not version:
+            fail("usage: podnet lab rollout status|history|undo deploy/NAME, or rollout deploy/NAME --version V")
+        name = deploy_ref(args[0])
+
+        def roll(d: dict, data: dict) -> None:
+            if d["version"] != version:
+                data.setdefault("history", {}).setdefault(name, []).append(d["version"])
+                d["version"] = version
+
+        gen = change_deployment(files, name, namespace, roll)
+        wait_converged(files, gen, f"rollout {name}", (name,))
+        click.echo(f"deployment.apps/{name} rolled out to {version}")
+        return
+    if len(args) != 2:
+        fail(f"usage: podnet lab rollout {verb} deployment/NAME")
+    name = deploy_ref(args[1])
+    key = f"{namespace}/{name}"
+    if verb == "status":
+        gen = files.read_desired()["generation"]
+        wait_converged(files, gen, f"rollout {name}", (name,))
+        click.echo(f'deployment "{name}" successfully rolled out')
+        return
+    revs = files.read_desired().get("revisions", {}).get(key, [])
+    if verb == "history":
+        click.echo(f"deployment.apps/{name}")
+        print_table(
+            [["REVISION", "CHANGE-CAUSE"]] + [[str(r["revision"]), "<none>"] for r in revs] or [["1", "<none>"]]
+        )
+        return
+
+    def undo(d: dict, data: dict) -> None:
+        revisions = _revisions(data, key)
+        if to_revision:
+            target = next((r for r in revisions if r["revision"] == to_revision), None)
+            if target is None:
+                fail(f"error: unable to find specified revision {to_revision} in history")
+        elif len(revisions) >= 2:
+            target = revisions[-2]
+        else:
+            old = data.get("history", {}).get(name) or []  # the lab dialect's version history
+            if not old:
+                fail(f'error: no rollout history found for deployment "{name}"')
+            d["version"] = old.pop()
+            return
+        replicas = d["replicas"]
+        d.clear()
+        d.update(target["deployment"], replicas=replicas)
+
+    gen = change_deployment(files, name, namespace, undo)
+    wait_converged(files, gen, f"rollback {name}", (name,))
+    click.echo(f"deployment.apps/{name} rolled back")
