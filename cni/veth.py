@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
 
 from cni.netlink import Link, Netlink
+from ipam.value import Value
+
+TYPE_CHECKING = False  # the type checker treats this name as true; typing is not imported
+if TYPE_CHECKING:
+    from typing import Final
 
 PREFIX = "pn"
 MAX_ALIAS = 255  # IFALIASZ (256) less the NUL
@@ -32,12 +36,15 @@ def parse_alias(text: str) -> tuple[str, str, str] | None:
     return parts[1], parts[2], parts[3]
 
 
-@dataclass(frozen=True)
-class VethPair:
-    """The two ends of a pod's veth: one on the node, one in the pod."""
+class VethPair(Value):
+    """The two ends of a pod's veth: one on the node, one in the pod. (A plain class, as
+    every value type on the ADD path: see cni/netlink.py's Link.)"""
 
-    host: Link
-    pod: Link
+    __slots__ = ("host", "pod")
+
+    def __init__(self, host: Link, pod: Link) -> None:
+        self.host: Final = host
+        self.pod: Final = pod
 
 
 def create(
