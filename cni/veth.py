@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
+# sha256 from the interpreter's own module, not hashlib: hashlib loads OpenSSL's libcrypto,
+# a good share of a plugin's start, for the same digest (names stay as they were).
+try:
+    from _sha256 import sha256  # type: ignore[import-not-found]
+except ImportError:  # Python 3.12 and later
+    from _sha2 import sha256  # type: ignore[import-not-found]
 
 from cni.netlink import Link, Netlink
 from ipam.value import Value
@@ -20,8 +25,12 @@ def host_name(container_id: str, ifname: str) -> str:
 
     DEL and GC find the link again from the same inputs, without any saved state.
     """
-    digest = hashlib.sha256(f"{container_id}/{ifname}".encode()).hexdigest()
-    return PREFIX + digest[:12]
+    return PREFIX + short_digest(f"{container_id}/{ifname}")
+
+
+def short_digest(text: str) -> str:
+    """The first 12 hex digits of text's SHA-256: podnet's names for a pod's links and chains."""
+    return sha256(text.encode()).hexdigest()[:12]
 
 
 def alias(network: str, container_id: str, ifname: str) -> str:

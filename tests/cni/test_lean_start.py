@@ -3,15 +3,17 @@ every pod. These keep the heavy ones off that path (python -X importtime shows t
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
 
-from cni import install
+from cni import install, masq, veth
 
 # Each costs the start several milliseconds and is needed only off the ADD path (etcd
 # stores, ipMasq, delegated IPAM) or not at all. dataclasses imports inspect (and that ast,
-# dis, tokenize): the ADD path's value types are plain classes (ipam.value.Value) instead.
+# dis, tokenize): the ADD path's value types are plain classes (ipam.value.Value) instead;
+# hashlib loads OpenSSL: names are hashed with the interpreter's own sha256.
 HEAVY = (
     "typing",
     "subprocess",
@@ -24,6 +26,7 @@ HEAVY = (
     "email",
     "dataclasses",
     "inspect",
+    "hashlib",
 )
 
 # The modules are listed before anything else is imported, json only to print them.
@@ -34,6 +37,7 @@ from cni.shim import handlers
 import cni.skel
 handlers({plugin!r})
 loaded = sorted(sys.modules)
+import hashlib
 import json
 print(json.dumps({{"modules": loaded}}))
 """
@@ -50,3 +54,10 @@ def test_the_add_path_imports_no_heavy_module():
     for plugin in ("podnet-cni", "podnet-ipam"):
         loaded = probe(plugin)["modules"]
         assert [m for m in HEAVY if m in loaded] == [], plugin
+
+
+def test_names_keep_their_digest():
+    # veth and masq hash with the interpreter's own sha256 module, not hashlib's OpenSSL:
+    # the names of links and chains already on nodes must not change.
+    assert veth.host_name("abc", "eth0") == "pn" + hashlib.sha256(b"abc/eth0").hexdigest()[:12] == "pn538f587a2365"
+    assert masq.chain_name("n", "abc", "eth0") == "PODNET-MASQ-34B3C7FAAA9D"
