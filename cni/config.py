@@ -6,9 +6,8 @@ No verb touches raw JSON or os.environ: they get an Invocation and a NetConf.
 from __future__ import annotations
 
 import ipaddress
-import json
 
-from cni import version
+from cni import jsonio, version
 from cni.errors import CNIError, DecodeFailure, InvalidConfig, InvalidEnvironment
 from ipam.ranges import never_pods
 from ipam.value import Value
@@ -146,7 +145,7 @@ def _check_ifname(ifname: str) -> None:
 
 def decode(stdin: bytes) -> dict:
     try:
-        conf = json.loads(stdin)
+        conf = jsonio.loads(stdin)
     except ValueError as e:
         raise DecodeFailure(f"network configuration: malformed JSON on stdin: {e}") from None
     except RecursionError:  # json's C scanner stops at the interpreter's recursion limit

@@ -6,12 +6,11 @@ stdout with a non-zero exit; a typed CNIError keeps its code, anything else beco
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from collections.abc import Callable
 
-from cni import version
+from cni import jsonio, version
 from cni.config import Invocation, decode, parse_invocation
 from cni.errors import CNIError
 from ipam.value import Value
@@ -61,5 +60,5 @@ def run(handlers: dict[str, Handler], environ=None, stdin=None, stdout=None) -> 
 
 
 def _write(stdout, obj: dict) -> None:
-    stdout.write(json.dumps(obj) + "\n")
+    stdout.write(jsonio.dumps(obj) + "\n")
     stdout.flush()

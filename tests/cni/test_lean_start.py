@@ -8,12 +8,13 @@ import json
 import subprocess
 import sys
 
-from cni import install, masq, veth
+from cni import install, jsonio, masq, veth
 
 # Each costs the start several milliseconds and is needed only off the ADD path (etcd
 # stores, ipMasq, delegated IPAM) or not at all. dataclasses imports inspect (and that ast,
 # dis, tokenize): the ADD path's value types are plain classes (ipam.value.Value) instead;
-# hashlib loads OpenSSL: names are hashed with the interpreter's own sha256.
+# hashlib loads OpenSSL: names are hashed with the interpreter's own sha256; json compiles
+# regular expressions (re, and enum): stdin and stdout go through cni.jsonio.
 HEAVY = (
     "typing",
     "subprocess",
@@ -27,6 +28,9 @@ HEAVY = (
     "dataclasses",
     "inspect",
     "hashlib",
+    "json",
+    "re",
+    "enum",
 )
 
 # The modules are listed before anything else is imported, json only to print them.
@@ -61,3 +65,19 @@ def test_names_keep_their_digest():
     # the names of links and chains already on nodes must not change.
     assert veth.host_name("abc", "eth0") == "pn" + hashlib.sha256(b"abc/eth0").hexdigest()[:12] == "pn538f587a2365"
     assert masq.chain_name("n", "abc", "eth0") == "PODNET-MASQ-34B3C7FAAA9D"
+
+
+def test_jsonio_is_json():
+    inputs = [b'{"a": [1.5, true, null, "\\u00e9"], "b": {}}', b" [1] \n", b"\xef\xbb\xbf{}", b"{} x", b"", b"[1,]"]
+    for data in inputs:
+        try:
+            want: object = json.loads(data)
+        except ValueError as e:
+            want = str(e)
+        try:
+            got: object = jsonio.loads(data)
+        except ValueError as e:
+            got = str(e)
+        assert got == want, data
+    for obj in ({"a": [1, 2.5, None, True, "\u00e9\n"]}, {1: 2}):
+        assert jsonio.dumps(obj) == json.dumps(obj)
