@@ -6,13 +6,15 @@ No verb touches raw JSON or os.environ: they get an Invocation and a NetConf.
 from __future__ import annotations
 
 import ipaddress
-import json
-import re
-from dataclasses import dataclass, field
 
-from cni import version
+from cni import jsonio, version
 from cni.errors import CNIError, DecodeFailure, InvalidConfig, InvalidEnvironment
 from ipam.ranges import never_pods
+from ipam.value import Value
+
+TYPE_CHECKING = False  # the type checker treats this name as true; typing is not imported
+if TYPE_CHECKING:
+    from typing import Final
 
 VERBS = ("ADD", "DEL", "CHECK", "VERSION", "GC", "STATUS")
 # Spec "Parameters": which variables each verb requires.
@@ -24,10 +26,10 @@ _REQUIRED = {
     "STATUS": (),
     "VERSION": (),
 }
-# libcni's ValidateContainerID and ValidateNetworkName; matched with fullmatch, because `$` also
-# matches before a trailing newline, which would then reach link aliases, files and rules
-_CONTAINER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*")
-_NETWORK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*")
+# libcni's ValidateContainerID and ValidateNetworkName, [A-Za-z0-9][A-Za-z0-9_.\-]*, spelled
+# without `re` (its import, with enum's, is a good part of a plugin start): see _libcni_name
+_ALNUM = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
+_NAME_CHARS = _ALNUM | frozenset("_.-")
 # podnet's own bounds, so a refusal comes before the kernel or the file system refuse half-way:
 # the network name is a directory name (255 bytes), and the host veth's alias
 # ("podnet NETWORK CONTAINERID IFNAME") must fit IFLA_IFALIAS's 255 bytes
@@ -36,16 +38,33 @@ MAX_CONTAINER_ID = 160
 MAX_PATH = 4095  # PATH_MAX less the NUL
 
 
-@dataclass(frozen=True)
-class Invocation:
-    """The runtime's side of one call: the CNI_* variables."""
+def _libcni_name(value: str) -> bool:
+    """A letter or digit, then letters, digits, '_', '.' or '-' (ASCII only; no trailing
+    newline slips through, as `$` would let it)."""
+    return bool(value) and value[0] in _ALNUM and all(c in _NAME_CHARS for c in value)
 
-    command: str
-    container_id: str = ""
-    netns: str = ""
-    ifname: str = ""
-    args: tuple[tuple[str, str], ...] = ()
-    path: tuple[str, ...] = ()
+
+class Invocation(Value):
+    """The runtime's side of one call: the CNI_* variables. (A plain class, as every value
+    type on the ADD path: see cni/netlink.py's Link.)"""
+
+    __slots__ = ("command", "container_id", "netns", "ifname", "args", "path")
+
+    def __init__(
+        self,
+        command: str,
+        container_id: str = "",
+        netns: str = "",
+        ifname: str = "",
+        args: tuple[tuple[str, str], ...] = (),
+        path: tuple[str, ...] = (),
+    ) -> None:
+        self.command: Final = command
+        self.container_id: Final = container_id
+        self.netns: Final = netns
+        self.ifname: Final = ifname
+        self.args: Final = args
+        self.path: Final = path
 
 
 def text(value: str, where: str, error: type[CNIError] = InvalidConfig) -> str:
@@ -83,7 +102,7 @@ def parse_invocation(environ: dict) -> Invocation:
         if not environ.get(name):
             raise InvalidEnvironment(f"{name}: not set (required for {command})")
     container_id = environ.get("CNI_CONTAINERID", "")
-    if container_id and not _CONTAINER_ID.fullmatch(container_id):
+    if container_id and not _libcni_name(container_id):
         raise InvalidEnvironment(
             f"CNI_CONTAINERID: {container_id[:80]!r} is not valid",
             "it must start with a letter or digit and hold only letters, digits, '_', '.' and '-'",
@@ -126,7 +145,7 @@ def _check_ifname(ifname: str) -> None:
 
 def decode(stdin: bytes) -> dict:
     try:
-        conf = json.loads(stdin)
+        conf = jsonio.loads(stdin)
     except ValueError as e:
         raise DecodeFailure(f"network configuration: malformed JSON on stdin: {e}") from None
     except RecursionError:  # json's C scanner stops at the interpreter's recursion limit
@@ -136,14 +155,22 @@ def decode(stdin: bytes) -> dict:
     return conf
 
 
-@dataclass(frozen=True)
-class DNS:
+class DNS(Value):
     """The netconf's dns section, as the result carries it."""
 
-    nameservers: tuple[str, ...] = ()
-    domain: str = ""
-    search: tuple[str, ...] = ()
-    options: tuple[str, ...] = ()
+    __slots__ = ("nameservers", "domain", "search", "options")
+
+    def __init__(
+        self,
+        nameservers: tuple[str, ...] = (),
+        domain: str = "",
+        search: tuple[str, ...] = (),
+        options: tuple[str, ...] = (),
+    ) -> None:
+        self.nameservers: Final = nameservers
+        self.domain: Final = domain
+        self.search: Final = search
+        self.options: Final = options
 
     def to_json(self) -> dict:
         out: dict = {}
@@ -158,19 +185,32 @@ class DNS:
         return out
 
 
-@dataclass(frozen=True)
-class NetConf:
+class NetConf(Value):
     """podnet-cni's network configuration (one entry of a conflist, as the runtime sends it)."""
 
-    cni_version: str
-    name: str
-    ipam: dict
-    mtu: int | None = None
-    ip_masq: bool = False
-    cluster_cidrs: tuple = ()
-    dns: DNS = field(default_factory=DNS)
-    prev_result: dict | None = None
-    raw: dict = field(default_factory=dict, repr=False, compare=False)
+    __slots__ = ("cni_version", "name", "ipam", "mtu", "ip_masq", "cluster_cidrs", "dns", "prev_result", "raw")
+
+    def __init__(
+        self,
+        cni_version: str,
+        name: str,
+        ipam: dict,
+        mtu: int | None = None,
+        ip_masq: bool = False,
+        cluster_cidrs: tuple = (),
+        dns: DNS | None = None,
+        prev_result: dict | None = None,
+        raw: dict | None = None,
+    ) -> None:
+        self.cni_version: Final = cni_version
+        self.name: Final = name
+        self.ipam: Final = ipam
+        self.mtu: Final = mtu
+        self.ip_masq: Final = ip_masq
+        self.cluster_cidrs: Final = cluster_cidrs
+        self.dns: Final = dns or DNS()
+        self.prev_result: Final = prev_result
+        self.raw: Final = {} if raw is None else raw  # the config as sent, for IPAM and delegates
 
 
 def common_fields(conf: dict) -> tuple[str, str]:
@@ -180,7 +220,7 @@ def common_fields(conf: dict) -> tuple[str, str]:
         raise InvalidConfig("cniVersion: missing or not a string")
     version.check(cni_version)
     name = conf.get("name")
-    if not isinstance(name, str) or not _NETWORK_NAME.fullmatch(name) or len(name) > MAX_NETWORK_NAME:
+    if not isinstance(name, str) or not _libcni_name(name) or len(name) > MAX_NETWORK_NAME:
         raise InvalidConfig(
             f"name: {str(name)[:80]!r} is not a valid network name",
             f"letters, digits, '_', '.' and '-', starting with a letter or digit; at most {MAX_NETWORK_NAME}",

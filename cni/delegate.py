@@ -4,7 +4,6 @@ pass the same environment with the verb set, the whole netconf on stdin.
 
 from __future__ import annotations
 
-import json
 import os
 
 from cni.config import plugin_type as check_plugin_type
@@ -33,7 +32,9 @@ def execute(plugin_type: str, command: str, conf: dict, environ, path: tuple[str
         raise InvalidConfig(f"ipam.type: {plugin_type!r}: plugins delegating to plugins {depth} deep (a loop?)")
     binary = find(plugin_type, path)
     env = dict(environ, CNI_COMMAND=command, **{DEPTH: str(depth + 1)})
-    import subprocess  # only ipMasq/delegated calls need it; a plain ADD starts faster without
+    # Imported here: only delegated calls need them, and a plain ADD starts faster without
+    import json
+    import subprocess
 
     proc = subprocess.run([binary], input=json.dumps(conf).encode(), env=env, capture_output=True)
     out = proc.stdout.strip()

@@ -10,11 +10,11 @@ podnet's prefix and the attachment, so DEL and GC remove exactly what ADD made.
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
 import os
 
 from cni.errors import IOFailure
+from cni.veth import short_digest
 
 CHAIN_PREFIX = "PODNET-MASQ-"
 COMMENT_PREFIX = "podnet-masq"
@@ -25,8 +25,7 @@ MULTICAST = {4: "224.0.0.0/4", 6: "ff00::/8"}
 
 
 def chain_name(network: str, container_id: str, ifname: str) -> str:
-    digest = hashlib.sha256(f"{network}/{container_id}/{ifname}".encode()).hexdigest()
-    return CHAIN_PREFIX + digest[:12].upper()
+    return CHAIN_PREFIX + short_digest(f"{network}/{container_id}/{ifname}").upper()
 
 
 def comment(network: str, container_id: str, ifname: str) -> str:

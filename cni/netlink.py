@@ -17,7 +17,8 @@ import errno
 import ipaddress
 import os
 import struct
-from dataclasses import dataclass
+
+from ipam.value import Value
 
 # linux/netlink.h
 NLM_F_REQUEST, NLM_F_ACK, NLM_F_DUMP = 0x1, 0x4, 0x300
@@ -97,25 +98,40 @@ def mac_str(raw: bytes) -> str:
     return ":".join(f"{b:02x}" for b in raw)
 
 
-@dataclass(frozen=True)
-class Link:
+# The value types on the standalone plugin's ADD path (these, cni.config's, cni.skel's,
+# cni.veth's and ipam's config, ranges, store_url and pool) are plain classes, not
+# dataclasses: a runtime starts the plugin once per pod, and importing dataclasses (it
+# imports inspect, and that ast, dis, tokenize, enum...) costs that start more than all
+# podnet's own modules. `Final` keeps them frozen for the type checker, and Value gives
+# them a dataclass's equality, hash and repr.
+TYPE_CHECKING = False  # the type checker treats this name as true; typing is not imported
+if TYPE_CHECKING:
+    from typing import Final
+
+
+class Link(Value):
     """A network interface as the kernel reports it."""
 
-    index: int
-    name: str
-    mac: str
-    mtu: int
-    up: bool
-    alias: str = ""
+    __slots__ = ("index", "name", "mac", "mtu", "up", "alias")
+
+    def __init__(self, index: int, name: str, mac: str, mtu: int, up: bool, alias: str = "") -> None:
+        self.index: Final = index
+        self.name: Final = name
+        self.mac: Final = mac
+        self.mtu: Final = mtu
+        self.up: Final = up
+        self.alias: Final = alias
 
 
-@dataclass(frozen=True)
-class Route:
+class Route(Value):
     """A route as the kernel reports it."""
 
-    dst: ipaddress.IPv4Network | ipaddress.IPv6Network
-    gateway: str | None
-    oif: int
+    __slots__ = ("dst", "gateway", "oif")
+
+    def __init__(self, dst: ipaddress.IPv4Network | ipaddress.IPv6Network, gateway: str | None, oif: int) -> None:
+        self.dst: Final = dst
+        self.gateway: Final = gateway
+        self.oif: Final = oif
 
 
 class Netlink:

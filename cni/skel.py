@@ -6,24 +6,30 @@ stdout with a non-zero exit; a typed CNIError keeps its code, anything else beco
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
 
-from cni import version
+from cni import jsonio, version
 from cni.config import Invocation, decode, parse_invocation
 from cni.errors import CNIError
+from ipam.value import Value
+
+TYPE_CHECKING = False  # the type checker treats this name as true; typing is not imported
+if TYPE_CHECKING:
+    from typing import Final
 
 
-@dataclass(frozen=True)
-class Call:
-    """One invocation: the environment's part and the decoded config from stdin."""
+class Call(Value):
+    """One invocation: the environment's part and the decoded config from stdin. (A plain
+    class, as every value type on the ADD path: see cni/netlink.py's Link.)"""
 
-    inv: Invocation
-    conf: dict
-    environ: dict  # the caller's whole environment, passed on to delegated plugins
+    __slots__ = ("inv", "conf", "environ")
+
+    def __init__(self, inv: Invocation, conf: dict, environ: dict) -> None:
+        self.inv: Final = inv
+        self.conf: Final = conf
+        self.environ: Final = environ  # the caller's whole environment, passed on to delegated plugins
 
 
 Handler = Callable[[Call], dict | None]
@@ -54,5 +60,5 @@ def run(handlers: dict[str, Handler], environ=None, stdin=None, stdout=None) -> 
 
 
 def _write(stdout, obj: dict) -> None:
-    stdout.write(json.dumps(obj) + "\n")
+    stdout.write(jsonio.dumps(obj) + "\n")
     stdout.flush()

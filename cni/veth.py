@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
-import hashlib
-from dataclasses import dataclass
+# sha256 from the interpreter's own module, not hashlib: hashlib loads OpenSSL's libcrypto,
+# a good share of a plugin's start, for the same digest (names stay as they were).
+try:
+    from _sha256 import sha256  # type: ignore[import-not-found]
+except ImportError:  # Python 3.12 and later
+    from _sha2 import sha256  # type: ignore[import-not-found]
 
 from cni.netlink import Link, Netlink
+from ipam.value import Value
+
+TYPE_CHECKING = False  # the type checker treats this name as true; typing is not imported
+if TYPE_CHECKING:
+    from typing import Final
 
 PREFIX = "pn"
 MAX_ALIAS = 255  # IFALIASZ (256) less the NUL
@@ -16,8 +25,12 @@ def host_name(container_id: str, ifname: str) -> str:
 
     DEL and GC find the link again from the same inputs, without any saved state.
     """
-    digest = hashlib.sha256(f"{container_id}/{ifname}".encode()).hexdigest()
-    return PREFIX + digest[:12]
+    return PREFIX + short_digest(f"{container_id}/{ifname}")
+
+
+def short_digest(text: str) -> str:
+    """The first 12 hex digits of text's SHA-256: podnet's names for a pod's links and chains."""
+    return sha256(text.encode()).hexdigest()[:12]
 
 
 def alias(network: str, container_id: str, ifname: str) -> str:
@@ -32,12 +45,15 @@ def parse_alias(text: str) -> tuple[str, str, str] | None:
     return parts[1], parts[2], parts[3]
 
 
-@dataclass(frozen=True)
-class VethPair:
-    """The two ends of a pod's veth: one on the node, one in the pod."""
+class VethPair(Value):
+    """The two ends of a pod's veth: one on the node, one in the pod. (A plain class, as
+    every value type on the ADD path: see cni/netlink.py's Link.)"""
 
-    host: Link
-    pod: Link
+    __slots__ = ("host", "pod")
+
+    def __init__(self, host: Link, pod: Link) -> None:
+        self.host: Final = host
+        self.pod: Final = pod
 
 
 def create(

@@ -9,21 +9,32 @@ from __future__ import annotations
 
 import ipaddress
 import os
-from dataclasses import dataclass
 
 from ipam.errors import IPAMError
 from ipam.ranges import RangeSet, parse_range_set
 from ipam.store_url import StoreURL, parse_store_url
+from ipam.value import Value
+
+TYPE_CHECKING = False  # the type checker treats this name as true; typing is not imported
+if TYPE_CHECKING:
+    from typing import Final
 
 DEFAULT_DATA_DIR = "/var/lib/podnet/networks"
 
 
-@dataclass(frozen=True)
-class RouteConf:
+# A plain class, not a dataclass: see the note above ipam.ranges.Range.
+class RouteConf(Value):
     """A route the IPAM config asks the pod to have."""
 
-    dst: ipaddress.IPv4Network | ipaddress.IPv6Network
-    gw: ipaddress.IPv4Address | ipaddress.IPv6Address | None = None
+    __slots__ = ("dst", "gw")
+
+    def __init__(
+        self,
+        dst: ipaddress.IPv4Network | ipaddress.IPv6Network,
+        gw: ipaddress.IPv4Address | ipaddress.IPv6Address | None = None,
+    ) -> None:
+        self.dst: Final = dst
+        self.gw: Final = gw
 
     def to_json(self) -> dict:
         out = {"dst": str(self.dst)}
@@ -32,15 +43,25 @@ class RouteConf:
         return out
 
 
-@dataclass(frozen=True)
-class IPAMConf:
+# A plain class, not a dataclass: see the note above ipam.ranges.Range.
+class IPAMConf(Value):
     """The IPAM section of a netconf, parsed and validated."""
 
-    network: str
-    range_sets: tuple[RangeSet, ...]
-    routes: tuple[RouteConf, ...]
-    data_dir: str
-    store: StoreURL | None = None  # None: the pool directory under data_dir
+    __slots__ = ("network", "range_sets", "routes", "data_dir", "store")
+
+    def __init__(
+        self,
+        network: str,
+        range_sets: tuple[RangeSet, ...],
+        routes: tuple[RouteConf, ...],
+        data_dir: str,
+        store: StoreURL | None = None,
+    ) -> None:
+        self.network: Final = network
+        self.range_sets: Final = range_sets
+        self.routes: Final = routes
+        self.data_dir: Final = data_dir
+        self.store: Final = store  # None: the pool directory under data_dir
 
     @property
     def pool_dir(self) -> str:

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
 
 from ipam.errors import AlreadyAllocated, IPAMError, RangeFull
 from ipam.ranges import Address, Range, RangeSet
+from ipam.value import Value
 
 # Without importing typing, which costs each standalone plugin run more than it is worth:
 # the store interface is only needed by the type checker (which treats this name as true).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Final
+
     from ipam.store import Store
 
 
@@ -24,12 +26,15 @@ def split_owner(owner: str) -> tuple[str, str]:
     return container_id, ifname
 
 
-@dataclass(frozen=True)
-class Allocation:
+# A plain class, not a dataclass: see the note above ipam.ranges.Range.
+class Allocation(Value):
     """One address handed out, and the range it came from."""
 
-    ip: Address
-    range: Range
+    __slots__ = ("ip", "range")
+
+    def __init__(self, ip: Address, range: Range) -> None:
+        self.ip: Final = ip
+        self.range: Final = range
 
     @property
     def interface(self) -> ipaddress.IPv4Interface | ipaddress.IPv6Interface:

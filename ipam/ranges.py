@@ -6,22 +6,33 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 from ipam.errors import IPAMError
+from ipam.value import Value
+
+TYPE_CHECKING = False  # the type checker treats this name as true; typing is not imported
+if TYPE_CHECKING:
+    from typing import Final
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
-@dataclass(frozen=True)
-class Range:
+# The value types here and in ipam.config, ipam.store_url and ipam.pool are plain classes,
+# not dataclasses: the CNI plugin imports them, a runtime starts it once per pod, and
+# importing dataclasses (inspect, and with it ast, dis, tokenize, enum...) costs that start
+# more than all of podnet's own modules. `Final` keeps them frozen for the type checker,
+# and ipam.value.Value gives them a dataclass's equality, hash and repr.
+class Range(Value):
     """One range of a range set: a subnet and the addresses to hand out from it."""
 
-    subnet: Network
-    start: Address
-    end: Address
-    gateway: Address | None
+    __slots__ = ("subnet", "start", "end", "gateway")
+
+    def __init__(self, subnet: Network, start: Address, end: Address, gateway: Address | None) -> None:
+        self.subnet: Final = subnet
+        self.start: Final = start
+        self.end: Final = end
+        self.gateway: Final = gateway
 
     def __contains__(self, ip: Address) -> bool:
         # Addresses of one family compare; the ints keep the type checker sure of it.
@@ -103,11 +114,13 @@ def parse_range(raw: dict, field: str) -> Range:
     return Range(subnet, max(start, first), min(end, last), gateway)
 
 
-@dataclass(frozen=True)
-class RangeSet:
+class RangeSet(Value):
     """Ranges of one address family; a pod gets one address from the set."""
 
-    ranges: tuple[Range, ...]
+    __slots__ = ("ranges",)
+
+    def __init__(self, ranges: tuple[Range, ...]) -> None:
+        self.ranges: Final = ranges
 
     @property
     def version(self) -> int:

@@ -8,16 +8,17 @@ connecting); opening makes the store.
 from __future__ import annotations
 
 import os
-import re
-from dataclasses import dataclass
 
 from ipam.disk import DiskStore
 from ipam.errors import IPAMError
+from ipam.value import Value
 
 # Without importing typing, which costs each standalone plugin run more than it is worth:
 # the store interface is only needed by the type checker (which treats this name as true).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Final
+
     from ipam.store import Store
 
 ENV = "PODNET_STORE"
@@ -29,15 +30,18 @@ FORMS = "file:DIR or etcd://HOST:PORT/PREFIX"
 _ETCD = r"etcd://(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(?P<port>[0-9]{1,5})(?P<prefix>/\S*)?"
 
 
-@dataclass(frozen=True)
-class StoreURL:
+# A plain class, not a dataclass: see the note above ipam.ranges.Range.
+class StoreURL(Value):
     """Where the claims are kept: a directory (file:) or an etcd endpoint."""
 
-    url: str
-    directory: str = ""  # file:
-    host: str = ""  # etcd://
-    port: int = 0
-    prefix: str = ""
+    __slots__ = ("url", "directory", "host", "port", "prefix")
+
+    def __init__(self, url: str, directory: str = "", host: str = "", port: int = 0, prefix: str = "") -> None:
+        self.url: Final = url
+        self.directory: Final = directory  # file:
+        self.host: Final = host  # etcd://
+        self.port: Final = port
+        self.prefix: Final = prefix
 
     @property
     def is_etcd(self) -> bool:
@@ -75,6 +79,8 @@ def parse_store_url(url: str | None = None, field: str = "store") -> StoreURL:
         if problem:
             raise IPAMError(f"{field}: the directory {problem}")
         return StoreURL(url, directory=os.path.normpath(directory))
+    import re  # here: a file: store, what most nodes have, needs no pattern
+
     m = re.fullmatch(_ETCD, url)
     if m is None:
         raise IPAMError(f"{field}: {url!r} is not a store URL ({FORMS})")
