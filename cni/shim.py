@@ -2,8 +2,9 @@
 if one runs in this network namespace, else do the work in this process.
 
 Why: a runtime starts a fresh plugin process for every pod. CPython's start-up plus the
-imports of the plugin (json, re, enum, socket, dataclasses, ipaddress, ctypes...) cost
-several times the netlink work itself, and several times a Go plugin's whole run. This
+plugin's imports (ipaddress, ctypes, the plugin's own modules; the ADD path keeps json, re,
+enum, hashlib and dataclasses out, see tests/cni/test_lean_start.py) cost several times the
+netlink work itself, and several times a Go plugin's whole run. This
 module imports only modules built into the interpreter (posix, _socket), forwards the
 environment and stdin over an abstract unix socket, and relays the answer. Abstract
 sockets belong to a network namespace, so the plugin always reaches the server of the
