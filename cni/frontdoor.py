@@ -10,6 +10,7 @@ launchers are installed under the plugin names instead, as before.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import subprocess
@@ -53,11 +54,18 @@ def build(out: str, plugin: str, compiler: str, extra_flags: tuple[str, ...] = (
 
 
 def install_frontdoor(
-    bin_dir: str, python: str | None = None, compiler: str | None = None, compile: bool = True, **launcher_args
+    bin_dir: str,
+    python: str | None = None,
+    compiler: str | None = None,
+    compile: bool = True,
+    cache: str | None = None,
+    **launcher_args,
 ) -> Installed:
     """Install podnet-cni and podnet-ipam into bin_dir: the compiled front door when a C
     compiler is found (or given), else the Python launchers. `python` and `launcher_args`
-    go to install.write_launchers for the Python plugin either way.
+    go to install.write_launchers for the Python plugin either way. `cache`: a directory
+    (root's own) that keeps built front doors by source and compiler, so a machine that
+    installs them many times (a lab's ten node agents) compiles once.
 
     Every file lands by rename, so a runtime executing a plugin meanwhile sees the old or
     the new one, never a half-written file; the fallback launchers land first, so a new
@@ -68,7 +76,7 @@ def install_frontdoor(
         why = "as asked" if not compile else "no C compiler found: cc, gcc or $CC"
         return _python_only(bin_dir, python, why, launcher_args)
     try:
-        return _compiled(bin_dir, python, compiler, launcher_args)
+        return _compiled(bin_dir, python, compiler, launcher_args, cache)
     except BuildError as e:  # e.g. a compiler without libc headers: the plugin must still work
         return _python_only(bin_dir, python, str(e).strip(), launcher_args)
 
@@ -78,7 +86,25 @@ def _python_only(bin_dir: str, python: str | None, why: str, launcher_args: dict
     return Installed(False, tuple(paths), f"Python launchers installed ({why}); each call starts an interpreter")
 
 
-def _compiled(bin_dir: str, python: str | None, compiler: str, launcher_args: dict) -> Installed:
+def _cached_build(out: str, plugin: str, compiler: str, cache: str | None) -> None:
+    """build(), or a copy of the same build made before (same source, compiler and plugin)."""
+    if cache is None:
+        build(out, plugin, compiler)
+        return
+    source = resources.files("cni").joinpath("frontdoor.c").read_bytes()
+    key = hashlib.sha256(b"\0".join([source, compiler.encode(), plugin.encode(), " ".join(CFLAGS).encode()]))
+    kept = os.path.join(cache, f"{plugin}-{key.hexdigest()[:16]}")
+    if not os.path.exists(kept):
+        os.makedirs(cache, mode=0o755, exist_ok=True)
+        tmp = f"{kept}.tmp.{os.getpid()}"
+        build(tmp, plugin, compiler)
+        os.replace(tmp, kept)  # whole or not at all, also when two installs race
+    shutil.copyfile(kept, out)
+
+
+def _compiled(
+    bin_dir: str, python: str | None, compiler: str, launcher_args: dict, cache: str | None = None
+) -> Installed:
     os.makedirs(bin_dir, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=bin_dir, prefix=".podnet-install-") as stage:
         launchers = install.write_launchers(stage, python, **launcher_args)
@@ -86,7 +112,7 @@ def _compiled(bin_dir: str, python: str | None, compiler: str, launcher_args: di
         for launcher in launchers:
             name = os.path.basename(launcher)
             binary = os.path.join(stage, f"{name}.bin")
-            build(binary, name, compiler)
+            _cached_build(binary, name, compiler, cache)
             binaries.append((binary, os.path.join(bin_dir, name)))
         paths = []
         for launcher in launchers:

@@ -20,8 +20,10 @@ Single-threaded on purpose: the kubelet forks workloads.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import select
 import signal
 import sys
 import time
@@ -40,6 +42,31 @@ from podnet.lab.service_addresses import ServiceAddresses
 from podnet.lab.spec import LabSpec
 from podnet.lab.state import LabFiles, read_json, write_json
 from podnet.lab.status import StatusWriter
+
+
+class Stopwatch:
+    """Where the controller's time goes, by step of its tick (logged every 100 ready pods)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self.ticks = 0
+        self.next_report = 100
+        self.reported = 0
+
+    def step(self, name: str, fn, *args):
+        t0 = time.perf_counter()
+        try:
+            return fn(*args)
+        finally:
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - t0
+
+    def summary(self) -> str:
+        top = sorted(self.seconds.items(), key=lambda kv: -kv[1])
+        steps = " ".join(f"{k} {v:.2f}s" for k, v in top if v >= 0.01)
+        t = os.times()
+        cpu, children = t.user + t.system, t.children_user + t.children_system
+        return f"{self.ticks} ticks, cpu {cpu:.1f}s (children {children:.1f}s): {steps}"
+
 
 # each tick walks every pod: with hundreds of them, a faster beat costs more than it gains
 TICK = 0.05
@@ -67,6 +94,7 @@ class Controller:
         self.prober = probes.Prober(self.lab, lambda node: self.nodes[node]["netns"])
         self.announcer = loadbalancer.Announcer(self.nodes)
         self.records = ""
+        self.spent = Stopwatch()
 
     # -- the loop -----------------------------------------------------------------------
     def run(self) -> None:
@@ -80,8 +108,21 @@ class Controller:
             except Exception:
                 log("tick failed:\n" + traceback.format_exc())
                 time.sleep(0.5)
-            time.sleep(TICK)
+            self.sleep()
         log("controller stopping")
+
+    def sleep(self) -> None:
+        """Until the next tick: TICK at most, less when a CNI call, a namespace batch or a
+        workload has something to say (so a pod's next step never waits for the beat)."""
+        fds = self.kubelet.wait_fds()
+        if not fds:
+            time.sleep(TICK)
+            return
+        poller = select.poll()
+        for fd in fds:
+            poller.register(fd, select.POLLIN)
+        with contextlib.suppress(InterruptedError):
+            poller.poll(TICK * 1000)
 
     def _on_child(self, *_) -> None:
         self.kubelet.child_exited = True
@@ -91,28 +132,36 @@ class Controller:
 
     def tick(self) -> None:
         now = time.monotonic()
-        kubelet = self.kubelet
-        self.load_desired()
-        self.take_requests()
-        kubelet.reap()
-        kubelet.advance(now)
+        kubelet, step = self.kubelet, self.spent.step
+        step("desired", self.load_desired)
+        step("requests", self.take_requests)
+        step("reap", kubelet.reap)
+        step("advance", kubelet.advance, now)
         if self.spec:
-            self.deployments.reconcile_all(self.spec, now)
-        self.dirty |= self.agents.keep_running(now)
-        self.dirty |= self.learn_subnets()
-        kubelet.make_namespaces()
-        kubelet.start_cni()
+            step("deployments", self.deployments.reconcile_all, self.spec, now)
+        self.dirty |= step("agents", self.agents.keep_running, now)
+        self.dirty |= step("subnets", self.learn_subnets)
+        step("namespaces", kubelet.make_namespaces)
+        step("cni", kubelet.start_cni)
         if self.spec:
-            self.dirty |= self.prober.run(list(kubelet.pods.values()), self.probes_of, now, self.restart)
+            pods = list(kubelet.pods.values())
+            self.dirty |= step("probes", self.prober.run, pods, self.probes_of, now, self.restart)
             ready_nodes = [n for n, node in self.nodes.items() if node.get("subnet")]
-            self.dirty |= self.announcer.sync(dict(self.addresses.lb_ips), ready_nodes)
+            self.dirty |= step("announce", self.announcer.sync, dict(self.addresses.lb_ips), ready_nodes)
         self.dirty |= kubelet.take_changed()
-        self.slices.sync(self.spec, self.addresses, kubelet.pods.values(), self.dirty)
+        starting = kubelet.starting_count()
+        step("slices", self.slices.sync, self.spec, self.addresses, kubelet.pods.values(), self.dirty, starting)
         if self.dirty:
-            self.write_records()
-        if self.status.publish(now, self.spec, self.generation, self.dirty):
+            step("records", self.write_records)
+        if step("status", self.status.publish, now, self.spec, self.generation, self.dirty):
             self.dirty = False
-            self.save_checkpoint()
+            step("checkpoint", self.save_checkpoint)
+        self.spent.ticks += 1
+        if kubelet.ready_count >= self.spent.next_report or (
+            kubelet.ready_count > self.spent.reported and not starting
+        ):
+            self.spent.next_report, self.spent.reported = kubelet.ready_count + 100, kubelet.ready_count
+            log(f"{kubelet.ready_count} pods ready; {self.spent.summary()}; {kubelet.timings.summary()}")
 
     def learn_subnets(self) -> bool:
         """Each node's pod subnet, as its agent chose it (the conflist it wrote names it), into

@@ -19,6 +19,9 @@ from podnet.lab.spec import LabSpec, Service
 
 # every write makes every agent's proxy resync: changes go out in batches at most this often
 WRITE_EVERY = 0.25
+# ... and while many pods start at once (a lab coming up, a big scale), in bigger batches: an
+# agent's sync costs in proportion to the endpoints, and each costs the CPU the pods need
+BURST, BURST_WRITE_EVERY = 20, 1.0
 
 
 def endpoints(svc: Service, pods: Iterable[Pod]) -> list[objects.Endpoint]:
@@ -75,22 +78,30 @@ class EndpointSliceWriter:
                 out[key_for(self.prefix, ref_of(obj))] = json.dumps(obj, sort_keys=True)
         return out
 
-    def sync(self, spec: LabSpec | None, addresses: ServiceAddresses, pods: Iterable[Pod], changed: bool) -> None:
+    def sync(
+        self, spec: LabSpec | None, addresses: ServiceAddresses, pods: Iterable[Pod], changed: bool, starting: int = 0
+    ) -> None:
+        """Write what changed, if a batch is due. `starting`: how many pods are on their way up."""
         self.pending = self.pending or changed
         now = time.monotonic()
-        if not self.pending or not spec or now - self.last_write < WRITE_EVERY:
+        every = BURST_WRITE_EVERY if starting > BURST else WRITE_EVERY
+        if not self.pending or not spec or now - self.last_write < every:
             return
         self.last_write = now
         try:
             if self.written is None:
                 self.written = self._ours_in_etcd()
-            want = self.wanted(spec, addresses, list(pods))
+            pods = list(pods)
+            want = self.wanted(spec, addresses, pods)
             puts = {k: v for k, v in want.items() if self.written.get(k) != v}
             gone = sorted(self.written.keys() - want.keys())
             if puts or gone:
                 self.client.put_all(puts, gone)
             self.written = want
             self.pending = False
+            for p in pods:  # from now on the proxies are programming them (Pod.available)
+                if p.ready and p.ready_at is not None and (p.published_at or -1.0) < p.ready_at:
+                    p.published_at = now
             if self.failing:
                 log("etcd answers again: Services and EndpointSlices written")
                 self.failing = False

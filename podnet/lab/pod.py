@@ -25,7 +25,8 @@ PENDING, ATTACHING, STARTING, RUNNING, TERMINATING, DELETING = (
 )
 LIVE = (PENDING, ATTACHING, STARTING, RUNNING)
 # Endpoint changes reach the proxies in batches (endpointslices.WRITE_EVERY) and each proxy
-# syncs at most every 200 ms: after SETTLE seconds a new endpoint is in every node's rules.
+# syncs at most every 200 ms: SETTLE seconds after its endpoint was written to etcd, a new
+# endpoint is in every node's rules.
 SETTLE = float(os.environ.get("PODNET_LAB_SETTLE", "1.5"))
 
 # what a pod is, as opposed to where it is in its life: the fields a checkpoint keeps
@@ -55,6 +56,7 @@ class Pod:
     ready_fd: int | None = None
     created: float = field(default_factory=time.time)
     ready_at: float | None = None
+    published_at: float | None = None  # when etcd was told it is ready (endpointslices.py)
     term_at: float | None = None
     sigterm_at: float | None = None
     exited: bool = False
@@ -64,6 +66,8 @@ class Pod:
     unready: bool = False  # running, but its readiness probe fails (or has not passed yet)
     restarts: int = 0  # workload restarts in place (a failed liveness probe)
     restarting: bool = False  # killed by the liveness probe: start it again once reaped
+    netns_made: bool = False  # its namespace exists (kubelet.make_namespaces)
+    marks: dict[str, float] = field(default_factory=dict)  # when it reached each step (kubelet.Timings)
 
     @property
     def deployment_key(self) -> str:
@@ -74,10 +78,10 @@ class Pod:
         return self.phase == RUNNING and not self.unready
 
     def available(self, now: float, proxies_since: float) -> bool:
-        """Ready for long enough that every node's proxy has programmed it."""
-        if not self.ready or self.ready_at is None:
+        """Ready, and written to etcd long enough ago that every node's proxy has programmed it."""
+        if not self.ready or self.ready_at is None or self.published_at is None or self.published_at < self.ready_at:
             return False
-        return now - max(self.ready_at, proxies_since) >= SETTLE
+        return now - max(self.published_at, proxies_since) >= SETTLE
 
     def record(self) -> dict[str, Any]:
         """What a controller taking over needs to carry on with this pod."""

@@ -26,11 +26,17 @@ class LabNotFound(RuntimeError):
     pass
 
 
-def write_json(path: str, data) -> None:
+def write_json(path: str, data, compact: bool = False) -> None:
+    """Atomically (a reader sees the old file or the new one). compact: one line, written by
+    json's C encoder -- ten times faster than the indented form, for the big files written often."""
+    text = (
+        json.dumps(data, sort_keys=True, separators=(",", ":"))
+        if compact
+        else json.dumps(data, indent=1, sort_keys=True)
+    )
     tmp = f"{path}.tmp.{os.getpid()}"
     with open(tmp, "w") as f:
-        json.dump(data, f, indent=1, sort_keys=True)
-        f.write("\n")
+        f.write(text + "\n")
     os.replace(tmp, path)
 
 

@@ -43,7 +43,7 @@ class StatusWriter:
             if not any(p.ready and not p.available(now, proxies_since) for p in pods):
                 return False  # nothing changes by itself: once a second is enough
         self.last_write = now
-        write_json(self.path, self.status(now, spec, generation))
+        write_json(self.path, self.status(now, spec, generation), compact=True)
         return True
 
     def status(self, now: float, spec: LabSpec | None, generation: int) -> dict[str, Any]:
