@@ -11,8 +11,7 @@ import logging
 import os
 import threading
 
-import yaml
-
+import safeload
 from cluster.source import KINDS, Mirror, ObjectRef, Sink, ref_of
 
 log = logging.getLogger("podnet.cluster")
@@ -20,14 +19,26 @@ log = logging.getLogger("podnet.cluster")
 SUFFIXES = (".yaml", ".yml", ".json")
 
 
+def list_files(path: str) -> dict[str, tuple[int, int]]:
+    """Every object file under `path` (hidden ones left out), with its (mtime, size) stamp."""
+    out = {}
+    for root, _dirs, names in os.walk(path):
+        for name in names:
+            if name.endswith(SUFFIXES) and not name.startswith("."):
+                full = os.path.join(root, name)
+                try:
+                    st = os.stat(full)
+                except FileNotFoundError:
+                    continue
+                out[full] = (st.st_mtime_ns, st.st_size)
+    return out
+
+
 def objects_in(text: str, where: str) -> list[dict]:
-    """The Kubernetes objects of the kinds sources carry, from one file's text."""
+    """The Kubernetes objects of the kinds sources carry, from one file's text (parsed with
+    safeload's limits on size, depth and aliases: a hostile file is refused, never a hang)."""
     out: list[dict] = []
-    try:
-        docs = list(yaml.safe_load_all(text))
-    except yaml.YAMLError as e:
-        log.error("%s: not YAML or JSON (%s); skipped", where, e)
-        return out
+    docs = safeload.load_documents(text, where)
     for doc in docs:
         items = doc.get("items", []) if isinstance(doc, dict) and doc.get("kind", "").endswith("List") else [doc]
         for item in items:
@@ -48,28 +59,20 @@ class DirObjectSource:
         pass  # run() wakes at least every `interval`
 
     def scan(self) -> list[tuple[ObjectRef, dict]]:
-        seen: dict[str, tuple[int, int]] = {}
-        for root, _dirs, names in os.walk(self.path):
-            for name in names:
-                if name.endswith(SUFFIXES) and not name.startswith("."):
-                    full = os.path.join(root, name)
-                    try:
-                        st = os.stat(full)
-                    except FileNotFoundError:
-                        continue
-                    seen[full] = (st.st_mtime_ns, st.st_size)
+        seen = list_files(self.path)
         for gone in self._files.keys() - seen.keys():
             del self._files[gone]
         for path, stamp in seen.items():
-            if path in self._files and self._files[path][0] == stamp:
+            known = self._files.get(path)
+            if known is not None and known[0] == stamp:
                 continue
-            try:
-                with open(path, encoding="utf-8") as f:
-                    text = f.read()
-            except (OSError, UnicodeDecodeError) as e:
-                log.error("%s: unreadable (%s); skipped", path, e)
-                text = ""
-            self._files[path] = (stamp, objects_in(text, os.path.relpath(path, self.path)))
+            where = os.path.relpath(path, self.path)
+            try:  # regular files only, non-blocking, bounded: a FIFO or a bomb never hangs us
+                objects = objects_in(safeload.read_text(path, where=where), where)
+            except safeload.LoadError as e:
+                log.error("%s: %s; keeping what it last held", where, e)
+                objects = known[1] if known is not None else []
+            self._files[path] = (stamp, objects)
         return [(ref_of(obj), obj) for path in sorted(self._files) for obj in self._files[path][1]]
 
     def run(self, sink: Sink, stop: threading.Event) -> None:

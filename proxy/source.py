@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import safeload
+from cluster.dir_source import list_files
 from proxy.objects import EndpointSlice, KubeObject, ObjectError, Service, load_text
 
 
@@ -29,8 +30,6 @@ class Sink(Protocol):
 
 
 log = logging.getLogger("podnet.proxy")
-
-SUFFIXES = (".yaml", ".yml", ".json")
 
 
 def object_key(obj: KubeObject):
@@ -80,17 +79,7 @@ class DirectorySource:
         return changed
 
     def _list(self) -> dict[str, tuple[int, int]]:
-        out = {}
-        for root, _dirs, names in os.walk(self.path):
-            for name in names:
-                if name.endswith(SUFFIXES) and not name.startswith("."):
-                    full = os.path.join(root, name)
-                    try:
-                        st = os.stat(full)
-                    except FileNotFoundError:
-                        continue
-                    out[full] = (st.st_mtime_ns, st.st_size)
-        return out
+        return list_files(self.path)
 
     def _read(self, path: str) -> tuple[KubeObject, ...] | None:
         """The file's usable objects; None when the file as a whole is refused."""
