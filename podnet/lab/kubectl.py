@@ -157,30 +157,44 @@ def put_objects(files: LabFiles, objs: list[manifests.Object], create_only: bool
         fail(f"error: {e}")
 
 
+# The lab waits by default where kubectl returns at once: a person's next command then meets
+# the new pods programmed on every node, not a transient. --no-wait is kubectl's behaviour
+# (and the way to apply a Deployment that can never become available).
+WAIT = click.option(
+    "--wait/--no-wait",
+    default=True,
+    show_default=True,
+    help="Return only when the changed Deployments' pods are available on every node.",
+)
+
+
 @lab.command("apply")
 @click.option("-f", "--filename", "filenames", multiple=True, required=True, type=click.Path(exists=True))
 @click.option("-n", "--namespace", default=None, help="Namespace for objects that name none.")
+@WAIT
 @click.pass_context
-def apply(ctx, filenames, namespace) -> None:
+def apply(ctx, filenames, namespace, wait) -> None:
     """Create or change objects from Kubernetes manifests (files or directories)."""
-    _apply(ctx, filenames, namespace, create_only=False)
+    _apply(ctx, filenames, namespace, create_only=False, wait=wait)
 
 
 @lab.command("create")
 @click.option("-f", "--filename", "filenames", multiple=True, required=True, type=click.Path(exists=True))
 @click.option("-n", "--namespace", default=None, help="Namespace for objects that name none.")
+@WAIT
 @click.pass_context
-def create(ctx, filenames, namespace) -> None:
+def create(ctx, filenames, namespace, wait) -> None:
     """Create objects from Kubernetes manifests; an object that exists already is an error."""
-    _apply(ctx, filenames, namespace, create_only=True)
+    _apply(ctx, filenames, namespace, create_only=True, wait=wait)
 
 
-def _apply(ctx, filenames, namespace, create_only: bool) -> None:
+def _apply(ctx, filenames, namespace, create_only: bool, wait: bool) -> None:
     objs = load_manifests(filenames, namespace)
     files = files_of(ctx)
     gen, results = put_objects(files, objs, create_only)
-    deps = tuple(o.name for k, o in objs if k == "Deployment")
-    wait_converged(files, gen, "apply", deps)
+    if wait:
+        deps = tuple(o.name for k, o in objs if k == "Deployment")
+        wait_converged(files, gen, "apply", deps)
     for ref, result in results.items():
         click.echo(f"{ref} {result}")
 

@@ -112,7 +112,6 @@ spec:
           livenessProbe:
             tcpSocket:
               port: 9999
-            initialDelaySeconds: 3  # `apply` waits for the pod to be available first
             periodSeconds: 1
             timeoutSeconds: 1
             failureThreshold: 1
@@ -143,10 +142,10 @@ def items(text: str) -> list[dict]:
     return data
 
 
-def apply(lab: str, tmp_path, name: str, text: str) -> None:
+def apply(lab: str, tmp_path, name: str, text: str, *flags: str) -> None:
     f = tmp_path / f"{name}.yaml"
     f.write_text(text)
-    kubectl(lab, "apply", "-f", str(f))
+    kubectl(lab, "apply", "-f", str(f), *flags)
 
 
 def eventually(what: str, check: Callable[[], Any], timeout: float = 60, every: float = 0.25) -> Any:
@@ -231,7 +230,7 @@ def test_a_pod_with_its_network_down_leaves_the_ready_endpoints_and_comes_back(l
 
 
 def test_a_failing_liveness_probe_restarts_the_workload(lab, tmp_path):
-    apply(lab, tmp_path, "sick", SICK)
+    apply(lab, tmp_path, "sick", SICK, "--no-wait")  # it never becomes available: kubectl's apply
     (pod,) = eventually("the sick pod running", lambda: [p for p in pods(lab, "sick") if p["phase"] == "Running"])
     restarts = eventually("RESTARTS counts a liveness restart", lambda: restarted(pods(lab, "sick")))
     # the same pod, restarted in place, as kubelet restarts a container
