@@ -2,8 +2,8 @@
 
 /healthz answers 200 only while the subnet lease is held (renewed within its TTL), the
 routes match the last lease records seen and the proxy's rules are in sync; 503 otherwise,
-with the parts in the body. /metrics uses prometheus-client when it is installed (the
-agent's own gauges), followed by the proxy's kube-proxy-named metrics in either case.
+with the parts in the body. /metrics is the agent's own gauges (prometheus-client), followed
+by the proxy's kube-proxy-named metrics.
 """
 
 from __future__ import annotations
@@ -12,31 +12,31 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+
 from proxy.health import parse_bind, serve
 
 Check = Callable[[], dict[str, bool]]
+
+
+class _Gauges:
+    """The agent's gauges, read when /metrics is scraped."""
+
+    def __init__(self, gauges: Callable[[], dict[str, float]]) -> None:
+        self.gauges = gauges
+
+    def collect(self):
+        for name, value in sorted(self.gauges().items()):
+            yield GaugeMetricFamily(name, name.replace("_", " "), value=value)
 
 
 class Housekeeping:
     def __init__(self, checks: Check, gauges: Callable[[], dict[str, float]], proxy_text: Callable[[], str]) -> None:
         self.checks, self.gauges, self.proxy_text = checks, gauges, proxy_text
         self.servers: list[Any] = []
-        self._registry: Any = None
-        try:
-            from prometheus_client import CollectorRegistry
-            from prometheus_client.core import GaugeMetricFamily
-
-            outer = self
-
-            class _Collector:
-                def collect(self):
-                    for name, value in sorted(outer.gauges().items()):
-                        yield GaugeMetricFamily(name, name.replace("_", " "), value=value)
-
-            self._registry = CollectorRegistry()
-            self._registry.register(_Collector())
-        except ImportError:  # the proxy's own text format serves alone
-            pass
+        self._registry = CollectorRegistry()
+        self._registry.register(_Gauges(gauges))
 
     def healthz(self, path: str) -> tuple[int, str, str]:
         if path.split("?")[0] not in ("/healthz", "/livez", "/"):
@@ -47,13 +47,7 @@ class Housekeeping:
     def metrics(self, path: str) -> tuple[int, str, str]:
         if path.split("?")[0] != "/metrics":
             return 404, "text/plain", "not found\n"
-        text = ""
-        if self._registry is not None:
-            from prometheus_client import generate_latest
-
-            text = generate_latest(self._registry).decode()
-        else:
-            text = "".join(f"# TYPE {n} gauge\n{n} {v}\n" for n, v in sorted(self.gauges().items()))
+        text = generate_latest(self._registry).decode()
         return 200, "text/plain; version=0.0.4", text + self.proxy_text()
 
     def serve(self, healthz: str, metrics: str) -> None:
