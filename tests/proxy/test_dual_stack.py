@@ -44,6 +44,8 @@ def lab():
             _wire(nsmod, node, pods[name], f"p{i}", addrs)
         for key in ("net.ipv4.ip_forward", "net.ipv6.conf.all.forwarding"):
             node.run("sysctl", "-q", "-w", f"{key}=1")
+        for ns in made:
+            ns.settle_ipv6()
         server = pods["e1"].popen(sys.executable, "-I", "-S", os.path.join(HERE, "echo_server.py"), "e1", "tcp:8080",
                                   "udp:5353", stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)  # fmt: skip
         assert server.stdout.readline().strip() == "ready"

@@ -10,6 +10,7 @@ import contextlib
 import os
 import signal
 import subprocess
+import time
 import uuid
 from dataclasses import dataclass
 
@@ -51,6 +52,17 @@ class Namespace:
 
     def routes(self) -> str:
         return self.ip("route") + self.ip("-6", "route")
+
+    def settle_ipv6(self, timeout: float = 10) -> None:
+        """Wait until no IPv6 address here is tentative. A link-local address stays tentative
+        for a second or two after its link comes up, and until then the kernel sends no
+        neighbour solicitation for a packet it forwards out of that link (ndisc_send_ns needs a
+        usable link-local source), so the first forwarded packet is lost."""
+        deadline = time.monotonic() + timeout
+        while self.ip("-6", "addr", "show", "tentative").strip():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{self.name}: IPv6 addresses still tentative after {timeout} s")
+            time.sleep(0.05)
 
 
 def create(prefix: str = "pnt") -> Namespace:
