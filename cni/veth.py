@@ -56,10 +56,24 @@ class VethPair(Value):
         self.pod: Final = pod
 
 
+def skip_dad(host_ifname: str) -> None:
+    """No duplicate address detection on the host end, set before the link goes up. Its
+    link-local address would otherwise stay tentative for a second or two, and while it is the
+    kernel sends no neighbour solicitation for an IPv6 packet it forwards into the pod (it needs
+    a usable link-local source), so a new pod's first IPv6 packets from elsewhere are lost. The
+    only other address on this link is the pod's, made from another MAC: nothing to detect."""
+    try:
+        with open(f"/proc/sys/net/ipv6/conf/{host_ifname}/accept_dad", "w") as f:
+            f.write("0\n")
+    except FileNotFoundError:
+        pass  # IPv6 is disabled on this node
+
+
 def create(
     host: Netlink, pod: Netlink, pod_netns_fd: int, host_ifname: str, ifname: str, mtu: int, tag: str
 ) -> VethPair:
     host.add_veth(host_ifname, ifname, pod_netns_fd, mtu)
+    skip_dad(host_ifname)
     host.set_up_with_alias(host_ifname, tag)
     host_link = host.get_link(host_ifname)
     pod_link = pod.get_link(ifname)

@@ -86,6 +86,12 @@ def test_dual_stack_pods_reach_each_other_over_ipv4_and_ipv6(netns, node, runtim
     v4 = [r["ips"][0]["address"].split("/")[0] for r in results]
     v6 = [r["ips"][1]["address"].split("/")[0] for r in results]
     assert all(a.startswith("10.88.0.") for a in v4) and all(a.startswith("fd00:88::") for a in v6)
+    # the host ends skip DAD: no link-local address left tentative, which would hold back the
+    # neighbour solicitation for the first IPv6 packets forwarded into the pod
+    for r in results:
+        host_if = r["interfaces"][0]["name"]
+        assert node.ip("-6", "addr", "show", "dev", host_if, "scope", "link").strip(), host_if
+        assert not node.ip("-6", "addr", "show", "dev", host_if, "tentative").strip(), host_if
     assert pods[0].run("ping", "-c1", "-W2", v4[1]).returncode == 0
     ping6 = pods[0].run("ping", "-6", "-c1", "-W3", v6[1], check=False)
     assert ping6.returncode == 0, ping6.stdout + ping6.stderr
