@@ -4,6 +4,7 @@ in the habits of kubectl."""
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import json
 import os
 import subprocess
@@ -214,13 +215,20 @@ def pod_rows(st: dict, wide: bool, columns: list[str], reqs) -> list[list[str]]:
     return rows
 
 
+def ports_text(svc: dict) -> str:
+    """PORT(S) as kubectl prints it: 80/TCP, 80:30080/TCP, 53/UDP."""
+    return ",".join(
+        f"{p['port']}:{p['nodePort']}/{p.get('protocol', 'TCP')}"
+        if p.get("nodePort")
+        else f"{p['port']}/{p.get('protocol', 'TCP')}"
+        for p in svc["ports"]
+    )
+
+
 def service_rows(st: dict, wide: bool) -> list[list[str]]:
     rows = [["NAME", "TYPE", "CLUSTER-IP", "PORT(S)"] + (["SELECTOR"] if wide else [])]
     for s in st.get("services", []):
-        ports = ",".join(
-            f"{p['port']}:{p['nodePort']}/TCP" if p.get("nodePort") else f"{p['port']}/TCP" for p in s["ports"]
-        )
-        row = [s["name"], s["type"], s["clusterIP"] or "<pending>", ports]
+        row = [s["name"], s["type"], s["clusterIP"] or "<pending>", ports_text(s)]
         if wide:
             row.append(",".join(f"{k}={v}" for k, v in s["selector"].items()))
         rows.append(row)
@@ -314,9 +322,19 @@ def resolve_target(files: LabFiles, st: dict, target: str) -> tuple[str, int, st
         return host, int(port) if port.isdigit() else 80, net["netns"]
     node, sep, port = target.partition(":")
     if sep and port.isdigit():
+        if is_ip(node):  # an address as curl takes it: an EXTERNAL-IP or a node's IP, from outside
+            return node, int(port), net["netns"]
         n = find(st, "nodes", node, files)
         return n["ip"], int(port), net["netns"]
-    fail(f"{target!r}: expected svc/NAME, pod/NAME or NODE:PORT")
+    fail(f"{target!r}: expected svc/NAME, pod/NAME, NODE:PORT, IP:PORT or http://HOST[:PORT]/")
+
+
+def is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
 
 
 @lab.command("curl")
@@ -333,7 +351,7 @@ def resolve_target(files: LabFiles, st: dict, target: str) -> tuple[str, int, st
 @click.option("--summary", is_flag=True, help="Print only the tally of who answered.")
 @click.pass_context
 def curl(ctx, target, from_, count, duration, interval, summary) -> None:
-    """HTTP GET svc/NAME, pod/NAME or NODE:NODEPORT, from inside the lab."""
+    """HTTP GET svc/NAME, pod/NAME, NODE:NODEPORT, IP:PORT or http://HOST[:PORT]/, from inside the lab."""
     files = files_of(ctx)
     st = files.read_status()
     host, port, default_ns = resolve_target(files, st, target)
@@ -341,7 +359,10 @@ def curl(ctx, target, from_, count, duration, interval, summary) -> None:
     args = [sys.executable, "-m", "podnet.lab.client", host, str(port), "--count", str(count)]
     args += ["--duration", str(duration), "--interval", str(interval)] + (["--quiet"] if summary else [])
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [_root(), os.environ.get("PYTHONPATH")]))}
-    p = Namespace(ns).popen(args, stdout=subprocess.PIPE, text=True, env=env)
+    # from a pod, with the pod's /etc (resolv.conf): names resolve through the cluster DNS as
+    # they do for the pod's own workload (http://backend/, http://web.shop.svc.cluster.local/)
+    in_pod = bool(from_) and from_.startswith(("pod/", "po/"))
+    p = Namespace(ns).popen(args, stdout=subprocess.PIPE, text=True, env=env, etc=in_pod)
     out, _ = p.communicate()
     lines = out.splitlines()
     # a client that died before its tally (killed, or the namespace went away) counts as one failure

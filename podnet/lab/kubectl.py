@@ -15,7 +15,7 @@ from typing import Any
 import click
 
 from podnet.lab import manifests, podlogs, selectors, spec
-from podnet.lab.cli import age, dump, fail, files_of, lab, print_table, wait_converged
+from podnet.lab.cli import age, dump, fail, files_of, lab, ports_text, print_table, wait_converged
 from podnet.lab.complete import refs, words
 from podnet.lab.state import LabFiles
 
@@ -284,15 +284,6 @@ def _ns_col(ns: str) -> list[str]:
 
 def _ns_val(item: dict, ns: str) -> list[str]:
     return [item.get("namespace", spec.DEFAULT_NAMESPACE)] if ns == ALL else []
-
-
-def ports_text(svc: dict) -> str:
-    return ",".join(
-        f"{p['port']}:{p['nodePort']}/{p.get('protocol', 'TCP')}"
-        if p.get("nodePort")
-        else f"{p['port']}/{p.get('protocol', 'TCP')}"
-        for p in svc["ports"]
-    )
 
 
 def pod_rows(st, ns, wide, cols, reqs, name) -> list[list[str]]:
