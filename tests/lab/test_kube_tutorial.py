@@ -82,6 +82,11 @@ def test_the_tutorial_runs_unchanged(lab, tmp_path):
     # visits were counted in redis, found by name: the answers say so
     answer = kubectl(lab, "curl", f"http://{lb}/")
     assert "visits: unavailable" not in answer
+    # curl's own target forms: IP:PORT from outside, and from a pod a Service's DNS names
+    assert "served by frontend-" in kubectl(lab, "curl", f"{lb}:80")
+    client = next(p["name"] for p in st["pods"] if p["deployment"] == "frontend" and p["ready"])
+    for name in ("http://frontend/", "http://frontend.default.svc.cluster.local:80/"):
+        assert "served by frontend-" in kubectl(lab, "curl", name, "--from", f"pod/{client}"), name
 
     # deleting the Service returns its address to the pool
     kubectl(lab, "delete", "svc", "frontend")
