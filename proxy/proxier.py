@@ -38,8 +38,8 @@ class PortTally:
     up to date from each sync's (old, new) pairs instead of recounted."""
 
     no_local: dict[str, int] = field(default_factory=lambda: {"internal": 0, "external": 0})
-    # healthCheckNodePort -> {service port: (its model, its local endpoint count)}
-    health: dict[int, dict[ServicePortName, tuple[ServicePortModel, int]]] = field(default_factory=dict)
+    # healthCheckNodePort -> {service port: (its model, its local ready endpoint IPs)}
+    health: dict[int, dict[ServicePortName, tuple[ServicePortModel, frozenset[str]]]] = field(default_factory=dict)
     _health_view: dict[int, tuple[ServicePortModel, int]] = field(default_factory=dict)
 
     def update(self, old: ServicePortModel | None, new: ServicePortModel | None) -> None:
@@ -53,7 +53,7 @@ class PortTally:
                 self._drop_health(p)
         if new is not None and new.health_check_node_port:
             members = self.health.setdefault(new.health_check_node_port, {})
-            members[new.name] = (new, len(new.local_endpoints))
+            members[new.name] = (new, new.local_ready_ips)
             self._refresh(new.health_check_node_port)
 
     def _drop_health(self, p: ServicePortModel) -> None:
@@ -65,13 +65,14 @@ class PortTally:
 
     def _refresh(self, hc: int) -> None:
         """One healthCheckNodePort's answer: a service port using it (the first by name) and
-        the most local endpoints any of them has."""
+        its Service's local ready endpoints, counted once per IP whatever the port (kube-proxy's
+        LocalReadyEndpoints squashes by IP)."""
         members = self.health.get(hc)
         if not members:
             self._health_view.pop(hc, None)
             return
         first = min(members)
-        self._health_view[hc] = (members[first][0], max(n for _, n in members.values()))
+        self._health_view[hc] = (members[first][0], len(frozenset().union(*(ips for _, ips in members.values()))))
 
     def health_check_ports(self) -> dict[int, tuple[ServicePortModel, int]]:
         return dict(self._health_view)
