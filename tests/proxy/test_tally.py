@@ -106,6 +106,8 @@ def test_tallies_match_a_recount_through_random_changes():
         assert proxier.tally.no_local == no_local
         assert _seen(proxier.health_check_ports()) == health
         for policy, count in no_local.items():
-            got = proxier.metrics.get("kubeproxy_sync_proxy_rules_no_local_endpoints_total", traffic_policy=policy)
+            got = proxier.metrics.get(
+                "kubeproxy_sync_proxy_rules_no_local_endpoints_total", traffic_policy=policy, ip_family="IPv4"
+            )
             assert got == count
         assert not result.applied or backend.changed[-1] <= 2  # one Service's ports, never the model
