@@ -107,6 +107,16 @@ class PortPlan:
     def short_circuit_endpoints(self) -> tuple[EndpointInfo, ...]:
         return self.short_circuit.endpoints if self.short_circuit else ()
 
+    @property
+    def external_for_any_source(self) -> tuple[EndpointInfo, ...]:
+        """Where external traffic goes in a mode that cannot tell local sources from outside
+        ones (IPVS: one virtual server per address, whoever the client): the external
+        endpoints, or, under policy Local with none of them here, the short-circuit's cluster
+        endpoints. Pods and the node then get an answer as the short-circuit promises; an
+        outside client reaches a remote endpoint unmasqueraded and loses its replies, as with
+        kube-proxy's IPVS proxier (syncEndpoint, kubernetes/kubernetes#97081)."""
+        return self.external or self.short_circuit_endpoints
+
     def local_source_goes_to_cluster(self, source: str, from_node: bool) -> bool:
         sc = self.short_circuit
         return bool(sc and sc.endpoints and (from_node or (sc.pod_cidr and _within(source, sc.pod_cidr))))

@@ -115,7 +115,7 @@ OBJECTS = [
         [{"name": "p80", "port": 80, "nodePort": 3007}],
         type="NodePort",
         externalTrafficPolicy="Local",
-    ),  # fmt: skip
+    ),
     eps(
         "svc7",
         [
@@ -123,7 +123,7 @@ OBJECTS = [
             ("10.180.1.7", "node-b", {"ready": False, "serving": True, "terminating": True}),
             ("10.180.2.7", "node-c", {"ready": False, "serving": False, "terminating": True}),
         ],
-    ),  # fmt: skip
+    ),
     # svc8: a load balancer with source ranges and no endpoints
     svc(
         "svc8",
