@@ -184,9 +184,14 @@ def test_health_check_node_port_and_metrics(lab, mode):
     url = f"http://{NODE_IP}:32000/"
     r = lab.wait_for(lambda: (lambda x: x if x.get("status") == 200 else None)(lab.http("client", url)))
     assert r and '"localEndpoints": 2' in r["body"], r
-    lab.write("web.yaml", *web(["e3"], **spec))
+    # e1 terminating (still serving), e2 gone: the health check counts ready endpoints only,
+    # so the load balancer drains this node while e1 finishes (kube-proxy's LocalReadyEndpoints)
+    svc, eps = web(["e1", "e3"], **spec)
+    eps["endpoints"][0]["conditions"] = {"ready": False, "serving": True, "terminating": True}
+    lab.write("web.yaml", svc, eps)
     assert lab.wait_for(lambda: lab.http("client", url).get("status") == 503)
     assert '"localEndpoints": 0' in lab.http("client", url)["body"]
+    lab.write("web.yaml", *web(["e3"], **spec))
     m = lab.metrics()
     for name in (
         f"kubeproxy_sync_proxy_rules_duration_seconds_count{{{V4}}}",
