@@ -127,9 +127,9 @@ def _render_port(p: ServicePortModel, scheduler: str, np_addrs: list[str], s: De
         key = VirtualKey(addr, proto, port)
         s.servers[key] = VirtualServer(key, scheduler, p.affinity_seconds, _reals(endpoints))
 
-    # kube-proxy binds every Service address to the dummy interface, endpoints or not: a
-    # virtual server without real servers answers nothing (its traffic is then REJECTed by
-    # the companion filter rules when the Service has no endpoints at all)
+    # kube-proxy binds every Service address to the dummy interface, endpoints or not: a new
+    # connection to a virtual server without real servers is refused by IPVS itself (ICMP
+    # port unreachable, the kernel's ip_vs_leave); the companion rules add no REJECT
     server(p.cluster_ip, p.port, plan.internal)
     s.addresses.add(p.cluster_ip)
     s.ipsets["PODNET-CLUSTER-IP"].add(f"{p.cluster_ip},{lproto}:{p.port}")
