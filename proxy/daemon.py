@@ -245,7 +245,7 @@ class Daemon:
             "lastUpdated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(last)),
             "currentTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)),
             "nodeEligible": True,
-            "consecutiveFailures": self.metrics.get("kubeproxy_sync_proxy_rules_iptables_restore_failures_total"),
+            "consecutiveFailures": self.metrics.total("kubeproxy_sync_proxy_rules_iptables_restore_failures_total"),
         }
         return (200 if ok else 503), "application/json", json.dumps(body)
 

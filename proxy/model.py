@@ -106,6 +106,14 @@ class ServicePortModel:
         return _uses_local(self.internal_local, self.external_local, self.externally_reachable)
 
     @property
+    def local_ready_ips(self) -> frozenset[str]:
+        """What a healthCheckNodePort counts: this node's ready endpoints, by IP. Terminating
+        ones may still serve (the terminating fallback) but do not count, so a load balancer
+        drains a node whose endpoints are all terminating (kube-proxy's
+        EndpointsMap.LocalReadyEndpoints, KEP-1669)."""
+        return frozenset(e.ip for e in self.endpoints if e.is_local and e.ready)
+
+    @property
     def internal_endpoints(self) -> tuple[EndpointInfo, ...]:
         """Where ClusterIP traffic goes."""
         return self.local_endpoints if self.internal_local else self.cluster_endpoints

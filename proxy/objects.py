@@ -421,8 +421,11 @@ def _endpoint(r: _Reader, e: dict, path: str, address_type: str) -> Endpoint:
             if ip_family(a) != want:
                 raise r.fail(f"{path}.addresses[{j}]", f"{a} is not {address_type}")
     cond = r.mapping(e.get("conditions"), f"{path}.conditions")
-    ready = r.boolean(cond.get("ready"), f"{path}.conditions.ready", True)  # unknown means ready
-    serving = r.boolean(cond.get("serving"), f"{path}.conditions.serving", ready)
+    # unknown ready and serving both mean true, as kube-proxy reads them (pkg/proxy/
+    # endpointslicecache.go): an endpoint {ready: false, terminating: true} with no serving
+    # condition is serving and terminating, so it is used when nothing is ready
+    ready = r.boolean(cond.get("ready"), f"{path}.conditions.ready", True)
+    serving = r.boolean(cond.get("serving"), f"{path}.conditions.serving", True)
     terminating = r.boolean(cond.get("terminating"), f"{path}.conditions.terminating", False)
     hints = r.mapping(e.get("hints"), f"{path}.hints")
     zone_hints = node_hints = None

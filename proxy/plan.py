@@ -9,7 +9,9 @@ a kernel, and the real-packet suite checks that each mode spells them faithfully
 
 A NodePlan holds what does not depend on any Service: where node ports answer, and which
 mode-specific checks exist (kube-proxy's nftables mode drops packets to unallocated service
-addresses and rejects unknown ports of live cluster IPs; its iptables mode does neither).
+addresses and rejects unknown ports of live cluster IPs; its iptables mode does neither; its
+iptables mode installs the loadBalancerSourceRanges firewall only for a Service that has
+endpoints, its nftables and IPVS modes for every one).
 """
 
 from __future__ import annotations
@@ -105,6 +107,16 @@ class PortPlan:
     def short_circuit_endpoints(self) -> tuple[EndpointInfo, ...]:
         return self.short_circuit.endpoints if self.short_circuit else ()
 
+    @property
+    def external_for_any_source(self) -> tuple[EndpointInfo, ...]:
+        """Where external traffic goes in a mode that cannot tell local sources from outside
+        ones (IPVS: one virtual server per address, whoever the client): the external
+        endpoints, or, under policy Local with none of them here, the short-circuit's cluster
+        endpoints. Pods and the node then get an answer as the short-circuit promises; an
+        outside client reaches a remote endpoint unmasqueraded and loses its replies, as with
+        kube-proxy's IPVS proxier (syncEndpoint, kubernetes/kubernetes#97081)."""
+        return self.external or self.short_circuit_endpoints
+
     def local_source_goes_to_cluster(self, source: str, from_node: bool) -> bool:
         sc = self.short_circuit
         return bool(sc and sc.endpoints and (from_node or (sc.pod_cidr and _within(source, sc.pod_cidr))))
@@ -183,6 +195,18 @@ class NodePlan:
     localhost_nodeports: bool  # 127.0.0.1:nodePort is served (iptables mode, IPv4 only)
     drop_unallocated: tuple[str, ...]  # service CIDRs: an address no Service holds is dropped
     reject_unknown_ports: bool  # a live cluster IP on a port no Service has: rejected
+    # loadBalancerSourceRanges filter a Service without endpoints too. kube-proxy differs by
+    # mode here: its iptables proxier builds the firewall only when the Service has endpoints
+    # (pkg/proxy/iptables/proxier.go: usesFWChain := hasEndpoints && ...), so every source
+    # meets the no-endpoints REJECT; its nftables proxier builds it whatever the endpoints
+    # (pkg/proxy/nftables/proxier.go: usesFWChain := len(LoadBalancerVIPs) > 0 && ...), so a
+    # source the ranges do not admit is dropped first and an admitted one is rejected; its IPVS
+    # proxier fills KUBE-LOAD-BALANCER-FW whatever the endpoints too.
+    firewall_without_endpoints: bool = True
+
+    def firewall_applies(self, plan: PortPlan) -> bool:
+        """Whether the LB IPs of this plan filter their sources at all."""
+        return bool(plan.firewall) and (plan.external_handled or self.firewall_without_endpoints)
 
 
 def plan_node(node: NodeContext, mode: str) -> NodePlan:
@@ -205,6 +229,7 @@ def plan_node(node: NodeContext, mode: str) -> NodePlan:
         localhost_nodeports=loopback,
         drop_unallocated=tuple(c for c in node.service_cidrs if _cidr_family(c) == node.family) if nftables else (),
         reject_unknown_ports=nftables,
+        firewall_without_endpoints=mode != "iptables",
     )
 
 

@@ -38,8 +38,8 @@ class PortTally:
     up to date from each sync's (old, new) pairs instead of recounted."""
 
     no_local: dict[str, int] = field(default_factory=lambda: {"internal": 0, "external": 0})
-    # healthCheckNodePort -> {service port: (its model, its local endpoint count)}
-    health: dict[int, dict[ServicePortName, tuple[ServicePortModel, int]]] = field(default_factory=dict)
+    # healthCheckNodePort -> {service port: (its model, its local ready endpoint IPs)}
+    health: dict[int, dict[ServicePortName, tuple[ServicePortModel, frozenset[str]]]] = field(default_factory=dict)
     _health_view: dict[int, tuple[ServicePortModel, int]] = field(default_factory=dict)
 
     def update(self, old: ServicePortModel | None, new: ServicePortModel | None) -> None:
@@ -53,7 +53,7 @@ class PortTally:
                 self._drop_health(p)
         if new is not None and new.health_check_node_port:
             members = self.health.setdefault(new.health_check_node_port, {})
-            members[new.name] = (new, len(new.local_endpoints))
+            members[new.name] = (new, new.local_ready_ips)
             self._refresh(new.health_check_node_port)
 
     def _drop_health(self, p: ServicePortModel) -> None:
@@ -65,13 +65,14 @@ class PortTally:
 
     def _refresh(self, hc: int) -> None:
         """One healthCheckNodePort's answer: a service port using it (the first by name) and
-        the most local endpoints any of them has."""
+        its Service's local ready endpoints, counted once per IP whatever the port (kube-proxy's
+        LocalReadyEndpoints squashes by IP)."""
         members = self.health.get(hc)
         if not members:
             self._health_view.pop(hc, None)
             return
         first = min(members)
-        self._health_view[hc] = (members[first][0], max(n for _, n in members.values()))
+        self._health_view[hc] = (members[first][0], len(frozenset().union(*(ips for _, ips in members.values()))))
 
     def health_check_ports(self) -> dict[int, tuple[ServicePortModel, int]]:
         return dict(self._health_view)
@@ -95,6 +96,7 @@ class Proxier:
     full_sync_period: float = 3600.0
     clean_conntrack: bool = True
     model: ProxyModel = field(init=False)
+    family: str = field(init=False)  # kube-proxy's ip_family label value: IPv4 / IPv6
     last_success: float | None = None  # time.time() of the last successful sync
     last_queued: float | None = None  # oldest request not yet synced
     _need_full: bool = True
@@ -104,17 +106,19 @@ class Proxier:
 
     def __post_init__(self) -> None:
         self.model = ProxyModel(self.node)
+        # this family's series (dual stack: two proxiers, one registry)
+        self.family = "IPv4" if self.node.family == 4 else "IPv6"
         for counter in (  # counters exist from the start, so a rate() over them never misses the first failure
             "kubeproxy_sync_proxy_rules_iptables_restore_failures_total",
             "kubeproxy_sync_proxy_rules_iptables_partial_restore_failures_total",
         ):
-            self.metrics.inc(counter, 0)
+            self.metrics.inc(counter, 0, ip_family=self.family)
 
     def queued(self) -> None:
         now = time.time()
         if self.last_queued is None:
             self.last_queued = now
-        self.metrics.set("kubeproxy_sync_proxy_rules_last_queued_timestamp_seconds", now)
+        self.metrics.set("kubeproxy_sync_proxy_rules_last_queued_timestamp_seconds", now, ip_family=self.family)
 
     def sync(self) -> SyncResult:
         if not self.trackers.synced:
@@ -140,9 +144,11 @@ class Proxier:
             self.backend.apply(tx)
         except ApplyError:
             self._need_full = True  # the kernel may now differ from our idea of it
-            self.metrics.inc("kubeproxy_sync_proxy_rules_iptables_restore_failures_total")
+            self.metrics.inc("kubeproxy_sync_proxy_rules_iptables_restore_failures_total", ip_family=self.family)
             if not full:
-                self.metrics.inc("kubeproxy_sync_proxy_rules_iptables_partial_restore_failures_total")
+                self.metrics.inc(
+                    "kubeproxy_sync_proxy_rules_iptables_partial_restore_failures_total", ip_family=self.family
+                )
             raise
         except Exception:
             # The changes were drained from the trackers: only a full sync brings them back.
@@ -167,15 +173,15 @@ class Proxier:
         now = time.time()
         self.last_success = now
         self.last_queued = None
-        m = self.metrics
-        m.observe("kubeproxy_sync_proxy_rules_duration_seconds", seconds)
+        m, family = self.metrics, self.family
+        m.observe("kubeproxy_sync_proxy_rules_duration_seconds", seconds, ip_family=family)
         kind = "full" if full else "partial"
-        m.observe(f"kubeproxy_sync_{kind}_proxy_rules_duration_seconds", seconds)
-        m.set("kubeproxy_sync_proxy_rules_last_timestamp_seconds", now)
+        m.observe(f"kubeproxy_sync_{kind}_proxy_rules_duration_seconds", seconds, ip_family=family)
+        m.set("kubeproxy_sync_proxy_rules_last_timestamp_seconds", now, ip_family=family)
         for table, count in tx.rule_counts().items():
-            m.set("kubeproxy_sync_proxy_rules_iptables_total", count, table=table)
+            m.set("kubeproxy_sync_proxy_rules_iptables_total", count, table=table, ip_family=family)
         for policy, count in self.tally.no_local.items():
-            m.set("kubeproxy_sync_proxy_rules_no_local_endpoints_total", count, traffic_policy=policy)
+            m.set("kubeproxy_sync_proxy_rules_no_local_endpoints_total", count, traffic_policy=policy, ip_family=family)
 
     def health_check_ports(self) -> dict[int, tuple[ServicePortModel, int]]:
         """healthCheckNodePort -> (a service port, its local endpoint count), for the HTTP server

@@ -6,7 +6,8 @@ The tracer reads the same PortPlans and NodePlan the renderers spell, in the ord
 kernel meets them:
 
     1. loadBalancerSourceRanges (filter, before any NAT): a source the plan does not admit
-       to an LB IP is dropped;
+       to an LB IP is dropped (in iptables mode only while the Service has endpoints: see
+       NodePlan.firewall_without_endpoints);
     2. the service destination (cluster IP, external IP, LB IP, node port on an address the
        NodePlan serves): DNAT to the plan's endpoints, or the plan's reject/drop verdict;
        external traffic under policy Local short-circuits pods and the node itself;
@@ -89,7 +90,7 @@ class Tracer:
         p, kind = hit
         plan = p.plan
         assert plan is not None
-        if kind == "lb" and plan.firewall and not _in_any(pkt.source, plan.firewall):
+        if kind == "lb" and node_plan.firewall_applies(plan) and not _in_any(pkt.source, plan.firewall):
             return Verdict(DROP)
         if kind == "cluster":
             if not plan.internal:

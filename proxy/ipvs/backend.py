@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from proxy.backend import ApplyError
 from proxy.ipvs import companion, netlink
-from proxy.ipvs.desired import DUMMY, DesiredState, check_scheduler, render
+from proxy.ipvs.desired import DUMMY, DesiredState, check_scheduler, host_prefix, render
 from proxy.model import NodeContext, ProxyModel, ServicePortName
 
 log = logging.getLogger("podnet.proxy")
@@ -31,9 +31,9 @@ class IpvsTransaction:
     rules: str = ""  # companion iptables rules (full syncs)
 
     def text(self) -> str:
-        out = [f"ip addr add {a}/32 dev {DUMMY}" for a in self.addresses_add]
+        out = [f"ip addr add {host_prefix(a)} dev {DUMMY}" for a in self.addresses_add]
         out += [op.line() for op in self.ops]
-        out += [f"ip addr del {a}/32 dev {DUMMY}" for a in self.addresses_del]
+        out += [f"ip addr del {host_prefix(a)} dev {DUMMY}" for a in self.addresses_del]
         return "\n".join(out) + ("\n" if out else "") + self.ipsets + self.rules
 
     def rule_counts(self) -> dict[str, int]:
@@ -84,14 +84,14 @@ class IpvsBackend:
         try:
             _ensure_dummy()
             for a in tx.addresses_add:
-                _run("ip", "addr", "replace", f"{a}/32", "dev", DUMMY)
+                _run("ip", "addr", "replace", host_prefix(a), "dev", DUMMY)
             _run("ipset", "restore", input=tx.ipsets)
             if tx.rules:
-                _run("iptables-restore", "--noflush", input=tx.rules)
-                _hook()
+                _run(f"{_iptables(self.node.family)}-restore", "--noflush", input=tx.rules)
+                _hook(self.node.family)
             netlink.send(tx.ops)
             for a in tx.addresses_del:
-                _run("ip", "addr", "del", f"{a}/32", "dev", DUMMY)
+                _run("ip", "addr", "del", host_prefix(a), "dev", DUMMY)
         except (subprocess.CalledProcessError, OSError) as e:
             self.applied = None
             raise ApplyError(f"ipvs: {e}") from e
@@ -100,7 +100,8 @@ class IpvsBackend:
     def cleanup(self) -> list[str]:
         """The dummy link (and with it every Service address), podnet's virtual servers (those
         on the dummy's addresses and node ports podnet applied), PODNET-IPVS- chains and their
-        hooks, PODNET- ipsets."""
+        hooks and PODNET- ipsets of both families (a dual-stack node's IPv6 proxier has
+        ip6tables chains and PODNET-6- sets)."""
         removed: list[str] = []
         if self.applied is not None and kernel_support() is None:
             ops = netlink.plan(self.applied, DesiredState())
@@ -109,8 +110,9 @@ class IpvsBackend:
         if subprocess.run(["ip", "link", "show", DUMMY], capture_output=True).returncode == 0:
             _run("ip", "link", "del", DUMMY)
             removed.append(f"ip link del {DUMMY}")
-        removed += _unhook_and_delete_chains()
-        removed += _delete_ipsets()
+        for family in (4, 6):
+            removed += _unhook_and_delete_chains(family)
+            removed += _delete_ipsets(family)
         self.applied = None
         return removed
 
@@ -118,7 +120,7 @@ class IpvsBackend:
         """The companion chains (the virtual servers need IPVS, which `ipvsadm -Ln` shows)."""
         out = []
         for table in ("nat", "filter"):
-            r = subprocess.run(["iptables-save", "-t", table], capture_output=True, text=True)
+            r = subprocess.run([f"{_iptables(self.node.family)}-save", "-t", table], capture_output=True, text=True)
             lines = [line for line in r.stdout.splitlines() if "PODNET-IPVS-" in line]
             if lines:
                 out += [f"*{table}", *lines]
@@ -135,34 +137,40 @@ def _ensure_dummy() -> None:
     _run("ip", "link", "set", DUMMY, "up")
 
 
-def _hook() -> None:
+def _iptables(family: int) -> str:
+    return "iptables" if family == 4 else "ip6tables"
+
+
+def _hook(family: int) -> None:
+    ipt = _iptables(family)
     for h in companion.HOOKS:
         spec = h.spec().split()
-        if subprocess.run(["iptables", "-t", h.table, "-C", h.builtin, *spec], capture_output=True).returncode != 0:
-            _run("iptables", "-t", h.table, "-I", h.builtin, "1", *spec)
+        if subprocess.run([ipt, "-t", h.table, "-C", h.builtin, *spec], capture_output=True).returncode != 0:
+            _run(ipt, "-t", h.table, "-I", h.builtin, "1", *spec)
 
 
-def _unhook_and_delete_chains() -> list[str]:
+def _unhook_and_delete_chains(family: int) -> list[str]:
+    ipt = _iptables(family)
     removed = []
     for h in companion.HOOKS:
         spec = h.spec().split()
-        while subprocess.run(["iptables", "-t", h.table, "-D", h.builtin, *spec], capture_output=True).returncode == 0:
-            removed.append(f"-t {h.table} -D {h.builtin} -j {h.target}")
+        while subprocess.run([ipt, "-t", h.table, "-D", h.builtin, *spec], capture_output=True).returncode == 0:
+            removed.append(f"{ipt} -t {h.table} -D {h.builtin} -j {h.target}")
     for table, chains in (("nat", companion.NAT_CHAINS), ("filter", companion.FILTER_CHAINS)):
         for c in chains:
-            if subprocess.run(["iptables", "-t", table, "-F", c], capture_output=True).returncode == 0:
-                _run("iptables", "-t", table, "-X", c)
-                removed.append(f"-t {table} -X {c}")
+            if subprocess.run([ipt, "-t", table, "-F", c], capture_output=True).returncode == 0:
+                _run(ipt, "-t", table, "-X", c)
+                removed.append(f"{ipt} -t {table} -X {c}")
     return removed
 
 
-def _delete_ipsets() -> list[str]:
-    from proxy.ipvs.desired import IPSETS
+def _delete_ipsets(family: int) -> list[str]:
+    from proxy.ipvs.desired import IPSETS, set_name
 
     r = subprocess.run(["ipset", "list", "-n"], capture_output=True, text=True)
     present = set(r.stdout.split()) if r.returncode == 0 else set()
     removed = []
-    for name in IPSETS:
+    for name in (set_name(base, family) for base in IPSETS):
         if name in present:
             _run("ipset", "destroy", name)
             removed.append(f"ipset destroy {name}")

@@ -7,7 +7,9 @@
 - the Service addresses bound to the dummy interface podnet-ipvs0, so the kernel accepts
   traffic to them as local and IPVS (on INPUT) sees it;
 - ipsets for the companion iptables rules (companion.py): cluster IPs, external and
-  load-balancer IPs, node ports per protocol, hairpin triples, source ranges.
+  load-balancer IPs, node ports per protocol, hairpin triples, source ranges. An IPv6
+  proxier's sets are PODNET-6-* of family inet6 (kube-proxy's KUBE-6-* beside KUBE-*), so
+  both families' sets live side by side on a dual-stack node.
 
 Pure data, nothing touches the kernel here.
 """
@@ -57,7 +59,8 @@ class VirtualServer:
 class DesiredState:
     servers: dict[VirtualKey, VirtualServer] = field(default_factory=dict)
     addresses: set[str] = field(default_factory=set)  # on the dummy interface
-    ipsets: dict[str, set[str]] = field(default_factory=dict)
+    ipsets: dict[str, set[str]] = field(default_factory=dict)  # by IPSETS name (set_name: the kernel's)
+    family: int = 4
 
 
 IPSETS = {
@@ -77,6 +80,20 @@ IPSETS = {
 }
 
 
+def set_name(name: str, family: int) -> str:
+    """The kernel's name of one of IPSETS for a family (at most 31 characters)."""
+    return name if family == 4 else name.replace("PODNET-", "PODNET-6-", 1)
+
+
+def set_kind(kind: str, family: int) -> str:
+    """`ipset create` type and options: hash sets hold one family; port bitmaps hold none."""
+    return kind if family == 4 or kind.startswith("bitmap:") else f"{kind} family inet6"
+
+
+def host_prefix(address: str) -> str:
+    return f"{address}/128" if ":" in address else f"{address}/32"
+
+
 def nodeport_addresses(node: NodeContext) -> list[str]:
     """The node addresses node ports are served on (loopback excluded, as kube-proxy's IPVS
     mode does)."""
@@ -88,7 +105,7 @@ def nodeport_addresses(node: NodeContext) -> list[str]:
 
 
 def render(model: ProxyModel, scheduler: str) -> DesiredState:
-    state = DesiredState(ipsets={name: set() for name in IPSETS})
+    state = DesiredState(ipsets={name: set() for name in IPSETS}, family=model.node.family)
     np_addrs = nodeport_addresses(model.node)
     for p in model.ports.values():
         _render_port(p, scheduler, np_addrs, state)
@@ -110,16 +127,20 @@ def _render_port(p: ServicePortModel, scheduler: str, np_addrs: list[str], s: De
         key = VirtualKey(addr, proto, port)
         s.servers[key] = VirtualServer(key, scheduler, p.affinity_seconds, _reals(endpoints))
 
-    # kube-proxy binds every Service address to the dummy interface, endpoints or not: a
-    # virtual server without real servers answers nothing (its traffic is then REJECTed by
-    # the companion filter rules when the Service has no endpoints at all)
+    # kube-proxy binds every Service address to the dummy interface, endpoints or not: a new
+    # connection to a virtual server without real servers is refused by IPVS itself (ICMP
+    # port unreachable, the kernel's ip_vs_leave); the companion rules add no REJECT
     server(p.cluster_ip, p.port, plan.internal)
     s.addresses.add(p.cluster_ip)
     s.ipsets["PODNET-CLUSTER-IP"].add(f"{p.cluster_ip},{lproto}:{p.port}")
 
+    # external destinations: IPVS cannot tell pods and the node from outside clients, so the
+    # policy-Local short-circuit becomes "the cluster endpoints when none is here" for all
+    external_reals = plan.external_for_any_source
+
     def external(addr: str, ipset: str) -> None:
         """An external or load-balancer address: served like the ClusterIP, to external endpoints."""
-        server(addr, p.port, plan.external)
+        server(addr, p.port, external_reals)
         s.addresses.add(addr)
         s.ipsets[ipset].add(f"{addr},{lproto}:{p.port}")
         if p.external_local:
@@ -135,7 +156,7 @@ def _render_port(p: ServicePortModel, scheduler: str, np_addrs: list[str], s: De
                 s.ipsets["PODNET-LB-SOURCE-CIDR"].add(f"{addr},{lproto}:{p.port},{cidr}")
     if p.node_port:
         for addr in np_addrs:
-            server(addr, p.node_port, plan.external)
+            server(addr, p.node_port, external_reals)
         if proto == "SCTP":
             for addr in np_addrs:
                 s.ipsets["PODNET-NODE-PORT-SCTP"].add(f"{addr},sctp:{p.node_port}")

@@ -17,7 +17,7 @@ from proxy.ipvs import companion, netlink
 from proxy.ipvs.backend import IpvsBackend
 from proxy.ipvs.desired import DUMMY, IPSETS, DesiredState, InvalidScheduler, VirtualKey, check_scheduler, render
 from proxy.model import NodeContext, ProxyModel
-from proxy.objects import ServicePort
+from proxy.objects import Endpoint, EndpointPort, EndpointSlice, Service, ServicePort
 from proxy.trackers import Trackers
 from tests.support import synthetic as S
 
@@ -212,3 +212,100 @@ def test_ipvs_virtual_servers_in_the_kernel(netns):
     count = int(ns.run(sys.executable, "-c", code).stdout.strip())
     assert count == len(render(model_of(*cluster()), "rr").servers)
     assert IpvsBackend  # the backend under test
+
+
+def test_policy_local_without_a_local_endpoint_serves_the_cluster_endpoints():
+    """IPVS cannot tell local sources from outside ones, so the plan's short-circuit (pods and
+    the node reach a policy-Local external destination through the cluster endpoints) becomes:
+    no endpoint here, every endpoint serves the external addresses, for every source
+    (kube-proxy's IPVS syncEndpoint, kubernetes/kubernetes#97081). With a local endpoint,
+    only it serves them."""
+    remote_only = [
+        S.service(5, type="LoadBalancer", external_traffic_local=True, external_ips=("192.168.50.5",),
+                  load_balancer_ips=("192.168.60.5",), ports=(ServicePort("http", "TCP", 80, 30005),)),
+        S.endpoint_slice(5, 2),
+    ]  # fmt: skip
+    vs = render(model_of(*cluster(), *remote_only), "rr").servers
+    everyone = ((S.endpoint_ip(5, 0), 8080), (S.endpoint_ip(5, 1), 8080))
+    for addr, port in (("192.168.50.5", 80), ("192.168.60.5", 80), ("192.168.1.1", 30005)):
+        assert vs[VirtualKey(addr, "TCP", port)].reals == everyone, addr
+    # Service 2 has a local endpoint: its external addresses keep to it
+    assert vs[VirtualKey("192.168.50.2", "TCP", 80)].reals == ((S.endpoint_ip(2, 1), 8080),)
+    # the node's own connections to policy-Local external destinations are masqueraded
+    rules = companion.rules_text(NODE)
+    assert ("-A PODNET-IPVS-SERVICES -m set --match-set PODNET-EXTERNAL-LOCAL dst,dst "
+            "-m addrtype --src-type LOCAL -j PODNET-IPVS-MARK-MASQ") in rules  # fmt: skip
+    local_np = "-A PODNET-IPVS-NODE-PORT -p tcp -m set --match-set PODNET-NODE-PORT-LOCAL-TCP dst"
+    assert rules.index(f"{local_np} -m addrtype --src-type LOCAL -j PODNET-IPVS-MARK-MASQ") < rules.index(
+        f"{local_np} -j RETURN"
+    )
+
+
+NODE6 = NodeContext(name=S.NODE, node_ips=("fd00::1",), cluster_cidrs=("fd10::/64",), family=6)
+
+
+def ipv6_cluster():
+    """A dual-stack LoadBalancer as the IPv6 proxier sees it: policy Local, one endpoint here."""
+    svc = Service("bench", "v6", type="LoadBalancer", cluster_ips=("10.96.0.6", "fd30::6"),
+                  ports=(ServicePort("http", "TCP", 80, 30006),), load_balancer_ips=("fd60::6",),
+                  load_balancer_source_ranges=("fd00::/64",), external_traffic_local=True)  # fmt: skip
+    eps = tuple(Endpoint(addresses=(f"fd80::{j}",), node_name=S.NODE if j == 1 else "node-b") for j in (1, 2))
+    return [svc, EndpointSlice("bench", "v6-x", "v6", "IPv6", eps, (EndpointPort("http", "TCP", 8080),))]
+
+
+def model6(*objects) -> ProxyModel:
+    trackers = Trackers(S.NODE)
+    S.feed(trackers, *objects)
+    model = ProxyModel(NODE6)
+    model.update(trackers, trackers.drain())
+    return model
+
+
+def test_ipv6_desired_state_sets_and_rules():
+    state = render(model6(*ipv6_cluster()), "rr")
+    vs = state.servers
+    assert vs[VirtualKey("fd30::6", "TCP", 80)].reals == (("fd80::1", 8080), ("fd80::2", 8080))
+    assert vs[VirtualKey("fd60::6", "TCP", 80)].reals == (("fd80::1", 8080),)  # policy Local
+    assert vs[VirtualKey("fd00::1", "TCP", 30006)].reals == (("fd80::1", 8080),)
+    assert state.addresses == {"fd30::6", "fd60::6"} and state.family == 6
+    # the IPv6 proxier's sets are its own (beside the IPv4 proxier's), of family inet6
+    text = companion.ipset_text(None, state)
+    assert "create PODNET-6-CLUSTER-IP hash:ip,port family inet6 comment -exist" in text
+    assert "create PODNET-6-NODE-PORT-TCP bitmap:port range 0-65535 comment -exist" in text
+    assert "add PODNET-6-LB-SOURCE-CIDR fd60::6,tcp:80,fd00::/64 " in text
+    assert "add PODNET-6-LB-SOURCE-CIDR fd60::6,tcp:80,fd60::6/128 " in text  # allowFromNode
+    assert " PODNET-CLUSTER-IP " not in text
+    rules = companion.rules_text(NODE6)
+    assert "-A PODNET-IPVS-SERVICES -m set --match-set PODNET-6-CLUSTER-IP dst,dst ! -s fd10::/64" in rules
+    assert "PODNET-6-LOAD-BALANCER-FW" in rules and "--match-set PODNET-CLUSTER-IP " not in rules
+    # Service addresses go on the dummy as /128 hosts, virtual servers as AF_INET6
+    tx = IpvsBackend(NODE6).render(model6(*ipv6_cluster()), set(), True)
+    assert "ip addr add fd30::6/128 dev podnet-ipvs0" in tx.text()
+    add = next(op for op in tx.ops if op.verb == "add-service" and op.key.address == "fd30::6")
+    assert _decoded(add)["IPVS_CMD_ATTR_SERVICE"]["IPVS_SVC_ATTR_AF"] == socket.AF_INET6
+
+
+@pytest.mark.integration
+def test_ipv6_companion_sets_and_rules_load_beside_ipv4_and_clean_up(netns):
+    """Both families' companions go into one namespace's kernel (ipset, iptables, ip6tables),
+    side by side, and --cleanup takes both out."""
+    ns = netns("pipvs6")
+    v4, v6 = render(model_of(*cluster()), "rr"), render(model6(*ipv6_cluster()), "rr")
+    ns.run("ipset", "restore", input=companion.ipset_text(None, v4))
+    ns.run("ipset", "restore", input=companion.ipset_text(None, v6))
+    ns.run("iptables-restore", "--noflush", input=companion.rules_text(NODE))
+    ns.run("ip6tables-restore", "--noflush", input=companion.rules_text(NODE6))
+    assert "fd60::6,tcp:80,fd00::/64" in ns.run("ipset", "list", "PODNET-6-LB-SOURCE-CIDR").stdout
+    assert "Type: hash:ip,port\n" in ns.run("ipset", "list", "PODNET-6-CLUSTER-IP").stdout
+    assert "family inet6" in ns.run("ipset", "list", "PODNET-6-CLUSTER-IP").stdout
+    saved6 = ns.run("ip6tables-save").stdout
+    assert "-A PODNET-IPVS-SERVICES ! -s fd10::/64 -m set --match-set PODNET-6-CLUSTER-IP dst,dst" in saved6
+    code = textwrap.dedent("""
+        from proxy.ipvs.backend import IpvsBackend
+        from proxy.model import NodeContext
+        print("\\n".join(IpvsBackend(NodeContext(name="n", family=6)).cleanup()))
+    """)
+    removed = ns.run(sys.executable, "-c", code).stdout.splitlines()
+    assert {"ipset destroy PODNET-6-CLUSTER-IP", "ipset destroy PODNET-CLUSTER-IP"} <= set(removed)
+    assert ns.run("ipset", "list", "-n").stdout.split() == []
+    assert "PODNET" not in ns.run("iptables-save").stdout + ns.run("ip6tables-save").stdout

@@ -79,6 +79,30 @@ def test_ready_then_serving_terminating_fallback_cluster_and_local_separately():
     assert [e.ip for e in p.local_endpoints] == ["10.0.0.1"]  # none ready here: the terminating one
 
 
+def test_every_endpoint_terminating_falls_back_for_cluster_and_local_alike():
+    """kube-proxy's CategorizeEndpoints: with nothing ready anywhere, the serving and
+    terminating endpoints are used (cluster-wide for policy Cluster, this node's for Local),
+    and the Service counts as having endpoints (no REJECT)."""
+    t = Trackers("n1")
+    endpoints = (
+        ep("10.0.0.1", node="n1", ready=False, serving=True, terminating=True),
+        ep("10.0.0.2", node="n2", ready=False, serving=True, terminating=True),
+        ep("10.0.0.3", node="n1", ready=False, serving=False, terminating=True),  # draining, not serving
+        ep("10.0.0.4", node="n1", ready=False, serving=True, terminating=False),  # serving, not terminating
+    )
+    feed(t, svc(external_traffic_local=True, type="NodePort", ports=(ServicePort("http", "TCP", 80, 30080),),
+                health_check_node_port=32000), eps("web", *endpoints))  # fmt: skip
+    m = ProxyModel(NODE)
+    m.update(t, t.drain())
+    (p,) = m.ports.values()
+    assert [e.ip for e in p.cluster_endpoints] == ["10.0.0.1", "10.0.0.2"]
+    assert [e.ip for e in p.local_endpoints] == ["10.0.0.1"]
+    assert p.any_usable and p.plan is not None
+    assert not p.plan.internal_verdict and not p.plan.external_verdict
+    # ... but a healthCheckNodePort counts ready endpoints only, so the load balancer drains this node
+    assert p.local_ready_ips == frozenset()
+
+
 def test_topology_hints():
     t = Trackers("n1")
     z = lambda *zs: frozenset(zs)  # noqa: E731

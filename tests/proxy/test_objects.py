@@ -55,7 +55,8 @@ def test_lists_multi_documents_and_json():
     (sl,) = loaded.objects
     assert isinstance(sl, EndpointSlice) and sl.service_key == ("shop", "web")
     ep = sl.endpoints[0]
-    assert (ep.ready, ep.serving, ep.terminating) == (False, False, True)  # serving defaults to ready
+    # an unknown serving condition is true, as kube-proxy reads it (not "defer to ready")
+    assert (ep.ready, ep.serving, ep.terminating) == (False, True, True)
     multi = SVC + "\n---\n" + "apiVersion: v1\nkind: Node\nmetadata: {name: n1, labels: {a: b}}\n"
     multi += (
         "---\napiVersion: networking.k8s.io/v1\nkind: ServiceCIDR\nmetadata: {name: k}\nspec: {cidrs: [10.96.0.0/12]}\n"

@@ -144,6 +144,20 @@ def test_load_balancer_source_ranges(lab, mode):
     assert names(lab.probe("client", "tcp", "192.168.60.1", 80, 2, timeout=1)) == {"timeout": 2}  # dropped
 
 
+def test_load_balancer_source_ranges_without_endpoints(lab, mode):
+    """No endpoints: an admitted source is rejected in both modes; a source the ranges do not
+    admit is rejected by kube-proxy's iptables mode (its firewall exists only for a Service
+    with endpoints) and dropped by its nftables mode (the firewall comes first, whatever the
+    endpoints). podnet follows each mode's kube-proxy: NodePlan.firewall_without_endpoints."""
+    lb = {"loadBalancer": {"ingress": [{"ip": "192.168.60.1"}]}}
+    ports = [{"name": "http", "port": 80, "nodePort": 30080}]
+    web(lab, mode, type="LoadBalancer", ports=ports, status=lb, loadBalancerSourceRanges=["192.168.1.0/24"], pods=())
+    assert names(lab.probe("client", "tcp", "192.168.60.1", 80, 2, timeout=2)) == {"refused": 2}
+    web(lab, mode, type="LoadBalancer", ports=ports, status=lb, loadBalancerSourceRanges=["10.0.0.0/8"], pods=())
+    blocked = {"iptables": {"refused": 2}, "nftables": {"timeout": 2}}[mode]
+    assert names(lab.probe("client", "tcp", "192.168.60.1", 80, 2, timeout=1)) == blocked
+
+
 def test_external_traffic_policy_local(lab, mode):
     ports = [{"name": "http", "port": 80, "nodePort": 30080}]
     web(lab, mode, type="NodePort", ports=ports, externalTrafficPolicy="Local", healthCheckNodePort=32000,
@@ -181,6 +195,18 @@ def test_terminating_endpoints_are_used_only_when_none_is_ready(lab, mode):
     assert names(lab.probe("pc", "tcp", CIP, 80, 20)) == {"e1": 20}
     programmed(lab, mode, ("web.yaml", [svc, endpoint_slice("web", [*draining, endpoint("e3")], EP_HTTP)]))
     assert names(lab.probe("pc", "tcp", CIP, 80, 20)) == {"e3": 20}
+
+
+def test_all_terminating_endpoints_are_served_not_rejected(lab, mode):
+    """kube-proxy >= 1.28 (CategorizeEndpoints): nothing ready anywhere, so the serving and
+    terminating endpoints take the traffic, for policy Cluster and Local alike. An unknown
+    serving condition means serving (kube-proxy's endpointslicecache)."""
+    ports = [{"name": "http", "port": 80, "nodePort": 30080}]
+    draining = [endpoint("e1", ready=False, terminating=True), endpoint("e3", ready=False, terminating=True)]
+    svc = service("web", CIP, ports, type="NodePort", externalTrafficPolicy="Local")
+    programmed(lab, mode, ("web.yaml", [svc, endpoint_slice("web", draining, EP_HTTP)]))
+    assert set(names(lab.probe("pc", "tcp", CIP, 80, 30))) == {"e1", "e3"}  # policy Cluster: both
+    assert names(lab.probe("client", "tcp", NODE_IP, 30080, 10)) == {"e1": 10}  # policy Local: this node's
 
 
 def test_topology_hints(lab, mode):

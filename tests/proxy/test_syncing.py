@@ -14,6 +14,7 @@ import pytest
 from tests.support.proxy_lab import NODE_IP, PODS, endpoint, endpoint_slice, service
 
 pytestmark = pytest.mark.integration
+V4 = 'ip_family="IPv4"'  # the label of the IPv4 proxier's series (kube-proxy's, since 1.33)
 
 CIP = "10.96.0.10"
 HTTP = [{"name": "http", "port": 80}]
@@ -32,7 +33,7 @@ def served_by(lab, where="pc", cip=CIP, port=80, count=10) -> Counter:
 
 
 def syncs(lab, kind: str) -> float:
-    return lab.metrics().get(f"kubeproxy_sync_{kind}_proxy_rules_duration_seconds_count", 0)
+    return lab.metrics().get(f"kubeproxy_sync_{kind}_proxy_rules_duration_seconds_count{{{V4}}}", 0)
 
 
 def started(lab, mode, *extra) -> None:
@@ -147,7 +148,7 @@ def test_refused_restore_keeps_previous_rules_is_retried_and_shows(lab, mode):
     try:
         lab.write("web.yaml", *web(["e2"]))
         assert lab.wait_for(
-            lambda: lab.metrics().get("kubeproxy_sync_proxy_rules_iptables_restore_failures_total", 0) >= 2
+            lambda: lab.metrics().get(f"kubeproxy_sync_proxy_rules_iptables_restore_failures_total{{{V4}}}", 0) >= 2
         )
         assert served_by(lab, count=3) == {"e1": 3}  # the previous rules are all still there
         assert lab.wait_for(lambda: lab.http("node", "http://127.0.0.1:10256/healthz")["status"] == 503, timeout=10)
@@ -168,7 +169,7 @@ def _nft_refused_transaction_is_retried_as_a_rebuild(lab):
     lab.node.run("nft", "add", "rule", "ip", "podnet", "test-blocker", "goto", "int-tcp-1")
     lab.write("web.yaml", *web(["e1", "e2"]))
     assert lab.wait_for(lambda: set(served_by(lab, count=12)) == {"e1", "e2"}, timeout=10)
-    assert lab.metrics()["kubeproxy_sync_proxy_rules_iptables_restore_failures_total"] >= 1
+    assert lab.metrics()[f"kubeproxy_sync_proxy_rules_iptables_restore_failures_total{{{V4}}}"] >= 1
     assert "test-blocker" not in lab.node.run("nft", "list", "table", "ip", "podnet").stdout
     assert lab.wait_for(lambda: lab.http("node", "http://127.0.0.1:10256/healthz")["status"] == 200)
     log = lab.stop_daemon()
@@ -183,20 +184,25 @@ def test_health_check_node_port_and_metrics(lab, mode):
     url = f"http://{NODE_IP}:32000/"
     r = lab.wait_for(lambda: (lambda x: x if x.get("status") == 200 else None)(lab.http("client", url)))
     assert r and '"localEndpoints": 2' in r["body"], r
-    lab.write("web.yaml", *web(["e3"], **spec))
+    # e1 terminating (still serving), e2 gone: the health check counts ready endpoints only,
+    # so the load balancer drains this node while e1 finishes (kube-proxy's LocalReadyEndpoints)
+    svc, eps = web(["e1", "e3"], **spec)
+    eps["endpoints"][0]["conditions"] = {"ready": False, "serving": True, "terminating": True}
+    lab.write("web.yaml", svc, eps)
     assert lab.wait_for(lambda: lab.http("client", url).get("status") == 503)
     assert '"localEndpoints": 0' in lab.http("client", url)["body"]
+    lab.write("web.yaml", *web(["e3"], **spec))
     m = lab.metrics()
     for name in (
-        "kubeproxy_sync_proxy_rules_duration_seconds_count",
-        "kubeproxy_sync_proxy_rules_last_timestamp_seconds",
-        "kubeproxy_sync_proxy_rules_iptables_restore_failures_total",
-        'kubeproxy_sync_proxy_rules_iptables_total{table="%s"}' % ("podnet" if mode == "nftables" else "nat"),
-        'kubeproxy_sync_proxy_rules_no_local_endpoints_total{traffic_policy="external"}',
+        f"kubeproxy_sync_proxy_rules_duration_seconds_count{{{V4}}}",
+        f"kubeproxy_sync_proxy_rules_last_timestamp_seconds{{{V4}}}",
+        f"kubeproxy_sync_proxy_rules_iptables_restore_failures_total{{{V4}}}",
+        f'kubeproxy_sync_proxy_rules_iptables_total{{{V4},table="{"podnet" if mode == "nftables" else "nat"}"}}',
+        f'kubeproxy_sync_proxy_rules_no_local_endpoints_total{{{V4},traffic_policy="external"}}',
     ):
         assert name in m, name
-    assert m['kubeproxy_sync_proxy_rules_no_local_endpoints_total{traffic_policy="external"}'] == 1
-    assert time.time() - m["kubeproxy_sync_proxy_rules_last_timestamp_seconds"] < 30
+    assert m[f'kubeproxy_sync_proxy_rules_no_local_endpoints_total{{{V4},traffic_policy="external"}}'] == 1
+    assert time.time() - m[f"kubeproxy_sync_proxy_rules_last_timestamp_seconds{{{V4}}}"] < 30
     lab.stop_daemon()
 
 

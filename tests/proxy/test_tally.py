@@ -45,16 +45,17 @@ class _Backend:
 
 def _recount(proxier: Proxier) -> tuple[dict[str, int], dict[int, tuple[str, int]]]:
     no_local = {"internal": 0, "external": 0}
-    health: dict[int, tuple[str, int]] = {}
+    ips: dict[int, tuple[str, frozenset[str]]] = {}
     for p in proxier.model.ports.values():
         if p.internal_local and p.endpoints and not p.local_endpoints:
             no_local["internal"] += 1
         if p.external_local and p.externally_reachable and p.endpoints and not p.local_endpoints:
             no_local["external"] += 1
-        if p.health_check_node_port:
-            _, n = health.get(p.health_check_node_port, ("", 0))
-            health[p.health_check_node_port] = (p.name.name, max(n, len(p.local_endpoints)))
-    return no_local, health
+        if p.health_check_node_port:  # ready local endpoints, once per IP across the ports
+            ready = frozenset(e.ip for e in p.endpoints if e.is_local and e.ready)
+            _, seen = ips.get(p.health_check_node_port, ("", frozenset()))
+            ips[p.health_check_node_port] = (p.name.name, seen | ready)
+    return no_local, {hc: (name, len(seen)) for hc, (name, seen) in ips.items()}
 
 
 def _seen(ports: dict[int, tuple[ServicePortModel, int]]) -> dict[int, tuple[str, int]]:
@@ -105,6 +106,8 @@ def test_tallies_match_a_recount_through_random_changes():
         assert proxier.tally.no_local == no_local
         assert _seen(proxier.health_check_ports()) == health
         for policy, count in no_local.items():
-            got = proxier.metrics.get("kubeproxy_sync_proxy_rules_no_local_endpoints_total", traffic_policy=policy)
+            got = proxier.metrics.get(
+                "kubeproxy_sync_proxy_rules_no_local_endpoints_total", traffic_policy=policy, ip_family="IPv4"
+            )
             assert got == count
         assert not result.applied or backend.changed[-1] <= 2  # one Service's ports, never the model

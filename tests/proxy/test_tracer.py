@@ -46,7 +46,10 @@ def eps(service, endpoints, port=80, name="p80", family="IPv4", slice_name=""):
             "labels": {"kubernetes.io/service-name": service},
         },
         "addressType": family,
-        "endpoints": [{"addresses": [ip], "nodeName": node} for ip, node in endpoints],
+        "endpoints": [
+            {"addresses": [ip], "nodeName": node, **({"conditions": cond[0]} if cond else {})}
+            for ip, node, *cond in endpoints
+        ],
         "ports": [{"name": name, "port": port, "protocol": "TCP"}],
     }
 
@@ -104,6 +107,32 @@ OBJECTS = [
         status={"loadBalancer": {"ingress": [{"ip": "9.10.11.12"}, {"ip": "9.10.11.13", "ipMode": "Proxy"}]}},
     ),
     eps("svc6", [("10.180.1.6", "node-b")]),
+    # svc7: policy Local, every endpoint terminating (kube-proxy falls back to the serving
+    # ones, cluster-wide and on this node alike; an unknown serving condition means serving)
+    svc(
+        "svc7",
+        "172.30.0.47",
+        [{"name": "p80", "port": 80, "nodePort": 3007}],
+        type="NodePort",
+        externalTrafficPolicy="Local",
+    ),
+    eps(
+        "svc7",
+        [
+            ("10.180.0.7", "node-a", {"ready": False, "terminating": True}),
+            ("10.180.1.7", "node-b", {"ready": False, "serving": True, "terminating": True}),
+            ("10.180.2.7", "node-c", {"ready": False, "serving": False, "terminating": True}),
+        ],
+    ),
+    # svc8: a load balancer with source ranges and no endpoints
+    svc(
+        "svc8",
+        "172.30.0.50",
+        [{"name": "p80", "port": 80, "nodePort": 3008}],
+        type="LoadBalancer",
+        loadBalancerSourceRanges=["203.0.113.0/25"],
+        status={"loadBalancer": {"ingress": [{"ip": "9.10.11.50"}]}},
+    ),
     # headless and ExternalName: no rules; the ExternalName's clusterIP is not a live one
     svc("headless", "None", [{"name": "p80", "port": 80}]),
     eps("headless", [("10.180.1.7", "node-b")]),
@@ -238,6 +267,19 @@ FLOWS = [
     ("no endpoints: external IP rejected", OUTSIDE, "192.168.99.44", 80, False, "REJECT"),
     ("no endpoints: node port rejected", OUTSIDE, NODE_IP, 3004, False, "REJECT"),
     ("internalTrafficPolicy Local, none here: dropped", POD, "172.30.0.45", 80, False, "DROP"),
+    # every endpoint terminating: the serving ones are used instead of a REJECT
+    ("all terminating: cluster IP to the serving ones", POD, "172.30.0.47", 80, False, "10.180.0.7:80, 10.180.1.7:80"),
+    ("all terminating: node port (Local) to the one here", OUTSIDE, NODE_IP, 3007, False, "10.180.0.7:80"),
+    # source ranges on a Service without endpoints: kube-proxy's modes differ (NodePlan)
+    ("no endpoints, source ranges: admitted source rejected", OUTSIDE, "9.10.11.50", 80, False, "REJECT"),
+    (
+        "no endpoints, source ranges: source not admitted",
+        OUTSIDE_BLOCKED,
+        "9.10.11.50",
+        80,
+        False,
+        {"iptables": "REJECT", "nftables": "DROP"},
+    ),
     # node port addresses (unset)
     (
         "node port on a secondary node address",
