@@ -3,9 +3,11 @@
 The shadow holds what the kernel holds once the last transaction applied: every map's
 elements, every chain's rules, every set. Contributions of service ports are reference
 counted (a cluster IP is shared by the ports of its Service, a hairpin pair by every Service
-an endpoint backs, a picker chain by every Service with the same endpoint count), so a sync
-touching one service port only compares that port's old and new contributions and emits the
-elements and chains whose presence or value changed.
+an endpoint backs, a picker chain by every Service of the same kind and protocol, a count set
+by every Service with the same endpoint count), so a sync touching one service port only
+compares that port's old and new contributions and emits the elements, sets and chains whose
+presence or value changed. A picker chain's rules are rewritten only when a count set comes or
+goes (the first Service with N endpoints arrives, the last one leaves).
 """
 
 from __future__ import annotations
@@ -15,7 +17,14 @@ from dataclasses import dataclass, field
 
 from proxy.model import NodeContext, ProxyModel, ServicePortName
 from proxy.nftables import layout
-from proxy.nftables.render import Contribution, contribution, picker_rules
+from proxy.nftables.render import (
+    Contribution,
+    contribution,
+    count_set_body,
+    is_picker,
+    picker_rules,
+    split_count_set,
+)
 from proxy.nftables.transaction import Transaction
 from proxy.plan import plan_node
 from proxy.ruletext import NFT_COMMENT_MAX, comment
@@ -32,11 +41,14 @@ class Shadow:
     set_refs: dict[str, int] = field(default_factory=dict)
     sets: dict[str, str] = field(default_factory=dict)  # own (affinity) sets in the kernel
     own_sets: dict[str, str] = field(default_factory=dict)
+    count_refs: dict[str, int] = field(default_factory=dict)  # count set -> contributions in it
+    counts: dict[str, set[int]] = field(default_factory=dict)  # in the kernel: picker -> its count sets' N
     node: NodeContext | None = None  # what the fixed chains were rendered for
     # what contributions touched since the last emit
     dirty: set[tuple[str, str]] = field(default_factory=set)
     dirty_chains: set[str] = field(default_factory=set)
     dirty_sets: set[str] = field(default_factory=set)
+    dirty_counts: set[str] = field(default_factory=set)
 
 
 def nodeport_match(node: NodeContext, f: layout.Family) -> str:
@@ -72,11 +84,11 @@ def plan(model: ProxyModel, changed: set[ServicePortName], full: bool, old: Shad
             tx.rules += [f"add rule {f.table} {bc.name} {r}" for r in bc.rules]
     if recreate or new.node != node:  # the fixed chains and the node's own elements
         fixed = layout.fixed_chains(f, nodeport_match(node, f))
-        pickers = {c for c in new.chains if c not in fixed and new.chain_refs.get(c, 0) > 0 and _is_picker(c)}
+        pickers = {c for c in new.chains if c not in fixed and new.chain_refs.get(c, 0) > 0 and is_picker(c)}
         for name, rules in fixed.items():
             _set_chain(tx, new, name, rules)
-        for name in sorted(pickers):
-            _set_chain(tx, new, name, picker_rules(name, node, f))  # masquerading depends on the node
+        for name in sorted(pickers):  # masquerading depends on the node
+            _set_chain(tx, new, name, picker_rules(name, new.counts.get(name, ()), node, f))
         _replace(new, NODE, Contribution(frozenset(node_elements(node, f))))
         new.node = node
     tx.state = new
@@ -127,16 +139,16 @@ def _prefix(bodies: dict[str, str], f) -> list[str]:
     return out
 
 
-def _is_picker(name: str) -> bool:
-    parts = name.removeprefix("np-").split("-")
-    return len(parts) == 3 and parts[0] in ("int", "ext", "extl", "pickc") and parts[2].isdigit()
-
-
 def _set_chain(tx: Transaction, s: Shadow, name: str, rules: tuple[str, ...]) -> None:
     """Make the chain hold exactly `rules` (a chain not in the kernel is created)."""
-    if name in s.chains and s.chains[name] == rules:
+    have = s.chains.get(name)
+    if have == rules:
         return
-    if name in s.chains:
+    if have is not None and rules[: len(have)] == have:  # only rules to append (a new count set)
+        tx.rules += [f"add rule {tx.table} {name} {r}" for r in rules[len(have) :]]
+        s.chains[name] = rules
+        return
+    if have is not None:
         tx.rules.append(f"flush chain {tx.table} {name}")
     else:
         tx.declare.append(f"add chain {tx.table} {name}")
@@ -156,8 +168,11 @@ def _replace(s: Shadow, name: ServicePortName, c: Contribution | None) -> None:
             s.chain_refs[n] -= 1
         for n in old.sets:
             s.set_refs[n] -= 1
+        for n in old.counts:
+            s.count_refs[n] -= 1
         s.dirty_chains.update(old.pickers, old.chains)
         s.dirty_sets.update(old.sets)
+        s.dirty_counts.update(old.counts)
     if c is not None:
         s.ports[name] = c
         for m, k, v in c.elements:
@@ -172,8 +187,11 @@ def _replace(s: Shadow, name: ServicePortName, c: Contribution | None) -> None:
             s.chain_refs[n] = s.chain_refs.get(n, 0) + 1
         for n in c.sets:
             s.set_refs[n] = s.set_refs.get(n, 0) + 1
+        for n in c.counts:
+            s.count_refs[n] = s.count_refs.get(n, 0) + 1
         s.dirty_chains.update(c.pickers, c.chains)
         s.dirty_sets.update(c.sets)
+        s.dirty_counts.update(c.counts)
         s.own_chains.update(c.chains)
         s.own_sets.update(c.sets)
 
@@ -183,18 +201,35 @@ def _emit(tx: Transaction, new: Shadow, node: NodeContext, f) -> None:
     view of the kernel."""
     chain_names, new.dirty_chains = new.dirty_chains, set()
     set_names, new.dirty_sets = new.dirty_sets, set()
+    count_names, new.dirty_counts = new.dirty_counts, set()
     keys, new.dirty = new.dirty, set()
     # sets and chains first: elements and rules name them
     for s in sorted(set_names):
         if new.set_refs.get(s, 0) > 0 and s not in new.sets:
             tx.declare.append(f"add set {tx.table} {new.own_sets[s].removeprefix('set ')}")
             new.sets[s] = new.own_sets[s]
+    doomed_counts = []
+    for s in sorted(count_names):
+        chain, n = split_count_set(s)
+        ns = new.counts.setdefault(chain, set())
+        if new.count_refs.get(s, 0) > 0 and n not in ns:
+            tx.declare.append(f"add set {tx.table} {count_set_body(s, f).removeprefix('set ')}")
+            ns.add(n)
+            chain_names.add(chain)
+        elif new.count_refs.get(s, 0) <= 0:
+            new.count_refs.pop(s, None)
+            if n in ns:  # deleted once its picker's rule no longer names it
+                doomed_counts.append(s)
+                ns.discard(n)
+                chain_names.add(chain)
+        if not ns:
+            del new.counts[chain]
     for c in sorted(chain_names):
         if new.chain_refs.get(c, 0) > 0:
             if c in new.own_chains:
                 _set_chain(tx, new, c, new.own_chains[c])
-            elif c not in new.chains:  # a picker chain, the same for every user
-                _set_chain(tx, new, c, picker_rules(c, node, f))
+            else:  # a picker chain, the same for every user
+                _set_chain(tx, new, c, picker_rules(c, new.counts.get(c, ()), node, f))
     wanted, elements = new.wanted, new.elements
     deletes, adds = tx.element_deletes, tx.element_adds
     for key in keys:
@@ -237,6 +272,7 @@ def _emit(tx: Transaction, new: Shadow, node: NodeContext, f) -> None:
             if s in new.sets:
                 tx.delete_sets.append(s)
                 del new.sets[s]
+    tx.delete_sets += doomed_counts
 
 
 __all__ = ["Shadow", "plan"]

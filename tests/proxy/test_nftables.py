@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 
 import pytest
 
@@ -105,6 +106,7 @@ def test_partial_syncs_build_the_same_table_as_a_full_sync(netns):
     inc.sync()
     t = table(inc_ns)
     assert not any(c.startswith(("int-", "ext", "np-", "svc-", "svl-", "sep-", "aff-")) for c in t["chains"]), t
+    assert not [c for c in t["sets"] if re.fullmatch(r"(np-)?(int|ext|extl|pickc)-[a-z]+-\d+|aff-.*", c)], t
     # only the node's own elements stay: node ports answer on its primary IP
     assert all(not elems for name, elems in t["sets"].items() if name != "nodeport-ips"), t["sets"]
 
@@ -121,18 +123,22 @@ def test_one_endpoint_added_sends_a_handful_of_lines(netns):
     backend.apply = lambda tx: (sent.append(tx.text()), apply(tx))[1]
     px.sync()
     lines = sent[0].splitlines()
-    # the new slot and the hairpin pair of the new endpoint, the vmap entry moved from the
-    # 10-endpoint picker to the 11-endpoint one (a new chain: this is the first such Service)
+    # the new slot and the hairpin pair of the new endpoint, the Service moved from the
+    # 10-endpoint count set to the 11-endpoint one (a new set and rule: the first such Service)
     assert f"add element ip podnet slots-tcp {{ {S.cluster_ip(123)} . 80 . 10 : {S.endpoint_ip(123, 10)} . 8080 }}" in (
         lines
     )
+    assert "add set ip podnet int-tcp-11 { type ipv4_addr . inet_service ; }" in lines
     assert len(lines) <= 8, lines
     assert S.endpoint_ip(123, 10) in ns.run("nft", "list", "map", "ip", "podnet", "slots-tcp").stdout
-    # the next one needs no new chain, and the old picker stays while other Services use it
+    # the next one is element changes only: no rule, no verdict (which would make the kernel
+    # re-validate the whole table), and the 10-endpoint set stays while others are in it
     S.feed(trackers, S.endpoint_slice(124, 11))
     sent.clear()
     px.sync()
-    assert len(sent[0].splitlines()) <= 5, sent[0]
+    lines = sent[0].splitlines()
+    assert all(line.startswith(("add element", "delete element")) and "goto" not in line for line in lines), lines
+    assert len(lines) <= 4, lines
 
 
 @pytest.mark.integration
@@ -142,10 +148,11 @@ def test_refused_transaction_keeps_the_table_and_the_next_sync_rebuilds_it(netns
     S.feed(trackers, S.service(1), S.endpoint_slice(1, 2))
     px.sync()
     before = table(ns)
-    # someone else's rule in our table refers to a picker chain the next sync deletes: the
+    # someone else's rule in our table refers to a count set the next sync deletes: the
     # kernel refuses the whole transaction
     ns.run("nft", "add", "chain", "ip", "podnet", "test-blocker")
-    ns.run("nft", "add", "rule", "ip", "podnet", "test-blocker", "goto", "int-tcp-2")
+    blocker = ["ip", "daddr", ".", "th", "dport", "@int-tcp-2", "accept"]
+    ns.run("nft", "add", "rule", "ip", "podnet", "test-blocker", *blocker)
     S.feed(trackers, S.endpoint_slice(1, 3))
     with pytest.raises(ApplyError):
         px.sync()
@@ -192,3 +199,89 @@ def test_golden_full_sync():
             f.write(text)
     with open(path) as f:
         assert text == f.read()
+
+
+PICKERS = """
+apiVersion: v1
+kind: Service
+metadata: {name: a}
+spec: {clusterIP: 10.96.0.20, ports: [{name: http, port: 80}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: b}
+spec: {clusterIP: 10.96.0.21, ports: [{name: http, port: 80}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: c}
+spec:
+  type: NodePort
+  clusterIP: 10.96.0.22
+  externalTrafficPolicy: Local
+  ports: [{name: http, port: 80, nodePort: 30080}]
+"""
+
+
+def endpoints_of(service: str, count: int, protocol: str = "TCP", name: str = "http") -> str:
+    eps = ", ".join(f"{{addresses: [10.244.{i % 2 + 1}.{10 + i}], nodeName: n{i % 2 + 1}}}" for i in range(count))
+    return f"""
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {{name: {service}-1, labels: {{kubernetes.io/service-name: {service}}}}}
+addressType: IPv4
+ports: [{{name: {name}, port: 8080, protocol: {protocol}}}]
+endpoints: [{eps}]
+"""
+
+
+PICKER_OBJECTS = PICKERS + endpoints_of("a", 3) + endpoints_of("b", 3) + endpoints_of("c", 4)
+
+
+def test_golden_pickers():
+    """Shared picker chains and their count sets: Services with 3 and 4 endpoints, a Local
+    node port (its local endpoints through extl, pods and the node through pickc)."""
+    import os
+
+    from proxy.nftables.layout import FAMILIES
+    from proxy.nftables.shadow import plan
+    from tests.proxy.test_render_iptables import GOLDEN, model_of
+
+    model, _, changed = model_of(PICKER_OBJECTS)
+    text = plan(model, changed, True, None, FAMILIES[4]).text()
+    path = os.path.join(GOLDEN, "nftables_pickers.txt")
+    if os.environ.get("PODNET_UPDATE_GOLDEN"):
+        with open(path, "w") as f:
+            f.write(text)
+    with open(path) as f:
+        assert text == f.read()
+
+
+def test_endpoint_count_change_is_element_changes_only():
+    """A Service gaining an endpoint moves between count sets: no rule, no verdict changes
+    (either would make the kernel re-validate the whole table), unless its new count is new
+    to the table or its old one leaves it."""
+    from proxy.nftables.layout import FAMILIES
+    from proxy.nftables.shadow import plan
+    from proxy.objects import load_text
+    from proxy.source import object_key
+    from tests.proxy.test_render_iptables import model_of
+
+    model, trackers, changed = model_of(PICKER_OBJECTS)
+    first = plan(model, changed, True, None, FAMILIES[4])
+    first.text()  # a rebuild is planned as its text is produced
+    shadow = first.state
+
+    def grow(service: str, count: int) -> list[str]:
+        for o in load_text(endpoints_of(service, count), "x").objects:
+            trackers.update(object_key(o), type(o), o)
+        tx = plan(model, set(model.update(trackers, trackers.drain())), False, shadow, FAMILIES[4])
+        return tx.text().splitlines()
+
+    lines = grow("a", 4)  # b keeps the 3-endpoint set, c holds the 4-endpoint one
+    assert all(line.startswith(("add element", "delete element")) for line in lines), lines
+    assert not any("goto" in line for line in lines), lines
+    lines = grow("b", 5)  # the last with 3 leaves, the first with 5 arrives: the picker's rules change
+    assert "add set ip podnet int-tcp-5 { type ipv4_addr . inet_service ; }" in lines
+    assert "delete set ip podnet int-tcp-3" in lines
