@@ -94,7 +94,9 @@ def child(mode: str, services: int, text_file: str, changes: int, connects: int,
     S.feed(trackers, *objects)
     texts: list[str] = []
     apply = backend.apply
-    backend.apply = lambda tx: (texts.append(tx.text()), apply(tx))[1]
+    # the text is read once applied: reading it first would render a rebuild before nft
+    # starts, when the backend streams it to nft as it is rendered
+    backend.apply = lambda tx: (apply(tx), texts.append(tx.text()))[0]
 
     t0 = time.perf_counter()
     result = proxier.sync()

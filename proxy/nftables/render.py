@@ -1,6 +1,6 @@
 """What one service port contributes to podnet's nftables table, as data (no text, no kernel).
 
-A contribution is a set of map elements (map, key, value) and the chains and sets it needs.
+A contribution is the map elements (map, key, value) and the chains and sets it needs.
 Picker chains (`int-tcp`, `np-ext-udp`, …) are shared by every service port of the same kind
 and protocol; a port with N endpoints is a member of the count set `<picker>-N`, which the
 picker's rule for N matches (layout.py). Pickers and count sets are named by that and defined
@@ -29,11 +29,11 @@ Element = tuple[str, str, str]  # (map or set, key, value; "" for a set)
 
 @dataclass(frozen=True)
 class Contribution:
-    elements: frozenset[Element] = frozenset()
+    elements: tuple[Element, ...] = ()  # each once, in a fixed order (a rebuild writes them as they come)
     chains: dict[str, tuple[str, ...]] = field(default_factory=dict)  # own chains: name -> rules
-    pickers: frozenset[str] = frozenset()  # shared picker chains used
+    pickers: tuple[str, ...] = ()  # shared picker chains used
     sets: dict[str, str] = field(default_factory=dict)  # own sets: name -> `set …` body
-    counts: frozenset[str] = frozenset()  # shared count sets the port is a member of
+    counts: tuple[str, ...] = ()  # shared count sets the port is a member of
 
 
 def _hash(text: str) -> str:
@@ -134,50 +134,50 @@ def contribution(p: ServicePortModel, node: NodeContext, f: Family) -> Contribut
     plan = p.plan
     assert plan is not None, "the model plans every service port"
     proto = p.protocol.lower()
-    elements: set[Element] = set()
-    pickers: set[str] = set()
+    elements: dict[Element, None] = {}  # ordered, each once
+    pickers: dict[str, None] = {}  # ordered, as elements
     chains: dict[str, tuple[str, ...]] = {}
     sets: dict[str, str] = {}
     short = plan.short_circuit_endpoints
 
-    elements.add(("cluster-ips", p.cluster_ip, ""))
+    elements[("cluster-ips", p.cluster_ip, "")] = None
     ip_keys = {"internal": [port_key(p, p.cluster_ip, f)]}
     external_addrs = (*p.external_ips, *p.load_balancer_ips)
     ip_keys["external"] = [port_key(p, a, f) for a in external_addrs]
     np_key = f"{proto} . {p.node_port}" if p.node_port else None
 
     if plan.internal_verdict:
-        elements.add(("no-endpoint-services", ip_keys["internal"][0], _verdict(plan.internal_verdict)))
+        elements[("no-endpoint-services", ip_keys["internal"][0], _verdict(plan.internal_verdict))] = None
     if plan.external_verdict:
         v = _verdict(plan.external_verdict, bool(short))
         for k in ip_keys["external"]:
-            elements.add(("no-endpoint-services", k, v))
+            elements[("no-endpoint-services", k, v)] = None
         if np_key:
-            elements.add(("no-endpoint-nodeports", np_key, v))
+            elements[("no-endpoint-nodeports", np_key, v)] = None
     for a in p.load_balancer_ips if plan.firewall else ():
         k = port_key(p, a, f)
-        elements.add(("firewall-ips", k, ""))
-        elements |= {("firewall-allow", f"{k} . {cidr}", "") for cidr in plan.firewall}
+        elements[("firewall-ips", k, "")] = None
+        elements.update(dict.fromkeys(("firewall-allow", f"{k} . {cidr}", "") for cidr in plan.firewall))
     for e in plan.hairpin:
-        elements.add(("hairpin", f"{e.ip} . {e.ip}", ""))
+        elements[("hairpin", f"{e.ip} . {e.ip}", "")] = None
 
     if p.affinity_seconds:
         _affinity(p, node, f, elements, chains, sets, ip_keys, np_key if plan.external_handled else None)
-        return Contribution(frozenset(elements), chains, frozenset(pickers), sets)
-    counts: set[str] = set()
+        return Contribution(tuple(elements), chains, tuple(pickers), sets)
+    counts: dict[str, None] = {}
 
     def pick(chain: str, table: str, key: str, endpoints) -> None:
         """Let `chain` pick one of `endpoints` for `key`: its count set, its slots."""
-        pickers.add(chain)
+        pickers[chain] = None
         if endpoints:
-            counts.add(name := count_set(chain, len(endpoints)))
-            elements.add((name, key, ""))
+            counts[name := count_set(chain, len(endpoints))] = None
+            elements[(name, key, "")] = None
         for i, e in enumerate(endpoints):
-            elements.add((table, f"{key} . {i}", _ep(e, f)))
+            elements[(table, f"{key} . {i}", _ep(e, f))] = None
 
     if plan.internal:
         chain = picker("int", proto)
-        elements.add(("service-ips", ip_keys["internal"][0], f"goto {chain}"))
+        elements[("service-ips", ip_keys["internal"][0], f"goto {chain}")] = None
         pick(chain, f"slots-{proto}", f"{p.cluster_ip} . {p.port}", plan.internal)
     external = plan.external
     if plan.external_handled and (external or (plan.external_local and short)):
@@ -188,13 +188,13 @@ def contribution(p: ServicePortModel, node: NodeContext, f: Family) -> Contribut
         for k, slot_key, np in targets:
             prefix = "np-" if np else ""
             chain = picker(kind, proto, np)
-            elements.add(("service-nodeports" if np else "service-ips", k, f"goto {chain}"))
+            elements[("service-nodeports" if np else "service-ips", k, f"goto {chain}")] = None
             pick(chain, f"{prefix}slots-{proto}", slot_key, external)
             if kind == "extl" and short:
                 chain = picker("pickc", proto, np)
-                elements.add((f"{prefix}cluster-dispatch", k, f"goto {chain}"))
+                elements[(f"{prefix}cluster-dispatch", k, f"goto {chain}")] = None
                 pick(chain, f"{prefix}slots-cluster-{proto}", slot_key, short)
-    return Contribution(frozenset(elements), chains, frozenset(pickers), sets, frozenset(counts))
+    return Contribution(tuple(elements), chains, tuple(pickers), sets, tuple(counts))
 
 
 def _affinity(p, node, f, elements, chains, sets, ip_keys, np_key) -> None:
@@ -237,7 +237,7 @@ def _affinity(p, node, f, elements, chains, sets, ip_keys, np_key) -> None:
     if local_chain:
         choose(svl, plan.local_set, internal_chain == svl)
     if internal_chain:
-        elements.add(("service-ips", ip_keys["internal"][0], f"goto {internal_chain}"))
+        elements[("service-ips", ip_keys["internal"][0], f"goto {internal_chain}")] = None
     external_chain = (local_chain if plan.external_local else cluster_chain) if plan.external else None
     sc = plan.short_circuit
     if not (ip_keys["external"] or np_key) or not (external_chain or (sc and sc.endpoints)):
@@ -251,6 +251,6 @@ def _affinity(p, node, f, elements, chains, sets, ip_keys, np_key) -> None:
         rules.append(f"goto {external_chain}")
     chains[ext] = tuple(rules)
     for k in ip_keys["external"]:
-        elements.add(("service-ips", k, f"goto {ext}"))
+        elements[("service-ips", k, f"goto {ext}")] = None
     if np_key:
-        elements.add(("service-nodeports", np_key, f"goto {ext}"))
+        elements[("service-nodeports", np_key, f"goto {ext}")] = None

@@ -89,7 +89,7 @@ def plan(model: ProxyModel, changed: set[ServicePortName], full: bool, old: Shad
             _set_chain(tx, new, name, rules)
         for name in sorted(pickers):  # masquerading depends on the node
             _set_chain(tx, new, name, picker_rules(name, new.counts.get(name, ()), node, f))
-        _replace(new, NODE, Contribution(frozenset(node_elements(node, f))))
+        _replace(new, NODE, Contribution(tuple(sorted(node_elements(node, f)))))
         new.node = node
     tx.state = new
     if recreate:
@@ -110,14 +110,94 @@ BATCH = 100  # service ports per streamed batch: nft starts parsing early
 
 
 def _batches(tx: Transaction, model: ProxyModel, new: Shadow, f) -> Iterator[str]:
+    """A rebuild, written straight from the contributions batch by batch while nft parses
+    the batches before (the table is empty: nothing to compare, every element is new). The
+    shadow's reference counts are built after the last batch is written, while nft still
+    parses, evaluates and commits."""
     node = model.node
+    yield _emitted(tx, new, node, f)  # the node's own elements
     names = list(model.ports)
+    made: list[Contribution] = []
+    counts: dict[str, set[int]] = {}
     for start in range(0, len(names), BATCH):
-        for name in names[start : start + BATCH]:
-            _replace(new, name, contribution(model.ports[name], node, f))
-        yield _emitted(tx, new, node, f)
-    yield _emitted(tx, new, node, f)  # the node's elements when there are no Services
+        batch = [contribution(model.ports[name], node, f) for name in names[start : start + BATCH]]
+        made += batch
+        yield _written(tx.table, batch, new, counts, f)
+    # the pickers' rules last: they name every count set, and no element needs them
+    part = Transaction(full=True, table=tx.table)
+    for chain in sorted(set().union(*(c.pickers for c in made))):  # each declared empty by its first batch
+        _set_chain(part, new, chain, picker_rules(chain, counts.get(chain, ()), node, f))
+    new.counts = counts
+    yield part.text()
+    _index(new, names, made)
     _count(tx, new)
+
+
+def _written(table: str, batch: list[Contribution], new: Shadow, counts: dict[str, set[int]], f) -> str:
+    """One batch of a rebuild as text: its new sets and chains, then its elements, each key
+    once (the first service port claiming a key keeps it, as kube-proxy's maps do)."""
+    declare: list[str] = []
+    rules: list[str] = []
+    adds: dict[str, list[str]] = {}
+    elements, chains, sets = new.elements, new.chains, new.sets
+    for c in batch:
+        for name in c.pickers:
+            if name not in chains:
+                chains[name] = ()
+                declare.append(f"add chain {table} {name}")
+        for name in c.counts:
+            chain, n = split_count_set(name)
+            have = counts.setdefault(chain, set())
+            if n not in have:
+                have.add(n)
+                declare.append(f"add set {table} {count_set_body(name, f).removeprefix('set ')}")
+        for name, body in c.sets.items():
+            if name not in sets:
+                sets[name] = body
+                declare.append(f"add set {table} {body.removeprefix('set ')}")
+        for name, own in c.chains.items():
+            if name not in chains:
+                chains[name] = own
+                declare.append(f"add chain {table} {name}")
+                rules += [f"add rule {table} {name} {r}" for r in own]
+        for m, k, v in c.elements:
+            key = (m, k)
+            if key not in elements:
+                elements[key] = v
+                line = adds.get(m)
+                if line is None:
+                    adds[m] = line = []
+                line.append(f"{k} : {v}" if v else k)
+    out = declare + rules
+    out += [f"add element {table} {m} {{ {', '.join(items)} }}" for m, items in adds.items()]
+    return "\n".join(out) + "\n" if out else ""
+
+
+def _index(new: Shadow, names: list[ServicePortName], made: list[Contribution]) -> None:
+    """The reference counts of a rebuilt table (the kernel's view, `elements`, `chains` and
+    `sets`, was recorded as it was written)."""
+    wanted = new.wanted
+    chain_refs, set_refs, count_refs = new.chain_refs, new.set_refs, new.count_refs
+    for name, c in zip(names, made, strict=True):
+        new.ports[name] = c
+        for m, k, v in c.elements:
+            key = (m, k)
+            values = wanted.get(key)
+            if values is None:
+                wanted[key] = {v: 1}
+            else:
+                values[v] = values.get(v, 0) + 1
+        for n in c.pickers:
+            chain_refs[n] = chain_refs.get(n, 0) + 1
+        for n in c.counts:
+            count_refs[n] = count_refs.get(n, 0) + 1
+        if c.chains or c.sets:
+            for n in c.chains:
+                chain_refs[n] = chain_refs.get(n, 0) + 1
+            for n in c.sets:
+                set_refs[n] = set_refs.get(n, 0) + 1
+            new.own_chains.update(c.chains)
+            new.own_sets.update(c.sets)
 
 
 def _emitted(tx: Transaction, new: Shadow, node: NodeContext, f) -> str:
