@@ -12,6 +12,8 @@ goes (the first Service with N endpoints arrives, the last one leaves).
 
 from __future__ import annotations
 
+import itertools
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -176,26 +178,24 @@ def _written(table: str, batch: list[Contribution], new: Shadow, counts: dict[st
 def _index(new: Shadow, names: list[ServicePortName], made: list[Contribution]) -> None:
     """The reference counts of a rebuilt table (the kernel's view, `elements`, `chains` and
     `sets`, was recorded as it was written)."""
-    wanted = new.wanted
-    chain_refs, set_refs, count_refs = new.chain_refs, new.set_refs, new.count_refs
-    for name, c in zip(names, made, strict=True):
-        new.ports[name] = c
-        for m, k, v in c.elements:
-            key = (m, k)
-            values = wanted.get(key)
-            if values is None:
-                wanted[key] = {v: 1}
-            else:
-                values[v] = values.get(v, 0) + 1
-        for n in c.pickers:
-            chain_refs[n] = chain_refs.get(n, 0) + 1
-        for n in c.counts:
-            count_refs[n] = count_refs.get(n, 0) + 1
+    new.ports.update(zip(names, made, strict=True))
+    counted = Counter(itertools.chain.from_iterable(c.elements for c in made))  # counted in C
+    wanted = {(m, k): {v: n} for (m, k, v), n in counted.items()}
+    if len(wanted) == len(counted) and wanted.keys().isdisjoint(new.wanted):
+        new.wanted.update(wanted)  # every key claimed with one value: the usual case
+    else:  # some key with two values (two Services claiming one address and port)
+        for (m, k, v), n in counted.items():
+            values = new.wanted.setdefault((m, k), {})
+            values[v] = values.get(v, 0) + n
+    for refs, names_of in (
+        (new.chain_refs, lambda c: (*c.pickers, *c.chains)),
+        (new.count_refs, lambda c: c.counts),
+        (new.set_refs, lambda c: c.sets),
+    ):
+        for n, times in Counter(itertools.chain.from_iterable(names_of(c) for c in made)).items():
+            refs[n] = refs.get(n, 0) + times
+    for c in made:
         if c.chains or c.sets:
-            for n in c.chains:
-                chain_refs[n] = chain_refs.get(n, 0) + 1
-            for n in c.sets:
-                set_refs[n] = set_refs.get(n, 0) + 1
             new.own_chains.update(c.chains)
             new.own_sets.update(c.sets)
 
