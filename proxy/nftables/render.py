@@ -40,10 +40,6 @@ def _hash(text: str) -> str:
     return base64.b32encode(hashlib.sha256(text.encode()).digest()).decode()[:8]
 
 
-def _ep(e: EndpointInfo, f: Family) -> str:
-    return f"{e.ip} . {e.port}" if f.name == "ip" else f"[{e.ip}] . {e.port}"
-
-
 def masquerade_rule(node: NodeContext, f: Family) -> str | None:
     """The plan's masquerading of cluster-IP traffic (node-wide, so one rule serves every
     internal picker chain)."""
@@ -158,13 +154,13 @@ def contribution(p: ServicePortModel, node: NodeContext, f: Family) -> Contribut
         k = port_key(p, a, f)
         elements[("firewall-ips", k, "")] = None
         elements.update(dict.fromkeys(("firewall-allow", f"{k} . {cidr}", "") for cidr in plan.firewall))
-    for e in plan.hairpin:
-        elements[("hairpin", f"{e.ip} . {e.ip}", "")] = None
+    elements.update({("hairpin", f"{e.ip} . {e.ip}", ""): None for e in plan.hairpin})
 
     if p.affinity_seconds:
         _affinity(p, node, f, elements, chains, sets, ip_keys, np_key if plan.external_handled else None)
         return Contribution(tuple(elements), chains, tuple(pickers), sets)
     counts: dict[str, None] = {}
+    v4 = f.name == "ip"
 
     def pick(chain: str, table: str, key: str, endpoints) -> None:
         """Let `chain` pick one of `endpoints` for `key`: its count set, its slots."""
@@ -172,8 +168,11 @@ def contribution(p: ServicePortModel, node: NodeContext, f: Family) -> Contribut
         if endpoints:
             counts[name := count_set(chain, len(endpoints))] = None
             elements[(name, key, "")] = None
-        for i, e in enumerate(endpoints):
-            elements[(table, f"{key} . {i}", _ep(e, f))] = None
+        # (the slots of 100,000 endpoints in a full sync: spelled inline, not by _ep)
+        if v4:
+            elements.update({(table, f"{key} . {i}", f"{e.ip} . {e.port}"): None for i, e in enumerate(endpoints)})
+        else:
+            elements.update({(table, f"{key} . {i}", f"[{e.ip}] . {e.port}"): None for i, e in enumerate(endpoints)})
 
     if plan.internal:
         chain = picker("int", proto)

@@ -36,6 +36,9 @@ from proxy.ruletext import NFT_COMMENT_MAX, comment
 class Shadow:
     ports: dict[ServicePortName, Contribution] = field(default_factory=dict)
     wanted: dict[tuple[str, str], dict[str, int]] = field(default_factory=dict)  # (map, key) -> {value: refs}
+    # what a rebuild counted, (map, key, value) -> refs, each key with the one value the kernel
+    # has; moved into `wanted` key by key as syncs touch them (see _claims)
+    base: Counter[tuple[str, str, str]] = field(default_factory=Counter)
     elements: dict[tuple[str, str], str] = field(default_factory=dict)  # in the kernel: (map, key) -> value
     chain_refs: dict[str, int] = field(default_factory=dict)  # chain -> contributions needing it
     chains: dict[str, tuple[str, ...]] = field(default_factory=dict)  # in the kernel
@@ -163,9 +166,8 @@ def _written(table: str, batch: list[Contribution], new: Shadow, counts: dict[st
                 declare.append(f"add chain {table} {name}")
                 rules += [f"add rule {table} {name} {r}" for r in own]
         for m, k, v in c.elements:
-            key = (m, k)
-            if key not in elements:
-                elements[key] = v
+            if (m, k) not in elements:
+                elements[m, k] = v
                 line = adds.get(m)
                 if line is None:
                     adds[m] = line = []
@@ -180,9 +182,9 @@ def _index(new: Shadow, names: list[ServicePortName], made: list[Contribution]) 
     `sets`, was recorded as it was written)."""
     new.ports.update(zip(names, made, strict=True))
     counted = Counter(itertools.chain.from_iterable(c.elements for c in made))  # counted in C
-    wanted = {(m, k): {v: n} for (m, k, v), n in counted.items()}
-    if len(wanted) == len(counted) and wanted.keys().isdisjoint(new.wanted):
-        new.wanted.update(wanted)  # every key claimed with one value: the usual case
+    # `elements` holds the node's keys (all in `wanted`) and one entry per key written
+    if len(counted) == len(new.elements) - len(new.wanted):
+        new.base = counted  # every key claimed with one value, not the node's: the usual case
     else:  # some key with two values (two Services claiming one address and port)
         for (m, k, v), n in counted.items():
             values = new.wanted.setdefault((m, k), {})
@@ -242,8 +244,13 @@ def _replace(s: Shadow, name: ServicePortName, c: Contribution | None) -> None:
     wanted, dirty = s.wanted, s.dirty
     if old is not None:
         for m, k, v in old.elements:
-            wanted[(m, k)][v] -= 1
-            dirty.add((m, k))
+            key = (m, k)
+            values = wanted.get(key)
+            if values is None:
+                values = _claims(s, key)
+                assert values is not None, key  # old claims it
+            values[v] -= 1
+            dirty.add(key)
         for n in (*old.pickers, *old.chains):
             s.chain_refs[n] -= 1
         for n in old.sets:
@@ -258,7 +265,7 @@ def _replace(s: Shadow, name: ServicePortName, c: Contribution | None) -> None:
         for m, k, v in c.elements:
             key = (m, k)
             values = wanted.get(key)
-            if values is None:
+            if values is None and (values := _claims(s, key)) is None:
                 wanted[key] = {v: 1}
             else:
                 values[v] = values.get(v, 0) + 1
@@ -274,6 +281,17 @@ def _replace(s: Shadow, name: ServicePortName, c: Contribution | None) -> None:
         s.dirty_counts.update(c.counts)
         s.own_chains.update(c.chains)
         s.own_sets.update(c.sets)
+
+
+def _claims(s: Shadow, key: tuple[str, str]) -> dict[str, int] | None:
+    """The values wanted for `key` with their reference counts, moved from what the last
+    rebuild counted (None: nobody wants it)."""
+    values = s.wanted.get(key)
+    if values is None and s.base:
+        v = s.elements.get(key)
+        if v is not None and (n := s.base.pop((*key, v), 0)):
+            values = s.wanted[key] = {v: n}
+    return values
 
 
 def _emit(tx: Transaction, new: Shadow, node: NodeContext, f) -> None:

@@ -285,3 +285,28 @@ def test_endpoint_count_change_is_element_changes_only():
     lines = grow("b", 5)  # the last with 3 leaves, the first with 5 arrives: the picker's rules change
     assert "add set ip podnet int-tcp-5 { type ipv4_addr . inet_service ; }" in lines
     assert "delete set ip podnet int-tcp-3" in lines
+
+
+def test_a_key_two_services_claim_passes_to_the_other_when_one_goes():
+    """Two Services on one address and port (a conflict the API server normally prevents):
+    the rebuild writes the first one's slots; when it goes, the other's take their place."""
+    from proxy.nftables.layout import FAMILIES
+    from proxy.nftables.shadow import plan
+    from proxy.objects import Service
+    from proxy.source import object_key
+    from tests.proxy.test_render_iptables import model_of
+
+    twins = PICKERS.replace("clusterIP: 10.96.0.21", "clusterIP: 10.96.0.20")
+    model, trackers, changed = model_of(
+        twins + endpoints_of("a", 2) + endpoints_of("b", 3).replace("10.244.", "10.245.")
+    )
+    first = plan(model, changed, True, None, FAMILIES[4])
+    text = first.text()
+    assert "10.96.0.20 . 80 . 0 : 10.244.1.10 . 8080" in text and ". 80 . 0 : 10.245" not in text  # a's slot 0
+    a = next(k for k in trackers.services.state if k[1] == "a")
+    trackers.update(object_key(trackers.services.state[a]), Service, None)
+    lines = plan(model, set(model.update(trackers, trackers.drain())), False, first.state, FAMILIES[4]).text()
+    lines = lines.splitlines()
+    assert "delete element ip podnet int-tcp-2 { 10.96.0.20 . 80 }" in lines  # b's 3-endpoint rule picks now
+    slots = "add element ip podnet slots-tcp { 10.96.0.20 . 80 . 0 : 10.245.1.10 . 8080"  # b's slot 0 now
+    assert any(line.startswith(slots) for line in lines), lines
