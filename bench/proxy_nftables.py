@@ -12,8 +12,10 @@ namespace (a client pod namespace and a server namespace hang off it by veths):
   Service matched last (its name sorts last, so it is the last rule of iptables' service chain),
   whose one endpoint is a real server.
 
-Bars (issue 7): nftables full sync <= 1.3x its floor; one endpoint added < 20 ms and no larger
-at 10,000 Services than at 100; nftables connect latency at 10,000 within 10% of at 100.
+Bars (issues 7 and 12): nftables full sync <= 1.3x its floor; one endpoint added <= 2 ms
+(p50) and no larger at 10,000 Services than at 1,000; nftables connect latency at 10,000 within
+10% of at 100. On 2 cores shared with other work wall times mostly measure the load, so the full
+sync is also reported as CPU time (this process and nft together) against nft's own.
 
     python -m bench.proxy_nftables [--sizes 1000,5000,10000] [--small 100] [--connects 2000]
 """
@@ -283,7 +285,7 @@ def report(results, sizes, small, big) -> None:
         one_big, one_small = statistics.median(n[big]["one"]), statistics.median(n[small]["one"])
         print("\nbars (nftables):")
         print(f"  full sync / floor, worst size: {ratio:.2f} (bar <= 1.3)")
-        print(f"  one endpoint at {big}: {one_big * 1e3:.1f} ms (bar < 20), at {small}: {one_small * 1e3:.1f} ms")
+        print(f"  one endpoint at {big}: {one_big * 1e3:.2f} ms (bar <= 2), at {small}: {one_small * 1e3:.2f} ms")
         if n[big]["latency"] and n[small]["latency"]:  # --connects 0 measures no latency
             lat_ratio = pct(n[big]["latency"], 0.5) / pct(n[small]["latency"], 0.5)
             print(f"  connect p50 at {big} / at {small}: {lat_ratio:.2f} (bar <= 1.10)")

@@ -16,8 +16,8 @@ A Service with N endpoints is a member of the count set <picker>-N; the endpoint
 lives in a map. Adding an endpoint to a Service is therefore only element changes in plain
 sets and maps (its new slot, its membership moving from <picker>-N to <picker>-N+1): the
 kernel re-validates the whole table (every jump and goto, through every verdict map) whenever
-a goto element or a rule is added, which costs ~1 ms per 2,500 Services, so a verdict that
-followed the endpoint count would make a one-endpoint change grow with the cluster. A
+a goto element or a rule is added, so a verdict that followed the endpoint count made a
+one-endpoint change grow with the cluster (1.1 ms at 1,000 Services, 3.8 ms at 10,000). A
 picker's rules change only when the first Service with some N arrives or the last leaves.
 kube-proxy's nftables mode keeps a chain per Service and per endpoint; with nft 1.0.x every
 `nft -f` run first reads every chain of the table, so a chain per endpoint makes even a

@@ -5,6 +5,7 @@ in test_semantics.py, which runs for this mode too)."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 import re
@@ -310,3 +311,32 @@ def test_a_key_two_services_claim_passes_to_the_other_when_one_goes():
     assert "delete element ip podnet int-tcp-2 { 10.96.0.20 . 80 }" in lines  # b's 3-endpoint rule picks now
     slots = "add element ip podnet slots-tcp { 10.96.0.20 . 80 . 0 : 10.245.1.10 . 8080"  # b's slot 0 now
     assert any(line.startswith(slots) for line in lines), lines
+
+
+@pytest.mark.integration
+def test_a_rebuild_refused_at_its_last_line_applies_nothing(netns):
+    """A rebuild is streamed to nft while it is rendered; nft still commits it in one
+    transaction, so a bad line after everything else leaves the previous table whole."""
+    ns = netns("pnft-stream")
+    px, trackers, backend = proxier(ns)
+    S.feed(trackers, *[S.service(i) for i in range(300)], *[S.endpoint_slice(i, 3) for i in range(300)])
+    assert px.sync().full
+    before = table(ns)
+    render = backend.render
+
+    def with_a_bad_last_line(model, changed, full):
+        tx = render(model, changed, full)
+        assert tx.stream is not None  # a streamed rebuild
+        tx.stream = itertools.chain(tx.stream, ["add element ip podnet no-such-set { 10.0.0.1 }\n"])
+        return tx
+
+    backend.render = with_a_bad_last_line
+    backend.shadow = None  # the kernel's table unknown: the next sync rebuilds it
+    px.force_full()
+    S.feed(trackers, S.endpoint_slice(7, 4))
+    with pytest.raises(ApplyError):
+        px.sync()
+    assert table(ns) == before
+    backend.render = render
+    assert px.sync().full
+    assert S.endpoint_ip(7, 3) in ns.run("nft", "list", "map", "ip", "podnet", "slots-tcp").stdout
