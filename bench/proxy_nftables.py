@@ -12,8 +12,10 @@ namespace (a client pod namespace and a server namespace hang off it by veths):
   Service matched last (its name sorts last, so it is the last rule of iptables' service chain),
   whose one endpoint is a real server.
 
-Bars (issue 7): nftables full sync <= 1.3x its floor; one endpoint added < 20 ms and no larger
-at 10,000 Services than at 100; nftables connect latency at 10,000 within 10% of at 100.
+Bars (issues 7 and 12): nftables full sync <= 1.3x its floor; one endpoint added <= 2 ms
+(p50) and no larger at 10,000 Services than at 1,000; nftables connect latency at 10,000 within
+10% of at 100. On 2 cores shared with other work wall times mostly measure the load, so the full
+sync is also reported as CPU time (this process and nft together) against nft's own.
 
     python -m bench.proxy_nftables [--sizes 1000,5000,10000] [--small 100] [--connects 2000]
 """
@@ -23,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import signal
 import statistics
 import subprocess
@@ -94,24 +97,31 @@ def child(mode: str, services: int, text_file: str, changes: int, connects: int,
     S.feed(trackers, *objects)
     texts: list[str] = []
     apply = backend.apply
-    backend.apply = lambda tx: (texts.append(tx.text()), apply(tx))[1]
+    # the text is read once applied: reading it first would render a rebuild before nft
+    # starts, when the backend streams it to nft as it is rendered
+    backend.apply = lambda tx: (apply(tx), texts.append(tx.text()))[0]
 
+    cpu0 = cpu_seconds()
     t0 = time.perf_counter()
     result = proxier.sync()
     full = time.perf_counter() - t0
+    full_cpu = cpu_seconds() - cpu0
     assert result.full and result.applied
     with open(text_file, "w") as f:
         f.write(texts[0])
 
     one: list[float] = []
+    one_cpu: list[float] = []  # libnftables runs in this process: its kernel commit is our sys time
     lines: list[int] = []
     for k in range(changes):
         i = (k * max(1, last // changes)) % last
         grown = S.endpoint_slice(i, ENDPOINTS + 1)
+        cpu0 = cpu_seconds()
         t0 = time.perf_counter()
         S.feed(trackers, grown)
         result = proxier.sync()
         one.append(time.perf_counter() - t0)
+        one_cpu.append(cpu_seconds() - cpu0)
         lines.append(texts[-1].count("\n"))
         assert result.applied and not result.full
     new_ip = S.endpoint_ip(i, ENDPOINTS)
@@ -125,7 +135,14 @@ def child(mode: str, services: int, text_file: str, changes: int, connects: int,
                       capture_output=True, text=True, check=True)  # fmt: skip
         latency = json.loads(r.stdout)
     backend.cleanup()
-    return {"full": full, "one": one, "lines": lines, "latency": latency}
+    return {"full": full, "full_cpu": full_cpu, "one": one, "one_cpu": one_cpu, "lines": lines, "latency": latency}
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process and of the children it waited for (nft): on 2 cores shared
+    with other work, wall time mostly measures the load; CPU time does not."""
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
 # ------------------------------------------------------------------ the driver
@@ -154,16 +171,17 @@ def make_lab(tag: str) -> tuple[dict[str, str], subprocess.Popen]:
     return names, server
 
 
-def floor(mode: str, text_file: str) -> float:
-    """The same text applied alone, in a namespace of its own."""
+def floor(mode: str, text_file: str) -> tuple[float, float]:
+    """The same text applied alone, in a namespace of its own: (wall, CPU) seconds."""
     ns = f"pbn-floor-{uuid.uuid4().hex[:8]}"
     sh("ip", "netns", "add", ns)
     try:
         cmd = ["nft", "-f", "-"] if mode == "nftables" else ["iptables-restore", "--noflush"]
         with open(text_file) as f:
+            cpu0 = cpu_seconds()
             t0 = time.perf_counter()
             netns.run(ns, cmd, stdin=f, check=True, capture_output=True)
-            return time.perf_counter() - t0
+            return time.perf_counter() - t0, cpu_seconds() - cpu0
     finally:
         sh("ip", "netns", "del", ns)
 
@@ -176,7 +194,7 @@ def run_child(names, mode, services, work, changes, connects) -> dict:
     if r.returncode != 0:
         raise RuntimeError(f"{mode} at {services}: {r.stderr[-2000:]}")
     out = json.loads(r.stdout.strip().splitlines()[-1])
-    out["floor"] = floor(mode, text_file)
+    out["floor"], out["floor_cpu"] = floor(mode, text_file)
     with open(text_file) as f:
         out["text_lines"] = sum(1 for _ in f)
     return out
@@ -230,7 +248,8 @@ def main() -> int:
         server.wait()
         for ns in names.values():
             subprocess.run(["ip", "netns", "del", ns], capture_output=True)
-    summary = {m: {s: {k: r[k] for k in ("full", "floor", "text_lines")} | {"one_p50": statistics.median(r["one"])}
+    keys = ("full", "floor", "full_cpu", "floor_cpu", "text_lines")
+    summary = {m: {s: {k: r[k] for k in keys} | {"one_p50": statistics.median(r["one"])}
                    for s, r in by.items()} for m, by in results.items()}  # fmt: skip
     print(json.dumps(summary), file=sys.stderr)
     report(results, sizes, args.small, big)
@@ -239,19 +258,21 @@ def main() -> int:
 
 def report(results, sizes, small, big) -> None:
     print("\nfull sync (S Services x 10 endpoints): proxy vs `nft -f`/`iptables-restore` of the same text")
-    print(f"{'mode':10}{'S':>7}{'text lines':>12}{'proxy s':>10}{'floor s':>10}{'ratio':>8}")
+    print("(CPU: this process and nft together; its ratio leaves out what overlaps, so it is the upper bound)")
+    print(f"{'mode':10}{'S':>7}{'text lines':>12}{'proxy s':>10}{'floor s':>10}{'ratio':>8}{'CPU ratio':>11}")
     for mode, by_size in results.items():
         for s in sorted(by_size):
             r = by_size[s]
-            ratio = r["full"] / r["floor"]
-            print(f"{mode:10}{s:>7}{r['text_lines']:>12}{r['full']:>10.3f}{r['floor']:>10.3f}{ratio:>8.2f}")
+            ratio, cpu = r["full"] / r["floor"], r["full_cpu"] / r["floor_cpu"]
+            print(f"{mode:10}{s:>7}{r['text_lines']:>12}{r['full']:>10.3f}{r['floor']:>10.3f}{ratio:>8.2f}{cpu:>11.2f}")
     print("\none endpoint added to one Service: EndpointSlice change -> committed in the kernel")
-    print(f"{'mode':10}{'S':>7}{'p50 ms':>9}{'max ms':>9}{'lines sent':>12}")
+    print(f"{'mode':10}{'S':>7}{'p50 ms':>9}{'p95 ms':>9}{'max ms':>9}{'CPU p50 ms':>12}{'lines sent':>12}")
     for mode, by_size in results.items():
         for s in sorted(by_size):
             r = by_size[s]
             print(
-                f"{mode:10}{s:>7}{statistics.median(r['one']) * 1e3:>9.1f}{max(r['one']) * 1e3:>9.1f}"
+                f"{mode:10}{s:>7}{statistics.median(r['one']) * 1e3:>9.2f}{pct(r['one'], 0.95) * 1e3:>9.2f}"
+                f"{max(r['one']) * 1e3:>9.2f}{statistics.median(r['one_cpu']) * 1e3:>12.2f}"
                 f"{statistics.median(r['lines']):>12.0f}"
             )
     print("\nTCP connect to the Service matched last (client pod -> cluster IP -> real server)")
@@ -266,11 +287,12 @@ def report(results, sizes, small, big) -> None:
         n = results["nftables"]
         ratio = max(n[s]["full"] / n[s]["floor"] for s in sizes)
         one_big, one_small = statistics.median(n[big]["one"]), statistics.median(n[small]["one"])
-        lat_ratio = pct(n[big]["latency"], 0.5) / pct(n[small]["latency"], 0.5)
         print("\nbars (nftables):")
         print(f"  full sync / floor, worst size: {ratio:.2f} (bar <= 1.3)")
-        print(f"  one endpoint at {big}: {one_big * 1e3:.1f} ms (bar < 20), at {small}: {one_small * 1e3:.1f} ms")
-        print(f"  connect p50 at {big} / at {small}: {lat_ratio:.2f} (bar <= 1.10)")
+        print(f"  one endpoint at {big}: {one_big * 1e3:.2f} ms (bar <= 2), at {small}: {one_small * 1e3:.2f} ms")
+        if n[big]["latency"] and n[small]["latency"]:  # --connects 0 measures no latency
+            lat_ratio = pct(n[big]["latency"], 0.5) / pct(n[small]["latency"], 0.5)
+            print(f"  connect p50 at {big} / at {small}: {lat_ratio:.2f} (bar <= 1.10)")
 
 
 if __name__ == "__main__":

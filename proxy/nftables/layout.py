@@ -2,20 +2,27 @@
 chains, fixed chains, maps and sets. Set-up renders from this table and `--cleanup` deletes the
 table it names, so nothing podnet made can be missed and nothing else is touched.
 
-Dispatch is constant-time and the number of chains does not grow with the number of Services:
+Dispatch is constant-time in the number of Services, and neither the number of chains nor
+any verdict depends on how many endpoints a Service has:
 
     nat-prerouting / nat-output -> services
         daddr . proto . dport vmap @service-ips        -> goto a picker chain
         (local daddr) proto . dport vmap @service-nodeports -> goto a picker chain
-    picker chain int-N / ext-N / extl-N (one per kind and endpoint count N):
-        masquerade marking as the kind requires, then
-        dnat to daddr . proto . dport . (numgen random mod N) map @slots
+    picker chain [np-]int-PROTO / ext-PROTO / extl-PROTO / pickc-PROTO (one per kind and protocol):
+        masquerade marking as the kind requires, then one rule per endpoint count N in use:
+        daddr . dport @<picker>-N dnat to daddr . dport . (numgen random mod N) map @slots-PROTO
 
-The endpoint of each slot lives in a map, so adding an endpoint to a Service is a few element
-changes: its slot, and its vmap entry moving to the picker of N+1. kube-proxy's nftables mode
-keeps a chain per Service and per endpoint; with nft 1.0.x every `nft -f` run first reads every
-chain of the table, so a chain per endpoint makes even a one-line update cost ~5 us per chain
-(0.5 s at 100,000 endpoints, measured on this machine). Session affinity keeps kube-proxy's
+A Service with N endpoints is a member of the count set <picker>-N; the endpoint of each slot
+lives in a map. Adding an endpoint to a Service is therefore only element changes in plain
+sets and maps (its new slot, its membership moving from <picker>-N to <picker>-N+1): the
+kernel re-validates the whole table (every jump and goto, through every verdict map) whenever
+a goto element or a rule is added, so a verdict that followed the endpoint count made a
+one-endpoint change grow with the cluster (1.1 ms at 1,000 Services, 3.8 ms at 10,000). A
+picker's rules change only when the first Service with some N arrives or the last leaves.
+kube-proxy's nftables mode keeps a chain per Service and per endpoint; with nft 1.0.x every
+`nft -f` run first reads every chain of the table, so a chain per endpoint makes even a
+one-line update cost ~5 us per chain (0.5 s at 100,000 endpoints, measured on this machine).
+Session affinity keeps kube-proxy's
 layout (a chain per Service port and per endpoint, a dynamic set with timeout per endpoint):
 it is rare, and the chains are only made for Services that ask for it.
 """

@@ -1,9 +1,11 @@
 """What one service port contributes to podnet's nftables table, as data (no text, no kernel).
 
-A contribution is a set of map elements (map, key, value) and the chains and sets it needs.
-Picker chains (`int-N`, `ext-N`, …) are shared by every service port with the same kind and
-endpoint count; they are named by that and defined by `picker_rules`, so a contribution only
-names them. Chains and sets of session-affinity Services are the service port's own.
+A contribution is the map elements (map, key, value) and the chains and sets it needs.
+Picker chains (`int-tcp`, `np-ext-udp`, …) are shared by every service port of the same kind
+and protocol; a port with N endpoints is a member of the count set `<picker>-N`, which the
+picker's rule for N matches (layout.py). Pickers and count sets are named by that and defined
+by `picker_rules` and `count_set_body`, so a contribution only names them. Chains and sets of
+session-affinity Services are the service port's own.
 
 Which endpoints, which masquerading, which verdict when there are none: the same decisions as
 the iptables renderer (proxy/iptables/render.py), with kube-proxy's nftables-mode differences:
@@ -15,10 +17,11 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from proxy.model import EndpointInfo, NodeContext, ServicePortModel
-from proxy.nftables.layout import Family
+from proxy.nftables.layout import PROTOCOLS, Family
 from proxy.plan import MASQ_ALL, MASQ_OFF_CLUSTER, REJECT, masquerade_for
 
 Element = tuple[str, str, str]  # (map or set, key, value; "" for a set)
@@ -26,18 +29,15 @@ Element = tuple[str, str, str]  # (map or set, key, value; "" for a set)
 
 @dataclass(frozen=True)
 class Contribution:
-    elements: frozenset[Element] = frozenset()
+    elements: tuple[Element, ...] = ()  # each once, in a fixed order (a rebuild writes them as they come)
     chains: dict[str, tuple[str, ...]] = field(default_factory=dict)  # own chains: name -> rules
-    pickers: frozenset[str] = frozenset()  # shared picker chains used
+    pickers: tuple[str, ...] = ()  # shared picker chains used
     sets: dict[str, str] = field(default_factory=dict)  # own sets: name -> `set …` body
+    counts: tuple[str, ...] = ()  # shared count sets the port is a member of
 
 
 def _hash(text: str) -> str:
     return base64.b32encode(hashlib.sha256(text.encode()).digest()).decode()[:8]
-
-
-def _ep(e: EndpointInfo, f: Family) -> str:
-    return f"{e.ip} . {e.port}" if f.name == "ip" else f"[{e.ip}] . {e.port}"
 
 
 def masquerade_rule(node: NodeContext, f: Family) -> str | None:
@@ -51,22 +51,48 @@ def masquerade_rule(node: NodeContext, f: Family) -> str | None:
     return None
 
 
-def picker(kind: str, proto: str, n: int, np: bool = False) -> str:
-    """The shared chain that picks one of n endpoints: [np-]{int,ext,extl,pickc}-PROTO-N.
-    `extl-PROTO-0` only short-circuits local sources (no local endpoint to pick from)."""
-    return f"{'np-' if np else ''}{kind}-{proto}-{n}"
+def picker(kind: str, proto: str, np: bool = False) -> str:
+    """The shared chain that picks an endpoint: [np-]{int,ext,extl,pickc}-PROTO."""
+    return f"{'np-' if np else ''}{kind}-{proto}"
 
 
-def picker_rules(name: str, node: NodeContext, f: Family) -> tuple[str, ...]:
-    """The rules of a shared picker chain, from its name (see `picker`)."""
+def count_set(chain: str, n: int) -> str:
+    """The set of service ports (daddr . dport, or dport for node ports) for which picker
+    `chain` picks one of n endpoints."""
+    return f"{chain}-{n}"
+
+
+def split_count_set(name: str) -> tuple[str, int]:
+    chain, _, n = name.rpartition("-")
+    return chain, int(n)
+
+
+def count_set_body(name: str, f: Family) -> str:
+    key = "inet_service" if name.startswith("np-") else f"{f.addr_type} . inet_service"
+    return f"set {name} {{ type {key} ; }}"
+
+
+def is_picker(name: str) -> bool:
+    parts = name.removeprefix("np-").split("-")
+    return len(parts) == 2 and parts[0] in ("int", "ext", "extl", "pickc") and parts[1] in PROTOCOLS
+
+
+def picker_rules(name: str, counts: Iterable[int], node: NodeContext, f: Family) -> tuple[str, ...]:
+    """The rules of a shared picker chain, from its name (see `picker`) and the endpoint
+    counts its members have: a DNAT rule per count, each matching its count set. A port
+    whose endpoint count changes moves between count sets (element changes only: no verdict
+    changes, so the kernel need not re-validate the table's jumps)."""
     np = name.startswith("np-")
-    kind, proto, count = name.removeprefix("np-").rsplit("-", 2)
-    n = int(count)
+    kind, proto = name.removeprefix("np-").split("-")
     ip = f.name
     prefix = "np-" if np else ""
     slot_key = "th dport" if np else f"{ip} daddr . th dport"
     slots = f"{prefix}slots-cluster-{proto}" if kind == "pickc" else f"{prefix}slots-{proto}"
-    dnat = (f"meta l4proto {proto} dnat {ip} to {slot_key} . numgen random mod {n} map @{slots}",) if n else ()
+    dnat = tuple(
+        f"{slot_key} @{count_set(name, n)} meta l4proto {proto} "
+        f"dnat {ip} to {slot_key} . numgen random mod {n} map @{slots}"
+        for n in sorted(counts)
+    )
     if kind == "int":
         masq = masquerade_rule(node, f)
         return ((masq,) if masq else ()) + dnat
@@ -75,6 +101,7 @@ def picker_rules(name: str, node: NodeContext, f: Family) -> tuple[str, ...]:
     if kind == "extl":
         # the plan's short-circuit (plan.ShortCircuit): pods and the node itself go to the
         # cluster endpoints, the node masqueraded; everyone else to this node's endpoints
+        # (a port without local endpoints is in no count set: only the short-circuit applies)
         key = "meta l4proto . th dport" if np else f"{ip} daddr . meta l4proto . th dport"
         to_cluster = f"{key} vmap @{prefix}cluster-dispatch"
         pod_cidr = masquerade_for(node).cluster_cidr or (node.cluster_cidrs[0] if node.cluster_cidrs else "")
@@ -103,47 +130,54 @@ def contribution(p: ServicePortModel, node: NodeContext, f: Family) -> Contribut
     plan = p.plan
     assert plan is not None, "the model plans every service port"
     proto = p.protocol.lower()
-    elements: set[Element] = set()
-    pickers: set[str] = set()
+    elements: dict[Element, None] = {}  # ordered, each once
+    pickers: dict[str, None] = {}  # ordered, as elements
     chains: dict[str, tuple[str, ...]] = {}
     sets: dict[str, str] = {}
     short = plan.short_circuit_endpoints
 
-    elements.add(("cluster-ips", p.cluster_ip, ""))
+    elements[("cluster-ips", p.cluster_ip, "")] = None
     ip_keys = {"internal": [port_key(p, p.cluster_ip, f)]}
     external_addrs = (*p.external_ips, *p.load_balancer_ips)
     ip_keys["external"] = [port_key(p, a, f) for a in external_addrs]
     np_key = f"{proto} . {p.node_port}" if p.node_port else None
 
     if plan.internal_verdict:
-        elements.add(("no-endpoint-services", ip_keys["internal"][0], _verdict(plan.internal_verdict)))
+        elements[("no-endpoint-services", ip_keys["internal"][0], _verdict(plan.internal_verdict))] = None
     if plan.external_verdict:
         v = _verdict(plan.external_verdict, bool(short))
         for k in ip_keys["external"]:
-            elements.add(("no-endpoint-services", k, v))
+            elements[("no-endpoint-services", k, v)] = None
         if np_key:
-            elements.add(("no-endpoint-nodeports", np_key, v))
+            elements[("no-endpoint-nodeports", np_key, v)] = None
     for a in p.load_balancer_ips if plan.firewall else ():
         k = port_key(p, a, f)
-        elements.add(("firewall-ips", k, ""))
-        elements |= {("firewall-allow", f"{k} . {cidr}", "") for cidr in plan.firewall}
-    for e in plan.hairpin:
-        elements.add(("hairpin", f"{e.ip} . {e.ip}", ""))
+        elements[("firewall-ips", k, "")] = None
+        elements.update(dict.fromkeys(("firewall-allow", f"{k} . {cidr}", "") for cidr in plan.firewall))
+    elements.update({("hairpin", f"{e.ip} . {e.ip}", ""): None for e in plan.hairpin})
 
     if p.affinity_seconds:
         _affinity(p, node, f, elements, chains, sets, ip_keys, np_key if plan.external_handled else None)
-        return Contribution(frozenset(elements), chains, frozenset(pickers), sets)
+        return Contribution(tuple(elements), chains, tuple(pickers), sets)
+    counts: dict[str, None] = {}
+    v4 = f.name == "ip"
 
-    def slots(table: str, key: str, endpoints) -> None:
-        for i, e in enumerate(endpoints):
-            elements.add((table, f"{key} . {i}", _ep(e, f)))
+    def pick(chain: str, table: str, key: str, endpoints) -> None:
+        """Let `chain` pick one of `endpoints` for `key`: its count set, its slots."""
+        pickers[chain] = None
+        if endpoints:
+            counts[name := count_set(chain, len(endpoints))] = None
+            elements[(name, key, "")] = None
+        # (the slots of 100,000 endpoints in a full sync: spelled inline, not by _ep)
+        if v4:
+            elements.update({(table, f"{key} . {i}", f"{e.ip} . {e.port}"): None for i, e in enumerate(endpoints)})
+        else:
+            elements.update({(table, f"{key} . {i}", f"[{e.ip}] . {e.port}"): None for i, e in enumerate(endpoints)})
 
     if plan.internal:
-        k = ip_keys["internal"][0]
-        chain = picker("int", proto, len(plan.internal))
-        pickers.add(chain)
-        elements.add(("service-ips", k, f"goto {chain}"))
-        slots(f"slots-{proto}", f"{p.cluster_ip} . {p.port}", plan.internal)
+        chain = picker("int", proto)
+        elements[("service-ips", ip_keys["internal"][0], f"goto {chain}")] = None
+        pick(chain, f"slots-{proto}", f"{p.cluster_ip} . {p.port}", plan.internal)
     external = plan.external
     if plan.external_handled and (external or (plan.external_local and short)):
         kind = "extl" if plan.external_local else "ext"
@@ -152,16 +186,14 @@ def contribution(p: ServicePortModel, node: NodeContext, f: Family) -> Contribut
             targets.append((np_key, str(p.node_port), True))
         for k, slot_key, np in targets:
             prefix = "np-" if np else ""
-            chain = picker(kind, proto, len(external), np)
-            pickers.add(chain)
-            elements.add(("service-nodeports" if np else "service-ips", k, f"goto {chain}"))
-            slots(f"{prefix}slots-{proto}", slot_key, external)
+            chain = picker(kind, proto, np)
+            elements[("service-nodeports" if np else "service-ips", k, f"goto {chain}")] = None
+            pick(chain, f"{prefix}slots-{proto}", slot_key, external)
             if kind == "extl" and short:
-                chain = picker("pickc", proto, len(short), np)
-                pickers.add(chain)
-                elements.add((f"{prefix}cluster-dispatch", k, f"goto {chain}"))
-                slots(f"{prefix}slots-cluster-{proto}", slot_key, short)
-    return Contribution(frozenset(elements), chains, frozenset(pickers), sets)
+                chain = picker("pickc", proto, np)
+                elements[(f"{prefix}cluster-dispatch", k, f"goto {chain}")] = None
+                pick(chain, f"{prefix}slots-cluster-{proto}", slot_key, short)
+    return Contribution(tuple(elements), chains, tuple(pickers), sets, tuple(counts))
 
 
 def _affinity(p, node, f, elements, chains, sets, ip_keys, np_key) -> None:
@@ -204,7 +236,7 @@ def _affinity(p, node, f, elements, chains, sets, ip_keys, np_key) -> None:
     if local_chain:
         choose(svl, plan.local_set, internal_chain == svl)
     if internal_chain:
-        elements.add(("service-ips", ip_keys["internal"][0], f"goto {internal_chain}"))
+        elements[("service-ips", ip_keys["internal"][0], f"goto {internal_chain}")] = None
     external_chain = (local_chain if plan.external_local else cluster_chain) if plan.external else None
     sc = plan.short_circuit
     if not (ip_keys["external"] or np_key) or not (external_chain or (sc and sc.endpoints)):
@@ -218,6 +250,6 @@ def _affinity(p, node, f, elements, chains, sets, ip_keys, np_key) -> None:
         rules.append(f"goto {external_chain}")
     chains[ext] = tuple(rules)
     for k in ip_keys["external"]:
-        elements.add(("service-ips", k, f"goto {ext}"))
+        elements[("service-ips", k, f"goto {ext}")] = None
     if np_key:
-        elements.add(("service-nodeports", np_key, f"goto {ext}"))
+        elements[("service-nodeports", np_key, f"goto {ext}")] = None

@@ -3,19 +3,30 @@
 The shadow holds what the kernel holds once the last transaction applied: every map's
 elements, every chain's rules, every set. Contributions of service ports are reference
 counted (a cluster IP is shared by the ports of its Service, a hairpin pair by every Service
-an endpoint backs, a picker chain by every Service with the same endpoint count), so a sync
-touching one service port only compares that port's old and new contributions and emits the
-elements and chains whose presence or value changed.
+an endpoint backs, a picker chain by every Service of the same kind and protocol, a count set
+by every Service with the same endpoint count), so a sync touching one service port only
+compares that port's old and new contributions and emits the elements, sets and chains whose
+presence or value changed. A picker chain's rules are rewritten only when a count set comes or
+goes (the first Service with N endpoints arrives, the last one leaves).
 """
 
 from __future__ import annotations
 
+import itertools
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from proxy.model import NodeContext, ProxyModel, ServicePortName
 from proxy.nftables import layout
-from proxy.nftables.render import Contribution, contribution, picker_rules
+from proxy.nftables.render import (
+    Contribution,
+    contribution,
+    count_set_body,
+    is_picker,
+    picker_rules,
+    split_count_set,
+)
 from proxy.nftables.transaction import Transaction
 from proxy.plan import plan_node
 from proxy.ruletext import NFT_COMMENT_MAX, comment
@@ -25,6 +36,9 @@ from proxy.ruletext import NFT_COMMENT_MAX, comment
 class Shadow:
     ports: dict[ServicePortName, Contribution] = field(default_factory=dict)
     wanted: dict[tuple[str, str], dict[str, int]] = field(default_factory=dict)  # (map, key) -> {value: refs}
+    # what a rebuild counted, (map, key, value) -> refs, each key with the one value the kernel
+    # has; moved into `wanted` key by key as syncs touch them (see _claims)
+    base: Counter[tuple[str, str, str]] = field(default_factory=Counter)
     elements: dict[tuple[str, str], str] = field(default_factory=dict)  # in the kernel: (map, key) -> value
     chain_refs: dict[str, int] = field(default_factory=dict)  # chain -> contributions needing it
     chains: dict[str, tuple[str, ...]] = field(default_factory=dict)  # in the kernel
@@ -32,11 +46,14 @@ class Shadow:
     set_refs: dict[str, int] = field(default_factory=dict)
     sets: dict[str, str] = field(default_factory=dict)  # own (affinity) sets in the kernel
     own_sets: dict[str, str] = field(default_factory=dict)
+    count_refs: dict[str, int] = field(default_factory=dict)  # count set -> contributions in it
+    counts: dict[str, set[int]] = field(default_factory=dict)  # in the kernel: picker -> its count sets' N
     node: NodeContext | None = None  # what the fixed chains were rendered for
     # what contributions touched since the last emit
     dirty: set[tuple[str, str]] = field(default_factory=set)
     dirty_chains: set[str] = field(default_factory=set)
     dirty_sets: set[str] = field(default_factory=set)
+    dirty_counts: set[str] = field(default_factory=set)
 
 
 def nodeport_match(node: NodeContext, f: layout.Family) -> str:
@@ -72,12 +89,12 @@ def plan(model: ProxyModel, changed: set[ServicePortName], full: bool, old: Shad
             tx.rules += [f"add rule {f.table} {bc.name} {r}" for r in bc.rules]
     if recreate or new.node != node:  # the fixed chains and the node's own elements
         fixed = layout.fixed_chains(f, nodeport_match(node, f))
-        pickers = {c for c in new.chains if c not in fixed and new.chain_refs.get(c, 0) > 0 and _is_picker(c)}
+        pickers = {c for c in new.chains if c not in fixed and new.chain_refs.get(c, 0) > 0 and is_picker(c)}
         for name, rules in fixed.items():
             _set_chain(tx, new, name, rules)
-        for name in sorted(pickers):
-            _set_chain(tx, new, name, picker_rules(name, node, f))  # masquerading depends on the node
-        _replace(new, NODE, Contribution(frozenset(node_elements(node, f))))
+        for name in sorted(pickers):  # masquerading depends on the node
+            _set_chain(tx, new, name, picker_rules(name, new.counts.get(name, ()), node, f))
+        _replace(new, NODE, Contribution(tuple(sorted(node_elements(node, f)))))
         new.node = node
     tx.state = new
     if recreate:
@@ -98,14 +115,91 @@ BATCH = 100  # service ports per streamed batch: nft starts parsing early
 
 
 def _batches(tx: Transaction, model: ProxyModel, new: Shadow, f) -> Iterator[str]:
+    """A rebuild, written straight from the contributions batch by batch while nft parses
+    the batches before (the table is empty: nothing to compare, every element is new). The
+    shadow's reference counts are built after the last batch is written, while nft still
+    parses, evaluates and commits."""
     node = model.node
+    yield _emitted(tx, new, node, f)  # the node's own elements
     names = list(model.ports)
+    made: list[Contribution] = []
+    counts: dict[str, set[int]] = {}
     for start in range(0, len(names), BATCH):
-        for name in names[start : start + BATCH]:
-            _replace(new, name, contribution(model.ports[name], node, f))
-        yield _emitted(tx, new, node, f)
-    yield _emitted(tx, new, node, f)  # the node's elements when there are no Services
+        batch = [contribution(model.ports[name], node, f) for name in names[start : start + BATCH]]
+        made += batch
+        yield _written(tx.table, batch, new, counts, f)
+    # the pickers' rules last: they name every count set, and no element needs them
+    part = Transaction(full=True, table=tx.table)
+    for chain in sorted(set().union(*(c.pickers for c in made))):  # each declared empty by its first batch
+        _set_chain(part, new, chain, picker_rules(chain, counts.get(chain, ()), node, f))
+    new.counts = counts
+    yield part.text()
+    _index(new, names, made)
     _count(tx, new)
+
+
+def _written(table: str, batch: list[Contribution], new: Shadow, counts: dict[str, set[int]], f) -> str:
+    """One batch of a rebuild as text: its new sets and chains, then its elements, each key
+    once (the first service port claiming a key keeps it, as kube-proxy's maps do)."""
+    declare: list[str] = []
+    rules: list[str] = []
+    adds: dict[str, list[str]] = {}
+    elements, chains, sets = new.elements, new.chains, new.sets
+    for c in batch:
+        for name in c.pickers:
+            if name not in chains:
+                chains[name] = ()
+                declare.append(f"add chain {table} {name}")
+        for name in c.counts:
+            chain, n = split_count_set(name)
+            have = counts.setdefault(chain, set())
+            if n not in have:
+                have.add(n)
+                declare.append(f"add set {table} {count_set_body(name, f).removeprefix('set ')}")
+        for name, body in c.sets.items():
+            if name not in sets:
+                sets[name] = body
+                declare.append(f"add set {table} {body.removeprefix('set ')}")
+        for name, own in c.chains.items():
+            if name not in chains:
+                chains[name] = own
+                declare.append(f"add chain {table} {name}")
+                rules += [f"add rule {table} {name} {r}" for r in own]
+        for m, k, v in c.elements:
+            if (m, k) not in elements:
+                elements[m, k] = v
+                line = adds.get(m)
+                if line is None:
+                    adds[m] = line = []
+                line.append(f"{k} : {v}" if v else k)
+    out = declare + rules
+    out += [f"add element {table} {m} {{ {', '.join(items)} }}" for m, items in adds.items()]
+    return "\n".join(out) + "\n" if out else ""
+
+
+def _index(new: Shadow, names: list[ServicePortName], made: list[Contribution]) -> None:
+    """The reference counts of a rebuilt table (the kernel's view, `elements`, `chains` and
+    `sets`, was recorded as it was written)."""
+    new.ports.update(zip(names, made, strict=True))
+    counted = Counter(itertools.chain.from_iterable(c.elements for c in made))  # counted in C
+    # `elements` holds the node's keys (all in `wanted`) and one entry per key written
+    if len(counted) == len(new.elements) - len(new.wanted):
+        new.base = counted  # every key claimed with one value, not the node's: the usual case
+    else:  # some key with two values (two Services claiming one address and port)
+        for (m, k, v), n in counted.items():
+            values = new.wanted.setdefault((m, k), {})
+            values[v] = values.get(v, 0) + n
+    for refs, names_of in (
+        (new.chain_refs, lambda c: (*c.pickers, *c.chains)),
+        (new.count_refs, lambda c: c.counts),
+        (new.set_refs, lambda c: c.sets),
+    ):
+        for n, times in Counter(itertools.chain.from_iterable(names_of(c) for c in made)).items():
+            refs[n] = refs.get(n, 0) + times
+    for c in made:
+        if c.chains or c.sets:
+            new.own_chains.update(c.chains)
+            new.own_sets.update(c.sets)
 
 
 def _emitted(tx: Transaction, new: Shadow, node: NodeContext, f) -> str:
@@ -127,16 +221,16 @@ def _prefix(bodies: dict[str, str], f) -> list[str]:
     return out
 
 
-def _is_picker(name: str) -> bool:
-    parts = name.removeprefix("np-").split("-")
-    return len(parts) == 3 and parts[0] in ("int", "ext", "extl", "pickc") and parts[2].isdigit()
-
-
 def _set_chain(tx: Transaction, s: Shadow, name: str, rules: tuple[str, ...]) -> None:
     """Make the chain hold exactly `rules` (a chain not in the kernel is created)."""
-    if name in s.chains and s.chains[name] == rules:
+    have = s.chains.get(name)
+    if have == rules:
         return
-    if name in s.chains:
+    if have is not None and rules[: len(have)] == have:  # only rules to append (a new count set)
+        tx.rules += [f"add rule {tx.table} {name} {r}" for r in rules[len(have) :]]
+        s.chains[name] = rules
+        return
+    if have is not None:
         tx.rules.append(f"flush chain {tx.table} {name}")
     else:
         tx.declare.append(f"add chain {tx.table} {name}")
@@ -150,20 +244,28 @@ def _replace(s: Shadow, name: ServicePortName, c: Contribution | None) -> None:
     wanted, dirty = s.wanted, s.dirty
     if old is not None:
         for m, k, v in old.elements:
-            wanted[(m, k)][v] -= 1
-            dirty.add((m, k))
+            key = (m, k)
+            values = wanted.get(key)
+            if values is None:
+                values = _claims(s, key)
+                assert values is not None, key  # old claims it
+            values[v] -= 1
+            dirty.add(key)
         for n in (*old.pickers, *old.chains):
             s.chain_refs[n] -= 1
         for n in old.sets:
             s.set_refs[n] -= 1
+        for n in old.counts:
+            s.count_refs[n] -= 1
         s.dirty_chains.update(old.pickers, old.chains)
         s.dirty_sets.update(old.sets)
+        s.dirty_counts.update(old.counts)
     if c is not None:
         s.ports[name] = c
         for m, k, v in c.elements:
             key = (m, k)
             values = wanted.get(key)
-            if values is None:
+            if values is None and (values := _claims(s, key)) is None:
                 wanted[key] = {v: 1}
             else:
                 values[v] = values.get(v, 0) + 1
@@ -172,10 +274,24 @@ def _replace(s: Shadow, name: ServicePortName, c: Contribution | None) -> None:
             s.chain_refs[n] = s.chain_refs.get(n, 0) + 1
         for n in c.sets:
             s.set_refs[n] = s.set_refs.get(n, 0) + 1
+        for n in c.counts:
+            s.count_refs[n] = s.count_refs.get(n, 0) + 1
         s.dirty_chains.update(c.pickers, c.chains)
         s.dirty_sets.update(c.sets)
+        s.dirty_counts.update(c.counts)
         s.own_chains.update(c.chains)
         s.own_sets.update(c.sets)
+
+
+def _claims(s: Shadow, key: tuple[str, str]) -> dict[str, int] | None:
+    """The values wanted for `key` with their reference counts, moved from what the last
+    rebuild counted (None: nobody wants it)."""
+    values = s.wanted.get(key)
+    if values is None and s.base:
+        v = s.elements.get(key)
+        if v is not None and (n := s.base.pop((*key, v), 0)):
+            values = s.wanted[key] = {v: n}
+    return values
 
 
 def _emit(tx: Transaction, new: Shadow, node: NodeContext, f) -> None:
@@ -183,18 +299,35 @@ def _emit(tx: Transaction, new: Shadow, node: NodeContext, f) -> None:
     view of the kernel."""
     chain_names, new.dirty_chains = new.dirty_chains, set()
     set_names, new.dirty_sets = new.dirty_sets, set()
+    count_names, new.dirty_counts = new.dirty_counts, set()
     keys, new.dirty = new.dirty, set()
     # sets and chains first: elements and rules name them
     for s in sorted(set_names):
         if new.set_refs.get(s, 0) > 0 and s not in new.sets:
             tx.declare.append(f"add set {tx.table} {new.own_sets[s].removeprefix('set ')}")
             new.sets[s] = new.own_sets[s]
+    doomed_counts = []
+    for s in sorted(count_names):
+        chain, n = split_count_set(s)
+        ns = new.counts.setdefault(chain, set())
+        if new.count_refs.get(s, 0) > 0 and n not in ns:
+            tx.declare.append(f"add set {tx.table} {count_set_body(s, f).removeprefix('set ')}")
+            ns.add(n)
+            chain_names.add(chain)
+        elif new.count_refs.get(s, 0) <= 0:
+            new.count_refs.pop(s, None)
+            if n in ns:  # deleted once its picker's rule no longer names it
+                doomed_counts.append(s)
+                ns.discard(n)
+                chain_names.add(chain)
+        if not ns:
+            del new.counts[chain]
     for c in sorted(chain_names):
         if new.chain_refs.get(c, 0) > 0:
             if c in new.own_chains:
                 _set_chain(tx, new, c, new.own_chains[c])
-            elif c not in new.chains:  # a picker chain, the same for every user
-                _set_chain(tx, new, c, picker_rules(c, node, f))
+            else:  # a picker chain, the same for every user
+                _set_chain(tx, new, c, picker_rules(c, new.counts.get(c, ()), node, f))
     wanted, elements = new.wanted, new.elements
     deletes, adds = tx.element_deletes, tx.element_adds
     for key in keys:
@@ -237,6 +370,7 @@ def _emit(tx: Transaction, new: Shadow, node: NodeContext, f) -> None:
             if s in new.sets:
                 tx.delete_sets.append(s)
                 del new.sets[s]
+    tx.delete_sets += doomed_counts
 
 
 __all__ = ["Shadow", "plan"]

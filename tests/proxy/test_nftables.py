@@ -5,8 +5,10 @@ in test_semantics.py, which runs for this mode too)."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
+import re
 
 import pytest
 
@@ -105,6 +107,7 @@ def test_partial_syncs_build_the_same_table_as_a_full_sync(netns):
     inc.sync()
     t = table(inc_ns)
     assert not any(c.startswith(("int-", "ext", "np-", "svc-", "svl-", "sep-", "aff-")) for c in t["chains"]), t
+    assert not [c for c in t["sets"] if re.fullmatch(r"(np-)?(int|ext|extl|pickc)-[a-z]+-\d+|aff-.*", c)], t
     # only the node's own elements stay: node ports answer on its primary IP
     assert all(not elems for name, elems in t["sets"].items() if name != "nodeport-ips"), t["sets"]
 
@@ -121,18 +124,22 @@ def test_one_endpoint_added_sends_a_handful_of_lines(netns):
     backend.apply = lambda tx: (sent.append(tx.text()), apply(tx))[1]
     px.sync()
     lines = sent[0].splitlines()
-    # the new slot and the hairpin pair of the new endpoint, the vmap entry moved from the
-    # 10-endpoint picker to the 11-endpoint one (a new chain: this is the first such Service)
+    # the new slot and the hairpin pair of the new endpoint, the Service moved from the
+    # 10-endpoint count set to the 11-endpoint one (a new set and rule: the first such Service)
     assert f"add element ip podnet slots-tcp {{ {S.cluster_ip(123)} . 80 . 10 : {S.endpoint_ip(123, 10)} . 8080 }}" in (
         lines
     )
+    assert "add set ip podnet int-tcp-11 { type ipv4_addr . inet_service ; }" in lines
     assert len(lines) <= 8, lines
     assert S.endpoint_ip(123, 10) in ns.run("nft", "list", "map", "ip", "podnet", "slots-tcp").stdout
-    # the next one needs no new chain, and the old picker stays while other Services use it
+    # the next one is element changes only: no rule, no verdict (which would make the kernel
+    # re-validate the whole table), and the 10-endpoint set stays while others are in it
     S.feed(trackers, S.endpoint_slice(124, 11))
     sent.clear()
     px.sync()
-    assert len(sent[0].splitlines()) <= 5, sent[0]
+    lines = sent[0].splitlines()
+    assert all(line.startswith(("add element", "delete element")) and "goto" not in line for line in lines), lines
+    assert len(lines) <= 4, lines
 
 
 @pytest.mark.integration
@@ -142,10 +149,11 @@ def test_refused_transaction_keeps_the_table_and_the_next_sync_rebuilds_it(netns
     S.feed(trackers, S.service(1), S.endpoint_slice(1, 2))
     px.sync()
     before = table(ns)
-    # someone else's rule in our table refers to a picker chain the next sync deletes: the
+    # someone else's rule in our table refers to a count set the next sync deletes: the
     # kernel refuses the whole transaction
     ns.run("nft", "add", "chain", "ip", "podnet", "test-blocker")
-    ns.run("nft", "add", "rule", "ip", "podnet", "test-blocker", "goto", "int-tcp-2")
+    blocker = ["ip", "daddr", ".", "th", "dport", "@int-tcp-2", "accept"]
+    ns.run("nft", "add", "rule", "ip", "podnet", "test-blocker", *blocker)
     S.feed(trackers, S.endpoint_slice(1, 3))
     with pytest.raises(ApplyError):
         px.sync()
@@ -192,3 +200,143 @@ def test_golden_full_sync():
             f.write(text)
     with open(path) as f:
         assert text == f.read()
+
+
+PICKERS = """
+apiVersion: v1
+kind: Service
+metadata: {name: a}
+spec: {clusterIP: 10.96.0.20, ports: [{name: http, port: 80}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: b}
+spec: {clusterIP: 10.96.0.21, ports: [{name: http, port: 80}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: c}
+spec:
+  type: NodePort
+  clusterIP: 10.96.0.22
+  externalTrafficPolicy: Local
+  ports: [{name: http, port: 80, nodePort: 30080}]
+"""
+
+
+def endpoints_of(service: str, count: int, protocol: str = "TCP", name: str = "http") -> str:
+    eps = ", ".join(f"{{addresses: [10.244.{i % 2 + 1}.{10 + i}], nodeName: n{i % 2 + 1}}}" for i in range(count))
+    return f"""
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {{name: {service}-1, labels: {{kubernetes.io/service-name: {service}}}}}
+addressType: IPv4
+ports: [{{name: {name}, port: 8080, protocol: {protocol}}}]
+endpoints: [{eps}]
+"""
+
+
+PICKER_OBJECTS = PICKERS + endpoints_of("a", 3) + endpoints_of("b", 3) + endpoints_of("c", 4)
+
+
+def test_golden_pickers():
+    """Shared picker chains and their count sets: Services with 3 and 4 endpoints, a Local
+    node port (its local endpoints through extl, pods and the node through pickc)."""
+    import os
+
+    from proxy.nftables.layout import FAMILIES
+    from proxy.nftables.shadow import plan
+    from tests.proxy.test_render_iptables import GOLDEN, model_of
+
+    model, _, changed = model_of(PICKER_OBJECTS)
+    text = plan(model, changed, True, None, FAMILIES[4]).text()
+    path = os.path.join(GOLDEN, "nftables_pickers.txt")
+    if os.environ.get("PODNET_UPDATE_GOLDEN"):
+        with open(path, "w") as f:
+            f.write(text)
+    with open(path) as f:
+        assert text == f.read()
+
+
+def test_endpoint_count_change_is_element_changes_only():
+    """A Service gaining an endpoint moves between count sets: no rule, no verdict changes
+    (either would make the kernel re-validate the whole table), unless its new count is new
+    to the table or its old one leaves it."""
+    from proxy.nftables.layout import FAMILIES
+    from proxy.nftables.shadow import plan
+    from proxy.objects import load_text
+    from proxy.source import object_key
+    from tests.proxy.test_render_iptables import model_of
+
+    model, trackers, changed = model_of(PICKER_OBJECTS)
+    first = plan(model, changed, True, None, FAMILIES[4])
+    first.text()  # a rebuild is planned as its text is produced
+    shadow = first.state
+
+    def grow(service: str, count: int) -> list[str]:
+        for o in load_text(endpoints_of(service, count), "x").objects:
+            trackers.update(object_key(o), type(o), o)
+        tx = plan(model, set(model.update(trackers, trackers.drain())), False, shadow, FAMILIES[4])
+        return tx.text().splitlines()
+
+    lines = grow("a", 4)  # b keeps the 3-endpoint set, c holds the 4-endpoint one
+    assert all(line.startswith(("add element", "delete element")) for line in lines), lines
+    assert not any("goto" in line for line in lines), lines
+    lines = grow("b", 5)  # the last with 3 leaves, the first with 5 arrives: the picker's rules change
+    assert "add set ip podnet int-tcp-5 { type ipv4_addr . inet_service ; }" in lines
+    assert "delete set ip podnet int-tcp-3" in lines
+
+
+def test_a_key_two_services_claim_passes_to_the_other_when_one_goes():
+    """Two Services on one address and port (a conflict the API server normally prevents):
+    the rebuild writes the first one's slots; when it goes, the other's take their place."""
+    from proxy.nftables.layout import FAMILIES
+    from proxy.nftables.shadow import plan
+    from proxy.objects import Service
+    from proxy.source import object_key
+    from tests.proxy.test_render_iptables import model_of
+
+    twins = PICKERS.replace("clusterIP: 10.96.0.21", "clusterIP: 10.96.0.20")
+    model, trackers, changed = model_of(
+        twins + endpoints_of("a", 2) + endpoints_of("b", 3).replace("10.244.", "10.245.")
+    )
+    first = plan(model, changed, True, None, FAMILIES[4])
+    text = first.text()
+    assert "10.96.0.20 . 80 . 0 : 10.244.1.10 . 8080" in text and ". 80 . 0 : 10.245" not in text  # a's slot 0
+    a = next(k for k in trackers.services.state if k[1] == "a")
+    trackers.update(object_key(trackers.services.state[a]), Service, None)
+    lines = plan(model, set(model.update(trackers, trackers.drain())), False, first.state, FAMILIES[4]).text()
+    lines = lines.splitlines()
+    assert "delete element ip podnet int-tcp-2 { 10.96.0.20 . 80 }" in lines  # b's 3-endpoint rule picks now
+    slots = "add element ip podnet slots-tcp { 10.96.0.20 . 80 . 0 : 10.245.1.10 . 8080"  # b's slot 0 now
+    assert any(line.startswith(slots) for line in lines), lines
+
+
+@pytest.mark.integration
+def test_a_rebuild_refused_at_its_last_line_applies_nothing(netns):
+    """A rebuild is streamed to nft while it is rendered; nft still commits it in one
+    transaction, so a bad line after everything else leaves the previous table whole."""
+    ns = netns("pnft-stream")
+    px, trackers, backend = proxier(ns)
+    S.feed(trackers, *[S.service(i) for i in range(300)], *[S.endpoint_slice(i, 3) for i in range(300)])
+    assert px.sync().full
+    before = table(ns)
+    render = backend.render
+
+    def with_a_bad_last_line(model, changed, full):
+        tx = render(model, changed, full)
+        assert tx.stream is not None  # a streamed rebuild
+        tx.stream = itertools.chain(tx.stream, ["add element ip podnet no-such-set { 10.0.0.1 }\n"])
+        return tx
+
+    backend.render = with_a_bad_last_line
+    backend.shadow = None  # the kernel's table unknown: the next sync rebuilds it
+    px.force_full()
+    S.feed(trackers, S.endpoint_slice(7, 4))
+    with pytest.raises(ApplyError):
+        px.sync()
+    assert table(ns) == before
+    backend.render = render
+    assert px.sync().full
+    assert S.endpoint_ip(7, 3) in ns.run("nft", "list", "map", "ip", "podnet", "slots-tcp").stdout

@@ -162,11 +162,12 @@ def test_refused_restore_keeps_previous_rules_is_retried_and_shows(lab, mode):
 
 
 def _nft_refused_transaction_is_retried_as_a_rebuild(lab):
-    # a chain someone put in podnet's table jumps to the 1-endpoint picker the next sync
+    # a chain someone put in podnet's table matches the 1-endpoint count set the next sync
     # deletes: the kernel refuses that transaction. The retry rebuilds podnet's table (its
     # state is unknown after a failure), which removes what did not belong there.
     lab.node.run("nft", "add", "chain", "ip", "podnet", "test-blocker")
-    lab.node.run("nft", "add", "rule", "ip", "podnet", "test-blocker", "goto", "int-tcp-1")
+    lab.node.run("nft", "add", "rule", "ip", "podnet", "test-blocker", "ip", "daddr", ".", "th", "dport", "@int-tcp-1",
+                 "accept")  # fmt: skip
     lab.write("web.yaml", *web(["e1", "e2"]))
     assert lab.wait_for(lambda: set(served_by(lab, count=12)) == {"e1", "e2"}, timeout=10)
     assert lab.metrics()[f"kubeproxy_sync_proxy_rules_iptables_restore_failures_total{{{V4}}}"] >= 1
