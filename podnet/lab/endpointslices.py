@@ -23,7 +23,7 @@ WRITE_EVERY = 0.25
 # agent's sync costs in proportion to the endpoints, and each costs the CPU the pods need
 BURST, BURST_WRITE_EVERY = 20, 1.0
 # ... and one second more per this many ready endpoints
-ENDPOINTS_PER_SECOND = 250
+ENDPOINTS_PER_SECOND = 100
 # kube's EndpointSlice controller (--max-endpoints-per-slice): a pod's change then rewrites one
 # slice of a hundred endpoints, not the Service's thousand, in etcd and in every agent's parse
 MAX_PER_SLICE = 100
