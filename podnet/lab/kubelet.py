@@ -83,6 +83,7 @@ class Kubelet:
         self.ready_count = 0
         self.timings = Timings()
         self.netns_batch: tuple[subprocess.Popen, list[Pod]] | None = None  # namespaces being made
+        self._free_slots: dict[str, int] | None = None  # CNI slots by node, during advance()
 
     def starting_count(self) -> int:
         """Pods on their way up (not yet running)."""
@@ -173,6 +174,7 @@ class Kubelet:
                     self._to_deleting(pod)
 
     def advance(self, now: float) -> None:
+        self._free_slots = None  # counted again on first use: a mass delete asks once, not per pod
         for pod in list(self.pods.values()):
             if pod.phase == ATTACHING and pod.proc is not None and pod.proc.poll() is not None:
                 self._attached(pod)
@@ -309,8 +311,11 @@ class Kubelet:
             if self.agents.netconf(pod.node) is None:
                 pod.del_done = True  # no CNI config ever on this node: nothing was attached
             else:
-                if self._cni_slots().get(pod.node, 0) <= 0:
+                if self._free_slots is None:
+                    self._free_slots = self._cni_slots()
+                if self._free_slots.get(pod.node, 0) <= 0:
                     return
+                self._free_slots[pod.node] -= 1
                 pod.proc = self._cni(pod, "DEL")
                 return
         if pod.proc is not None:
