@@ -14,6 +14,7 @@ import time
 
 from cluster.source import ObjectSource
 from ipam.store_url import parse_store_url
+from podnet.agent import masquerade
 from podnet.agent.cni import NodeCNI
 from podnet.agent.config import AgentConfig
 from podnet.agent.housekeeping import Housekeeping
@@ -94,6 +95,8 @@ class Agent:
         log.info("node %s: subnets %s (%s)", cfg.node_name, ", ".join(subnets), cfg.backend)
         self.lease.start()
         self.watcher.start()
+        # before the conflist: no pod attaches before its egress is masqueraded
+        masquerade.ensure(subnets, list(cfg.cluster_cidrs))
         self.cni = NodeCNI(cfg.cni_bin_dir, cfg.cni_conf_dir, cfg.cni_data_dir, subnets, self.routes.mtu,
                            cfg.cluster_cidrs)  # fmt: skip
         log.info("wrote %s", self.cni.install())

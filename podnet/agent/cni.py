@@ -26,9 +26,9 @@ class NodeCNI:
     def __init__(self, bin_dir: str, conf_dir: str, data_dir: str, subnets: list[str], mtu: int,
                  cluster_cidrs: tuple[str, ...]) -> None:  # fmt: skip
         self.bin_dir, self.conf_dir = bin_dir, conf_dir
-        # the cluster's own CIDRs: ipMasq leaves traffic to them alone (pod to pod without NAT)
+        # no ipMasq per attachment: the agent masquerades the node's whole subnet (masquerade.py)
         self.opts = install.ConflistOptions(name=NETWORK, subnets=tuple(subnets), mtu=mtu or None, data_dir=data_dir,
-                                            cluster_cidrs=cluster_cidrs)  # fmt: skip
+                                            ip_masq=False, cluster_cidrs=cluster_cidrs)  # fmt: skip
         self.server: CNIServer | None = None
         self._thread: threading.Thread | None = None
 

@@ -70,6 +70,10 @@ class Stopwatch:
 
 # each tick walks every pod: with hundreds of them, a faster beat costs more than it gains
 TICK = 0.05
+# while pods start, the checkpoint (every pod, as JSON) is written at most this often: a
+# controller taking over treats a pod it has no pid of as abandoned and replaces it, so a
+# stale checkpoint costs a few restarts after a crash, never a wrong state
+CHECKPOINT_EVERY = 1.0
 
 
 class Controller:
@@ -95,6 +99,8 @@ class Controller:
         self.announcer = loadbalancer.Announcer(self.nodes)
         self.records = ""
         self.spent = Stopwatch()
+        self.checkpoint_due = False
+        self.last_checkpoint = 0.0
 
     # -- the loop -----------------------------------------------------------------------
     def run(self) -> None:
@@ -154,7 +160,8 @@ class Controller:
         if self.dirty:
             step("records", self.write_records)
         if step("status", self.status.publish, now, self.spec, self.generation, self.dirty):
-            self.dirty = False
+            self.dirty, self.checkpoint_due = False, True
+        if self.checkpoint_due and (not starting or now - self.last_checkpoint >= CHECKPOINT_EVERY):
             step("checkpoint", self.save_checkpoint)
         self.spent.ticks += 1
         if kubelet.ready_count >= self.spent.next_report or (
@@ -199,6 +206,7 @@ class Controller:
         self.save_checkpoint()
 
     def save_checkpoint(self) -> None:
+        self.checkpoint_due, self.last_checkpoint = False, time.monotonic()
         self.checkpoint.save(list(self.kubelet.pods.values()), self.addresses.record(), self.kubelet.restarts)
 
     # -- desired state ------------------------------------------------------------------

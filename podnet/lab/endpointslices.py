@@ -22,6 +22,11 @@ WRITE_EVERY = 0.25
 # ... and while many pods start at once (a lab coming up, a big scale), in bigger batches: an
 # agent's sync costs in proportion to the endpoints, and each costs the CPU the pods need
 BURST, BURST_WRITE_EVERY = 20, 1.0
+# ... and one second more per this many ready endpoints
+ENDPOINTS_PER_SECOND = 100
+# kube's EndpointSlice controller (--max-endpoints-per-slice): a pod's change then rewrites one
+# slice of a hundred endpoints, not the Service's thousand, in etcd and in every agent's parse
+MAX_PER_SLICE = 100
 
 
 def endpoints(svc: Service, pods: Iterable[Pod]) -> list[objects.Endpoint]:
@@ -39,6 +44,42 @@ def endpoints(svc: Service, pods: Iterable[Pod]) -> list[objects.Endpoint]:
     return eps
 
 
+class Placement:
+    """Which slice each endpoint of each Service is in, kept from sync to sync as kube's
+    controller keeps it: an endpoint stays in its slice, a new one goes to the first slice
+    with room, so one pod's change touches one slice."""
+
+    def __init__(self) -> None:
+        self.slice_of: dict[str, dict[str, int]] = {}  # Service key -> pod -> slice index
+
+    def split(self, key: str, eps: list[objects.Endpoint]) -> list[list[objects.Endpoint]]:
+        """The endpoints in slices (at least one, perhaps empty; never an empty one after it)."""
+        old = self.slice_of.get(key, {})
+        now = {e.pod for e in eps}
+        placed = {pod: i for pod, i in old.items() if pod in now}
+        sizes: dict[int, int] = {}
+        for i in placed.values():
+            sizes[i] = sizes.get(i, 0) + 1
+        for e in eps:
+            if e.pod not in placed:
+                i = next(i for i in range(len(eps) + 1) if sizes.get(i, 0) < MAX_PER_SLICE)
+                placed[e.pod], sizes[i] = i, sizes.get(i, 0) + 1
+        self.slice_of[key] = placed
+        out: list[list[objects.Endpoint]] = [[] for _ in range(max(sizes, default=0) + 1)]
+        for e in eps:
+            out[placed[e.pod]].append(e)
+        return out
+
+    def keep(self, keys: set[str]) -> None:
+        """Forget the Services that are no longer desired."""
+        self.slice_of = {k: v for k, v in self.slice_of.items() if k in keys}
+
+    def learn(self, key: str, index: int, pods: list[str]) -> None:
+        """What a slice already in etcd holds (a controller taking over keeps the placement)."""
+        for pod in pods:
+            self.slice_of.setdefault(key, {})[pod] = index
+
+
 class EndpointSliceWriter:
     """Keeps the lab's objects in etcd equal to the desired Services and their endpoints.
 
@@ -54,6 +95,14 @@ class EndpointSliceWriter:
         self.pending = True
         self.last_write = 0.0
         self.failing = False
+        self.placement = Placement()
+
+    @staticmethod
+    def burst_every(pods: Iterable[Pod]) -> float:
+        """How often to write while many pods start: an agent's sync costs in proportion to the
+        endpoints, and only the last batch decides when the burst is served, so a big burst
+        goes out in fewer, bigger batches."""
+        return BURST_WRITE_EVERY * (1 + sum(1 for p in pods if p.ready) / ENDPOINTS_PER_SECOND)
 
     def _ours_in_etcd(self) -> dict[str, str]:
         """What an earlier controller of this lab wrote (a controller taking over starts here)."""
@@ -63,17 +112,31 @@ class EndpointSliceWriter:
             labels = d[1].get("metadata", {}).get("labels", {}) if d is not None else {}
             if labels.get(objects.MANAGED_BY_LABEL) == objects.MANAGED_BY:
                 out[kv.key] = kv.value
+                if d is not None and d[1].get("kind") == "EndpointSlice":
+                    self._learn(d[1])
         return out
+
+    def _learn(self, obj: dict) -> None:
+        meta = obj.get("metadata", {})
+        service = meta.get("labels", {}).get("kubernetes.io/service-name", "")
+        name, first = meta.get("name", ""), f"{service}-lab"
+        index = "0" if name == first else name.removeprefix(f"{first}-")
+        if not service or not index.isdigit():
+            return
+        pods = [e.get("targetRef", {}).get("name", "") for e in obj.get("endpoints", [])]
+        self.placement.learn(f"{meta.get('namespace', '')}/{service}", int(index), pods)
 
     def wanted(self, spec: LabSpec, addresses: ServiceAddresses, pods: list[Pod]) -> dict[str, str]:
         out = {}
+        self.placement.keep({svc.key for svc in spec.services})
         for svc in spec.services:
             ip = addresses.cluster_ips.get(svc.key)
             if ip is None and not svc.headless:
                 continue
+            parts = self.placement.split(svc.key, endpoints(svc, pods))
             for obj in (
                 objects.service_object(svc, spec, ip, addresses.node_ports_of(svc), addresses.lb_ip(svc.key)),
-                objects.endpoint_slice(svc, spec, endpoints(svc, pods)),
+                *(objects.endpoint_slice(svc, spec, eps, i) for i, eps in enumerate(parts)),
             ):
                 out[key_for(self.prefix, ref_of(obj))] = json.dumps(obj, sort_keys=True)
         return out
@@ -83,15 +146,17 @@ class EndpointSliceWriter:
     ) -> None:
         """Write what changed, if a batch is due. `starting`: how many pods are on their way up."""
         self.pending = self.pending or changed
+        if not self.pending or not spec:
+            return
         now = time.monotonic()
-        every = BURST_WRITE_EVERY if starting > BURST else WRITE_EVERY
+        pods = list(pods)
+        every = self.burst_every(pods) if starting > BURST else WRITE_EVERY
         if not self.pending or not spec or now - self.last_write < every:
             return
         self.last_write = now
         try:
             if self.written is None:
                 self.written = self._ours_in_etcd()
-            pods = list(pods)
             want = self.wanted(spec, addresses, pods)
             puts = {k: v for k, v in want.items() if self.written.get(k) != v}
             gone = sorted(self.written.keys() - want.keys())

@@ -4,7 +4,8 @@ The lab's kubelet makes each pod's namespace, has the node's `podnet-cni` attach
 the workload into it, watches it become ready, and on the way out drains it, signals it and
 has `podnet-cni` detach it. A pod whose process dies goes straight to Deleting and counts
 as a restart of its Deployment (which then makes a replacement). Kernel work is batched: one
-`ip -batch` makes every pending namespace, and at most MAX_CNI plugin calls run at once.
+`ip -batch` makes every pending namespace, and at most MAX_CNI plugin calls run at once on
+each node (each node's kubelet calls its own agent).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from podnet.lab.pod import ATTACHING, DELETING, PENDING, RUNNING, STARTING, TERM
 
 DRAIN = float(os.environ.get("PODNET_LAB_DRAIN", "3.0"))  # terminating endpoint -> SIGTERM
 GRACE = 10.0  # SIGTERM -> SIGKILL
-MAX_CNI = int(os.environ.get("PODNET_LAB_CNI_PARALLEL", "8"))
+MAX_CNI = int(os.environ.get("PODNET_LAB_CNI_PARALLEL", "4"))  # per node
 NETNS_CHUNK = 32  # namespaces per `ip -batch`
 FAILED_ADD_BACKOFF = 1.0
 
@@ -82,6 +83,7 @@ class Kubelet:
         self.ready_count = 0
         self.timings = Timings()
         self.netns_batch: tuple[subprocess.Popen, list[Pod]] | None = None  # namespaces being made
+        self._free_slots: dict[str, int] | None = None  # CNI slots by node, during advance()
 
     def starting_count(self) -> int:
         """Pods on their way up (not yet running)."""
@@ -172,6 +174,7 @@ class Kubelet:
                     self._to_deleting(pod)
 
     def advance(self, now: float) -> None:
+        self._free_slots = None  # counted again on first use: a mass delete asks once, not per pod
         for pod in list(self.pods.values()):
             if pod.phase == ATTACHING and pod.proc is not None and pod.proc.poll() is not None:
                 self._attached(pod)
@@ -308,8 +311,11 @@ class Kubelet:
             if self.agents.netconf(pod.node) is None:
                 pod.del_done = True  # no CNI config ever on this node: nothing was attached
             else:
-                if self._cni_slots() <= 0:
+                if self._free_slots is None:
+                    self._free_slots = self._cni_slots()
+                if self._free_slots.get(pod.node, 0) <= 0:
                     return
+                self._free_slots[pod.node] -= 1
                 pod.proc = self._cni(pod, "DEL")
                 return
         if pod.proc is not None:
@@ -372,22 +378,24 @@ class Kubelet:
             fds.append(self.netns_batch[0].stdout.fileno())
         return fds
 
-    def _cni_slots(self) -> int:
-        busy = sum(1 for p in self.pods.values() if p.proc is not None and p.phase in (ATTACHING, DELETING))
-        return MAX_CNI - busy
+    def _cni_slots(self) -> dict[str, int]:
+        """Free CNI slots by node."""
+        free = dict.fromkeys(self.nodes, MAX_CNI)
+        for p in self.pods.values():
+            if p.proc is not None and p.phase in (ATTACHING, DELETING):
+                free[p.node] -= 1
+        return free
 
     def start_cni(self) -> None:
         slots = self._cni_slots()
         for pod in self.pods.values():
-            if slots <= 0:
-                return
-            if pod.phase == ATTACHING and pod.proc is None and pod.netns_made:
+            if pod.phase == ATTACHING and pod.proc is None and pod.netns_made and slots[pod.node] > 0:
                 # as a kubelet waits for a CNI config: none until the node's agent leased a subnet
                 if self.agents.netconf(pod.node) is None:
                     continue
                 pod.proc = self._cni(pod, "ADD")
                 self.timings.mark(pod, "cni_start")
-                slots -= 1
+                slots[pod.node] -= 1
 
     def _cni(self, pod: Pod, verb: str) -> subprocess.Popen:
         """podnet-cni as a runtime executes it: in the node's namespace, the netconf on stdin.

@@ -31,14 +31,19 @@ def service_object(svc: Service, spec: LabSpec, cluster_ip: str | None, node_por
     return obj
 
 
-def endpoint_slice(svc: Service, spec: LabSpec, endpoints: list[Endpoint]) -> dict:
+def slice_name(svc: Service, index: int) -> str:
+    """The Service's index-th EndpointSlice (the first keeps the name a one-slice lab had)."""
+    return f"{svc.name}-lab" if index == 0 else f"{svc.name}-lab-{index}"
+
+
+def endpoint_slice(svc: Service, spec: LabSpec, endpoints: list[Endpoint], index: int = 0) -> dict:
     from podnet.lab import manifests
 
     return {
         "apiVersion": "discovery.k8s.io/v1",
         "kind": "EndpointSlice",
         "metadata": {
-            "name": f"{svc.name}-lab",
+            "name": slice_name(svc, index),
             "namespace": svc.namespace,
             "labels": {
                 "kubernetes.io/service-name": svc.name,

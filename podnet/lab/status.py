@@ -30,20 +30,24 @@ class StatusWriter:
         self.addresses = addresses
         self.agents = agents
         self.last_write = 0.0
+        self.cost = 0.0  # how long the last write took
 
     def publish(self, now: float, spec: LabSpec | None, generation: int, changed: bool) -> bool:
         """Write status.json when it is due; True when written."""
         since = now - self.last_write
         pods = self.kubelet.pods.values()
-        # a status of many pods costs a moment to write: write it less often while it changes
-        if since < max(0.1, len(pods) * 0.0005) or (not changed and since < 0.2):
+        # a status of many pods costs a moment to write: write it less often while it changes,
+        # so that writing it takes at most a tenth of the controller's time
+        if since < max(0.1, 10 * self.cost) or (not changed and since < 0.2):
             return False
         if not changed and since < 1.0:
             proxies_since = self.agents.healthy_since
             if not any(p.ready and not p.available(now, proxies_since) for p in pods):
                 return False  # nothing changes by itself: once a second is enough
         self.last_write = now
+        t0 = time.monotonic()
         write_json(self.path, self.status(now, spec, generation), compact=True)
+        self.cost = time.monotonic() - t0
         return True
 
     def status(self, now: float, spec: LabSpec | None, generation: int) -> dict[str, Any]:
