@@ -83,7 +83,7 @@ def child(services: int, flavor: str, rules_file: str) -> dict:
     backend = IptablesBackend(node, flavor=flavor)
     proxier = Proxier(node, backend, trackers, clean_conntrack=False)
 
-    captured: dict = {"render": 0.0, "apply": 0.0}  # render: the plan; apply: bulk rendering + restore
+    captured: dict = {"render": 0.0, "apply": 0.0}  # render: the plan; apply: streaming rendering + restore
     render, apply = backend.render, backend.apply
 
     def timed_render(*a, **kw):
@@ -94,9 +94,9 @@ def child(services: int, flavor: str, rules_file: str) -> dict:
 
     def timed_apply(tx):
         t = time.perf_counter()
-        apply(tx)  # streams: the endpoint chains are rendered while iptables-restore parses
+        apply(tx)  # streams: the service ports are rendered while iptables-restore parses
         captured["apply"] += time.perf_counter() - t
-        captured.setdefault("text", tx.text())  # already rendered by now: no work
+        captured["tx"] = tx  # its text is read after the timed sync
 
     backend.render, backend.apply = timed_render, timed_apply
     cpu = _cpu()
@@ -106,7 +106,7 @@ def child(services: int, flavor: str, rules_file: str) -> dict:
     full_cpu = _cpu() - cpu
     assert first.applied and first.full
     with open(rules_file, "w") as f:
-        f.write(captured["text"])
+        f.write(captured["tx"].text())  # replays what was streamed
     rss_full = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     phases = {"render_s": captured["render"], "apply_s": captured["apply"]}
 
@@ -129,7 +129,7 @@ def child(services: int, flavor: str, rules_file: str) -> dict:
         "full": full,
         "resync": resync,
         "partial": partial,
-        "rules": sum(result_counts(backend)),
+        "rules": sum(captured["tx"].rule_counts().values()),
         "rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
         "rss_full_kb": rss_full,
     }
@@ -142,21 +142,19 @@ def _cpu() -> float:
     return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
-def result_counts(backend) -> list[int]:
-    from proxy.iptables.render import _all_lines
-
-    return [len(lines) for t in ("filter", "nat") for lines in _all_lines(backend.state.ports, t)]
-
-
 def floor_child(flavor: str, rules_file: str) -> dict:
-    """Runs inside a fresh namespace: iptables-restore of the same text, alone."""
+    """Runs inside a fresh namespace: iptables-restore of the same text, alone, with the very
+    command the proxy runs."""
+    from proxy.iptables.executor import Executor
+
     with open(rules_file) as f:
         text = f.read()
+    command = [*Executor(flavor).command("-restore"), "--noflush"]
     times, cpus = [], []
     for _ in range(2):  # into an empty namespace, then over itself (the resync floor)
         cpu = _cpu()
         t = time.perf_counter()
-        subprocess.run([f"iptables-{flavor}-restore", "--noflush"], input=text, text=True, check=True)
+        subprocess.run(command, input=text, text=True, check=True)
         times.append(time.perf_counter() - t)
         cpus.append(_cpu() - cpu)
     return {"floor": times[0], "refloor": times[1], "floor_cpu": cpus[0],
@@ -211,6 +209,10 @@ def table(flavor: str, sizes: list[int], repeat: int) -> tuple[list[dict], bool]
     worst = max(r["full"] / r["floor"] for r in rows)
     big = rows[-1]
     full_ok, partial_ok = worst <= 1.3, big["partial"] < 0.1 * big["full"]
+    print(
+        f"full sync at {big['services']} Services: {big['full']:.2f} s vs iptables-{flavor}-restore "
+        f"{big['floor']:.2f} s = {big['full'] / big['floor']:.2f}x (cpu {big['full_cpu'] / big['floor_cpu']:.2f}x)"
+    )
     print(f"bar: full sync <= 1.3x floor: worst {worst:.2f}x -> {'PASS' if full_ok else 'FAIL'}")
     print(f"bar: one-Service change at {big['services']} < 10% of full: {100 * big['partial'] / big['full']:.1f}% -> "
           f"{'PASS' if partial_ok else 'FAIL'}")  # fmt: skip
@@ -238,6 +240,8 @@ def main() -> None:
     from proxy.iptables.executor import detect_flavor
 
     flavor = args.flavor or detect_flavor()
+    version = subprocess.run(["iptables", "-V"], capture_output=True, text=True).stdout.strip()
+    print(f"here `iptables -V`: {version}; load average {os.getloadavg()}")
     if args.sizes:
         plan = [(flavor, [int(x) for x in args.sizes.split(",")])]
     elif flavor == "nft":  # see the module's doc: larger sizes take hours with --noflush
@@ -249,6 +253,7 @@ def main() -> None:
         more, passed = table(fl, sizes, args.repeat)
         rows += more
         ok &= passed
+    print(f"load average after: {os.getloadavg()}")
     if args.json:
         print(json.dumps(rows))
     sys.exit(0 if ok else 1)
