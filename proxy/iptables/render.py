@@ -135,24 +135,50 @@ def _pieces(
         if pr.text:
             yield pr.text
 
+    _write_shared(tx, ports, model.node)
+    after = _full_chains(ports, present, tx.kernel, tx) if full else _partial_chains(ports, old, changed, present, tx)
+    counts = {t: len(tx.tables[t].rules) for t in C.TABLES}
+    counts["nat"] += sum(pr.rules for pr in ports.values())
+    tx.counter = lambda: counts
+    tx.state = RenderState(ports=ports, present=after, hooks_ok=True)
+
+
+def _full_chains(
+    ports: dict[ServicePortName, PortRules],
+    present: dict[str, set[str]],
+    kernel: dict[str, set[str]] | None,
+    tx: Transaction,
+) -> dict[str, set[str]]:
+    """A full sync deletes every chain of ours it does not write (known from the last sync or
+    read by apply from the kernel); returns our chains after it."""
     wanted: dict[str, set[str]] = {t: set(C.SHARED_CHAINS[t]) for t in C.TABLES}
     for pr in ports.values():
         for table, chain in pr.chains:
             wanted[table].add(chain)
-    _write_shared(tx, ports, model.node)
-    kernel = tx.kernel or {t: set() for t in C.TABLES}  # what apply found in the kernel, if it looked
     for table in C.TABLES:
-        stale = (present[table] | kernel[table]) - wanted[table]
-        if not full:  # a partial sync removes only chains of the service ports it rewrote
-            gone = {ch for n in changed if n in old for (t, ch) in old[n].chains if t == table}
-            stale &= gone
+        stale = (present[table] | (kernel or {}).get(table, set())) - wanted[table]
         tx.tables[table].delete.extend(sorted(stale))
-    tx.wanted = wanted
-    counts = {t: len(tx.tables[t].rules) for t in C.TABLES}
-    counts["nat"] += sum(pr.rules for pr in ports.values())
-    tx.counter = lambda: counts
-    after = {t: (set(wanted[t]) if full else (present[t] | wanted[t]) - set(tx.tables[t].delete)) for t in C.TABLES}
-    tx.state = RenderState(ports=ports, present=after, hooks_ok=True)
+    return wanted
+
+
+def _partial_chains(
+    ports: dict[ServicePortName, PortRules],
+    old: dict[ServicePortName, PortRules],
+    changed: set[ServicePortName],
+    present: dict[str, set[str]],
+    tx: Transaction,
+) -> dict[str, set[str]]:
+    """A partial sync deletes only the chains the changed service ports no longer have (chain
+    names hash the service port, so no other port has them): work in proportion to the change.
+    Returns our chains after it."""
+    after = {}
+    for table in C.TABLES:
+        gone = {ch for n in changed if n in old for (t, ch) in old[n].chains if t == table}
+        fresh = {ch for n in changed if n in ports for (t, ch) in ports[n].chains if t == table}
+        stale = (gone - fresh) & present[table]
+        tx.tables[table].delete.extend(sorted(stale))
+        after[table] = (present[table] | fresh) - stale
+    return after
 
 
 def _write_shared(tx: Transaction, ports: dict[ServicePortName, PortRules], node: NodeContext) -> None:

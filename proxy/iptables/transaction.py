@@ -38,9 +38,8 @@ class Transaction:
     tables: dict[str, TableChanges] = field(default_factory=lambda: {t: TableChanges() for t in TABLES})
     counter: Callable[[], dict[str, int]] | None = None  # rules of ours per table after this
     state: RenderState | None = None  # the renderer's state after this; set once the text was streamed
-    wanted: dict[str, set[str]] = field(default_factory=dict)  # every chain of ours after this, per table
     inspect: bool = False  # the kernel's chains of ours are unknown: apply reads them first
-    kernel: dict[str, set[str]] | None = None  # what apply read: those not wanted are deleted
+    kernel: dict[str, set[str]] | None = None  # our chains apply found: a full sync deletes those it does not write
     check_hooks: bool = False  # apply checks the jump rules in the built-in chains
     _text: str | None = None
 
