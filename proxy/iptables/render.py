@@ -20,7 +20,11 @@ marked/established forwarded traffic (PODNET-FORWARD).
 
 The renderer keeps the rules of every service port it rendered (RenderState); a partial sync
 renders only the changed ones, rewrites the shared chains from the cache, and deletes the chains
-of service ports that went away.
+of service ports that went away. A full sync streams: each service port's piece of restore input
+declares its own chains and fills them, so iptables-restore parses while the next ports are
+rendered (or taken from the cache, when their model is unchanged); the shared chains' rules, the
+stale chains and the filter table follow. iptables-restore commits a table only at its COMMIT, so
+a line it refuses anywhere applies nothing of that table.
 """
 
 from __future__ import annotations
@@ -129,7 +133,9 @@ def _pieces(
             ports.pop(name, None)
             continue
         pr = old.get(name)
-        if pr is None or pr.source is not p:  # the model replaces what changed, so identity says "unchanged"
+        # the model replaces what changed, so identity means unchanged (render_port reads the
+        # port's model only: its plan carries what the node decides)
+        if pr is None or pr.source is not p:
             pr = render_port(p, model.node)
         ports[name] = pr
         if pr.text:
