@@ -11,8 +11,11 @@ every service port.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import logging
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from proxy import conntrack
@@ -86,6 +89,17 @@ def _no_local_policies(p: ServicePortModel) -> tuple[str, ...]:
     return out + (("external",) if p.external_local and p.externally_reachable else ())
 
 
+@contextlib.contextmanager
+def _cyclic_gc_paused() -> Iterator[None]:
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
 @dataclass
 class Proxier:
     node: NodeContext
@@ -117,6 +131,13 @@ class Proxier:
         self.metrics.set("kubeproxy_sync_proxy_rules_last_queued_timestamp_seconds", now)
 
     def sync(self) -> SyncResult:
+        # A full sync of 10,000 Services makes millions of objects and no cyclic garbage; the
+        # cyclic collector would walk the ever larger heap again and again: about half the
+        # sync's CPU (bench/proxy_iptables.py). Reference counting frees everything meanwhile.
+        with _cyclic_gc_paused():
+            return self._sync()
+
+    def _sync(self) -> SyncResult:
         if not self.trackers.synced:
             log.info("not syncing: no complete view of Services and EndpointSlices yet")
             return SyncResult(applied=False)
