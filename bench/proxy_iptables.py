@@ -14,8 +14,9 @@ Bars (issue 4): full sync <= 1.3x floor; one-Service change at 10,000 < 10% of a
 
 The flavor defaults to what `iptables` is here (nf_tables). iptables-nft-restore 1.8.9 with
 --noflush (which podnet must use: it may not flush other people's rules) is super-linear in the
-number of chains: 1,000 Services x 10 endpoints take ~10-30 s, 5,000 did not finish in 18
-minutes (the same text without --noflush loads in under a second). So on such machines run the
+number of chains: 1,000 Services x 10 endpoints take 8 s on an idle machine (up to a minute on a
+loaded one), 5,000 did not finish in 18 minutes, the 10,000 text not in 200 s (legacy: 13-17 s;
+the same text without --noflush loads in under a second). So on such machines run the
 larger sizes with `--flavor legacy`, e.g. `--flavor legacy --sizes 1000,5000,10000`.
 
     python -m bench.proxy_iptables [--sizes 1000,5000,10000]
