@@ -14,8 +14,9 @@ Bars (issue 4): full sync <= 1.3x floor; one-Service change at 10,000 < 10% of a
 
 The flavor defaults to what `iptables` is here (nf_tables). iptables-nft-restore 1.8.9 with
 --noflush (which podnet must use: it may not flush other people's rules) is super-linear in the
-number of chains: 1,000 Services x 10 endpoints take ~10-30 s, 5,000 did not finish in 18
-minutes (the same text without --noflush loads in under a second). So on such machines run the
+number of chains: 1,000 Services x 10 endpoints take 8 s on an idle machine (up to a minute on a
+loaded one), 5,000 did not finish in 18 minutes, the 10,000 text not in 200 s (legacy: 13-17 s;
+the same text without --noflush loads in under a second). So on such machines run the
 larger sizes with `--flavor legacy`, e.g. `--flavor legacy --sizes 1000,5000,10000`.
 
     python -m bench.proxy_iptables [--sizes 1000,5000,10000]
@@ -83,7 +84,7 @@ def child(services: int, flavor: str, rules_file: str) -> dict:
     backend = IptablesBackend(node, flavor=flavor)
     proxier = Proxier(node, backend, trackers, clean_conntrack=False)
 
-    captured: dict = {"render": 0.0, "apply": 0.0}  # render: the plan; apply: bulk rendering + restore
+    captured: dict = {"render": 0.0, "apply": 0.0}  # render: the plan; apply: streaming rendering + restore
     render, apply = backend.render, backend.apply
 
     def timed_render(*a, **kw):
@@ -94,9 +95,9 @@ def child(services: int, flavor: str, rules_file: str) -> dict:
 
     def timed_apply(tx):
         t = time.perf_counter()
-        apply(tx)  # streams: the endpoint chains are rendered while iptables-restore parses
+        apply(tx)  # streams: the service ports are rendered while iptables-restore parses
         captured["apply"] += time.perf_counter() - t
-        captured.setdefault("text", tx.text())  # already rendered by now: no work
+        captured["tx"] = tx  # its text is read after the timed sync
 
     backend.render, backend.apply = timed_render, timed_apply
     cpu = _cpu()
@@ -105,8 +106,13 @@ def child(services: int, flavor: str, rules_file: str) -> dict:
     full = time.perf_counter() - t
     full_cpu = _cpu() - cpu
     assert first.applied and first.full
-    with open(rules_file, "w") as f:
-        f.write(captured["text"])
+    text = captured["tx"].text()  # replays what was streamed
+    if os.path.exists(rules_file):  # an earlier run wrote it: the same model renders the same text
+        with open(rules_file) as f:
+            assert f.read() == text, "the rendering is not reproducible"
+    else:
+        with open(rules_file, "w") as f:
+            f.write(text)
     rss_full = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     phases = {"render_s": captured["render"], "apply_s": captured["apply"]}
 
@@ -129,7 +135,7 @@ def child(services: int, flavor: str, rules_file: str) -> dict:
         "full": full,
         "resync": resync,
         "partial": partial,
-        "rules": sum(result_counts(backend)),
+        "rules": sum(captured["tx"].rule_counts().values()),
         "rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
         "rss_full_kb": rss_full,
     }
@@ -142,21 +148,19 @@ def _cpu() -> float:
     return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
-def result_counts(backend) -> list[int]:
-    from proxy.iptables.render import _all_lines
-
-    return [len(lines) for t in ("filter", "nat") for lines in _all_lines(backend.state.ports, t)]
-
-
 def floor_child(flavor: str, rules_file: str) -> dict:
-    """Runs inside a fresh namespace: iptables-restore of the same text, alone."""
+    """Runs inside a fresh namespace: iptables-restore of the same text, alone, with the very
+    command the proxy runs."""
+    from proxy.iptables.executor import Executor
+
     with open(rules_file) as f:
         text = f.read()
+    command = [*Executor(flavor).command("-restore"), "--noflush"]
     times, cpus = [], []
     for _ in range(2):  # into an empty namespace, then over itself (the resync floor)
         cpu = _cpu()
         t = time.perf_counter()
-        subprocess.run([f"iptables-{flavor}-restore", "--noflush"], input=text, text=True, check=True)
+        subprocess.run(command, input=text, text=True, check=True)
         times.append(time.perf_counter() - t)
         cpus.append(_cpu() - cpu)
     return {"floor": times[0], "refloor": times[1], "floor_cpu": cpus[0],
@@ -172,22 +176,30 @@ def run_in(ns: str, *args: str) -> dict:
 
 def measure(services: int, flavor: str, repeat: int) -> dict:
     """The best of `repeat` interleaved runs of the proxy and of its floor: on a shared machine
-    the minimum is the least disturbed measurement of each."""
+    the minimum is the least disturbed measurement of each. Every other run times the floor
+    first (with the text the first run wrote: renderings are reproducible), so neither side
+    always follows the other."""
     best: dict = {}
-    for _ in range(repeat):
-        names = [f"pnbench-{uuid.uuid4().hex[:8]}" for _ in range(2)]
-        with tempfile.TemporaryDirectory(prefix="podnet-bench-") as tmp:
-            rules = os.path.join(tmp, "rules.txt")
+    with tempfile.TemporaryDirectory(prefix="podnet-bench-") as tmp:
+        rules = os.path.join(tmp, "rules.txt")
+        for i in range(repeat):
+            names = [f"pnbench-{uuid.uuid4().hex[:8]}" for _ in range(2)]
+            runs = {
+                "proxy": (names[0], "--child", str(services), "--flavor", flavor, "--rules", rules),
+                "floor": (names[1], "--floor", "--flavor", flavor, "--rules", rules),
+            }
+            order = ["proxy", "floor"] if i % 2 == 0 else ["floor", "proxy"]
+            found: dict = {}
             try:
                 for ns in names:
                     subprocess.run(["ip", "netns", "add", ns], check=True)
-                proxy = run_in(names[0], "--child", str(services), "--flavor", flavor, "--rules", rules)
-                floor = run_in(names[1], "--floor", "--flavor", flavor, "--rules", rules)
+                for which in order:
+                    found.update(run_in(*runs[which]))
             finally:
                 for ns in names:
                     subprocess.run(["ip", "netns", "del", ns], check=False)
-        for key, value in {**proxy, **floor}.items():
-            best[key] = min(best.get(key, value), value)
+            for key, value in found.items():
+                best[key] = min(best.get(key, value), value)
     return {"services": services, **best}
 
 
@@ -211,6 +223,10 @@ def table(flavor: str, sizes: list[int], repeat: int) -> tuple[list[dict], bool]
     worst = max(r["full"] / r["floor"] for r in rows)
     big = rows[-1]
     full_ok, partial_ok = worst <= 1.3, big["partial"] < 0.1 * big["full"]
+    print(
+        f"full sync at {big['services']} Services: {big['full']:.2f} s vs iptables-{flavor}-restore "
+        f"{big['floor']:.2f} s = {big['full'] / big['floor']:.2f}x (cpu {big['full_cpu'] / big['floor_cpu']:.2f}x)"
+    )
     print(f"bar: full sync <= 1.3x floor: worst {worst:.2f}x -> {'PASS' if full_ok else 'FAIL'}")
     print(f"bar: one-Service change at {big['services']} < 10% of full: {100 * big['partial'] / big['full']:.1f}% -> "
           f"{'PASS' if partial_ok else 'FAIL'}")  # fmt: skip
@@ -238,6 +254,8 @@ def main() -> None:
     from proxy.iptables.executor import detect_flavor
 
     flavor = args.flavor or detect_flavor()
+    version = subprocess.run(["iptables", "-V"], capture_output=True, text=True).stdout.strip()
+    print(f"here `iptables -V`: {version}; load average {os.getloadavg()}")
     if args.sizes:
         plan = [(flavor, [int(x) for x in args.sizes.split(",")])]
     elif flavor == "nft":  # see the module's doc: larger sizes take hours with --noflush
@@ -249,6 +267,7 @@ def main() -> None:
         more, passed = table(fl, sizes, args.repeat)
         rows += more
         ok &= passed
+    print(f"load average after: {os.getloadavg()}")
     if args.json:
         print(json.dumps(rows))
     sys.exit(0 if ok else 1)

@@ -11,9 +11,11 @@ every service port.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from proxy import conntrack
@@ -88,6 +90,17 @@ def _no_local_policies(p: ServicePortModel) -> tuple[str, ...]:
     return out + (("external",) if p.external_local and p.externally_reachable else ())
 
 
+@contextlib.contextmanager
+def _cyclic_gc_paused() -> Iterator[None]:
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
 @dataclass
 class Proxier:
     node: NodeContext
@@ -122,16 +135,11 @@ class Proxier:
         self.metrics.set("kubeproxy_sync_proxy_rules_last_queued_timestamp_seconds", now, ip_family=self.family)
 
     def sync(self) -> SyncResult:
-        # A full sync allocates millions of objects that all live on: the cycle collector
-        # would walk them again and again and find nothing to free (a third of the CPU time
-        # of a 10,000-Service sync, measured). It runs once the sync is done.
-        enabled = gc.isenabled()
-        gc.disable()
-        try:
+        # A full sync of 10,000 Services makes millions of objects and no cyclic garbage; the
+        # cyclic collector would walk the ever larger heap again and again: about half the
+        # sync's CPU (bench/proxy_iptables.py). Reference counting frees everything meanwhile.
+        with _cyclic_gc_paused():
             return self._sync()
-        finally:
-            if enabled:
-                gc.enable()
 
     def _sync(self) -> SyncResult:
         if not self.trackers.synced:

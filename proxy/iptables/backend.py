@@ -50,10 +50,7 @@ class IptablesBackend:
     def _complete(self, tx: Transaction) -> None:
         """Add what needs the kernel: stale chains of ours to delete, jump rules to fix."""
         if tx.inspect:
-            present, hooks = self.executor.inspect()
-            for table in TABLES:
-                doomed = set(tx.tables[table].delete)
-                tx.tables[table].delete.extend(sorted(present[table] - tx.wanted[table] - doomed))
+            tx.kernel, hooks = self.executor.inspect()  # the renderer deletes what of it is not wanted
         elif tx.check_hooks:
             hooks = self.executor.hook_changes()
         else:

@@ -39,7 +39,7 @@ class Executor:
     def _tool(self) -> str:
         return "iptables" if self.family == 4 else "ip6tables"
 
-    def _cmd(self, tool: str) -> list[str]:
+    def command(self, tool: str) -> list[str]:
         cmd = [f"{self._tool}-{self.flavor}{tool}"]
         if self.flavor == "legacy":
             cmd.append("-w")  # the legacy backend serialises writers with a lock file
@@ -49,7 +49,7 @@ class Executor:
         """Feed one transaction to iptables-restore as it is produced: restore parses while the
         rest is still being rendered (two cores work at once); it commits only at the end."""
         with tempfile.TemporaryFile(mode="w+") as errors:
-            proc = subprocess.Popen([*self._cmd("-restore"), "--noflush"], stdin=subprocess.PIPE, stderr=errors,
+            proc = subprocess.Popen([*self.command("-restore"), "--noflush"], stdin=subprocess.PIPE, stderr=errors,
                                     stdout=subprocess.DEVNULL, text=True)  # fmt: skip
             assert proc.stdin is not None  # a pipe
             sent: list[str] = []
@@ -100,7 +100,7 @@ class Executor:
         return present, self.hook_changes(lambda table, chain: builtin_rules.get((table, chain), []))
 
     def list_chain(self, table: str, chain: str) -> list[str]:
-        r = subprocess.run([*self._cmd(""), "-t", table, "-S", chain], capture_output=True, text=True)
+        r = subprocess.run([*self.command(""), "-t", table, "-S", chain], capture_output=True, text=True)
         return r.stdout.splitlines() if r.returncode == 0 else []
 
     def hook_changes(self, listing=None) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:

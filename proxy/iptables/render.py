@@ -20,7 +20,11 @@ marked/established forwarded traffic (PODNET-FORWARD).
 
 The renderer keeps the rules of every service port it rendered (RenderState); a partial sync
 renders only the changed ones, rewrites the shared chains from the cache, and deletes the chains
-of service ports that went away.
+of service ports that went away. A full sync streams: each service port's piece of restore input
+declares its own chains and fills them, so iptables-restore parses while the next ports are
+rendered (or taken from the cache, when their model is unchanged); the shared chains' rules, the
+stale chains and the filter table follow. iptables-restore commits a table only at its COMMIT, so
+a line it refuses anywhere applies nothing of that table.
 """
 
 from __future__ import annotations
@@ -40,24 +44,18 @@ Chain = tuple[str, str]  # (table, chain)
 
 @dataclass
 class PortRules:
-    """What one service port contributes: lines in the shared chains, and its own chains.
+    """What one service port contributes: lines in the shared chains, and its own chains (all in
+    the nat table) as one piece of restore input that declares and fills them.
 
-    The endpoint chains (SVC/SVL/SEP: most of all rules) are built on first use, so that a full
-    sync can stream them into iptables-restore while it is already parsing: their names are
-    known up front (to declare and to delete), their lines when `own` is first read.
+    The piece is kept with the model it was rendered from: a later full sync over an unchanged
+    service port streams it again instead of rendering it again.
     """
 
+    source: ServicePortModel
     shared: dict[Chain, list[str]]
     chains: tuple[Chain, ...]  # every chain of its own
-    _own: dict[Chain, list[str] | tuple[str, ...]]
-    _bulk: Callable[[], dict[Chain, list[str] | tuple[str, ...]]] | None = None
-
-    @property
-    def own(self) -> dict[Chain, list[str] | tuple[str, ...]]:
-        if self._bulk is not None:
-            self._own.update(self._bulk())
-            self._bulk = None
-        return self._own
+    text: str  # ":CHAIN - [0:0]" for each of its chains, then their "-A" lines
+    rules: int  # how many "-A" lines `text` holds
 
 
 @dataclass
@@ -76,77 +74,117 @@ def render(
 ) -> Transaction:
     """Plan the transaction that takes the kernel from `state` to `model`.
 
+    A full sync renders its service ports while the transaction streams (each port's piece
+    declares its own chains, so iptables-restore parses from the first port on); the shared
+    chains' rules and the stale chains to delete follow them, once every port is known. A
+    partial sync renders its few ports at once.
+
     `hooks` are the jump rules to insert and delete in the built-in chains, as (table, line)
     pairs found missing or stale by the executor (None when not checked this time).
     """
     if state.present is None and not full:
         raise ValueError("a partial sync needs to know which chains are present")
-    ports = dict(state.ports)
-    todo = model.ports.keys() if full else changed
-    for name in todo:
+    tx = Transaction(full=full)
+    for table in C.TABLES:
+        tx.tables[table].declare.extend(C.SHARED_CHAINS[table])
+    if hooks is not None:
+        for table, line in hooks[0] + hooks[1]:
+            tx.tables[table].hooks.append(line)
+    present = state.present or {t: set() for t in C.TABLES}
+    pieces = _pieces(model, changed, full, state, present, tx)
+    if not full:
+        pieces = iter(list(pieces))
+    # the per-port chains are all in nat, and the shared chains' rules in both tables jump to
+    # them or come from the same ports: nat streams first, filter follows once all is known
+    tx.tables["nat"].lazy.append(_replayable(pieces))
+    return tx
+
+
+def _replayable(items: Iterator[str]) -> Callable[[], Iterator[str]]:
+    """A producer of `items` that renders them on the first pass and repeats them after it
+    (the text of a transaction that was streamed, for logs)."""
+    done: list[str] = []
+
+    def produce() -> Iterator[str]:
+        yield from list(done)
+        for item in items:
+            done.append(item)
+            yield item
+
+    return produce
+
+
+def _pieces(
+    model: ProxyModel,
+    changed: set[ServicePortName],
+    full: bool,
+    state: RenderState,
+    present: dict[str, set[str]],
+    tx: Transaction,
+) -> Iterator[str]:
+    """Render (or reuse) the service ports to write, yielding each one's piece; then complete
+    the transaction: shared chains, stale chains, the state after it."""
+    old = state.ports
+    ports = dict(old) if not full else {}
+    names = model.ports if full else sorted(changed)
+    for name in names:
         p = model.ports.get(name)
         if p is None:
             ports.pop(name, None)
-        else:
-            ports[name] = render_port(p, model.node)
-    for name in list(ports):
-        if name not in model.ports:
-            del ports[name]
+            continue
+        pr = old.get(name)
+        # the model replaces what changed, so identity means unchanged (render_port reads the
+        # port's model only: its plan carries what the node decides)
+        if pr is None or pr.source is not p:
+            pr = render_port(p, model.node)
+        ports[name] = pr
+        if pr.text:
+            yield pr.text
 
-    tx = Transaction(full=full)
+    _write_shared(tx, ports, model.node)
+    after = _full_chains(ports, present, tx.kernel, tx) if full else _partial_chains(ports, old, changed, present, tx)
+    counts = {t: len(tx.tables[t].rules) for t in C.TABLES}
+    counts["nat"] += sum(pr.rules for pr in ports.values())
+    tx.counter = lambda: counts
+    tx.state = RenderState(ports=ports, present=after, hooks_ok=True)
+
+
+def _full_chains(
+    ports: dict[ServicePortName, PortRules],
+    present: dict[str, set[str]],
+    kernel: dict[str, set[str]] | None,
+    tx: Transaction,
+) -> dict[str, set[str]]:
+    """A full sync deletes every chain of ours it does not write (known from the last sync or
+    read by apply from the kernel); returns our chains after it."""
     wanted: dict[str, set[str]] = {t: set(C.SHARED_CHAINS[t]) for t in C.TABLES}
     for pr in ports.values():
         for table, chain in pr.chains:
             wanted[table].add(chain)
-
-    _write_shared(tx, ports, model.node)
-    rewrite = [ports[n] for n in (ports if full else sorted(changed & ports.keys()))]
-    for pr in rewrite:
-        for table, chain in pr.chains:
-            tx.tables[table].declare.append(chain)
     for table in C.TABLES:
-        tx.tables[table].lazy.append(functools.partial(_own_lines, rewrite, table))
-    present = state.present or {t: set() for t in C.TABLES}
-    for table in C.TABLES:
-        stale = present[table] - wanted[table]
-        if not full:  # a partial sync removes only chains of the service ports it rewrote
-            old = {ch for n in changed if n in state.ports for (t, ch) in state.ports[n].chains if t == table}
-            stale &= old
+        stale = (present[table] | (kernel or {}).get(table, set())) - wanted[table]
         tx.tables[table].delete.extend(sorted(stale))
-    if hooks is not None:
-        for table, line in hooks[0] + hooks[1]:
-            tx.tables[table].hooks.append(line)
-
-    tx.wanted = wanted
-    tx.counter = lambda: {t: sum(len(lines) for lines in _all_lines(ports, t)) for t in C.TABLES}
-    tx.state = RenderState(ports=ports, present=_present_after(present, wanted, full, tx), hooks_ok=True)
-    return tx
+    return wanted
 
 
-def _own_lines(rewrite: list[PortRules], table: str) -> Iterator[str]:
-    for pr in rewrite:
-        for (t, _), lines in pr.own.items():
-            if t == table and lines:
-                yield "\n".join(lines) + "\n"
-
-
-def _present_after(present: dict[str, set[str]], wanted: dict[str, set[str]], full: bool, tx) -> dict[str, set[str]]:
-    out = {}
-    for t in C.TABLES:
-        now = set(present[t]) | set(tx.tables[t].declare)
-        now -= set(tx.tables[t].delete)
-        out[t] = now if not full else set(wanted[t])
-    return out
-
-
-def _all_lines(ports: dict[ServicePortName, PortRules], table: str):
-    for pr in ports.values():
-        for (t, _), lines in pr.own.items():
-            if t == table:
-                yield lines
-        for (t, _), lines in pr.shared.items():
-            if t == table:
-                yield lines
+def _partial_chains(
+    ports: dict[ServicePortName, PortRules],
+    old: dict[ServicePortName, PortRules],
+    changed: set[ServicePortName],
+    present: dict[str, set[str]],
+    tx: Transaction,
+) -> dict[str, set[str]]:
+    """A partial sync deletes only the chains the changed service ports no longer have (chain
+    names hash the service port, so no other port has them): work in proportion to the change.
+    Returns our chains after it."""
+    after = {}
+    for table in C.TABLES:
+        gone = {ch for n in changed if n in old for (t, ch) in old[n].chains if t == table}
+        fresh = {ch for n in changed if n in ports for (t, ch) in ports[n].chains if t == table}
+        stale = (gone - fresh) & present[table]
+        tx.tables[table].delete.extend(sorted(stale))
+        after[table] = (present[table] | fresh) - stale
+    return after
 
 
 def _write_shared(tx: Transaction, ports: dict[ServicePortName, PortRules], node: NodeContext) -> None:
@@ -175,8 +213,7 @@ def _write_shared(tx: Transaction, ports: dict[ServicePortName, PortRules], node
             f'-A {C.FIREWALL} -d 127.0.0.0/8 ! -s 127.0.0.0/8 -m comment --comment "block incoming localnet '
             'connections" -m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT -j DROP'
         ]
-    for (table, chain), lines in shared.items():
-        tx.tables[table].declare.append(chain)
+    for (table, _), lines in shared.items():
         tx.tables[table].rules.extend(lines)
 
 
@@ -290,38 +327,31 @@ def render_port(p: ServicePortModel, node: NodeContext) -> PortRules:
                 nat(fw, f"{cmt(' loadbalancer IP')} -s {cidr} -j {ext}")
             own.setdefault(("nat", fw), [])
 
-    # policy chains and endpoints: the bulk of all rules, built when first read
+    # policy chains and endpoints: the bulk of all rules, written straight into the port's piece
     reachable = plan.hairpin
     seps = {ep.address: C.endpoint_chain(name, proto, ep.address) for ep in reachable}
     policy = [(c, eps) for c, eps in ((cluster_chain, plan.cluster_set), (local_chain, plan.local_set)) if c]
     masq = _internal_masquerade(plan.masquerade)
     host = _host(p.cluster_ip)
     mask = _MASKS[host]
-
-    def bulk() -> dict[Chain, list[str] | tuple[str, ...]]:
-        out: dict[Chain, list[str] | tuple[str, ...]] = {}
-        for chain, endpoints in policy:
-            lines = []
-            if chain == internal_chain and masq is not None:
-                match = _match(p, p.cluster_ip, p.port)
-                lines.append(f"-A {chain} {cmt(' cluster IP')} {match} {masq}-j {C.MARK_MASQ}")
-            lines += _endpoint_choice(chain, p.affinity_seconds, [seps[ep.address] for ep in endpoints], mask)
-            out[("nat", chain)] = lines
-        # Endpoint rules carry no comments: there are many of them, the chain names and DNAT
-        # targets say what they are, and every comment is one more match for the kernel to load
-        # (kube-proxy drops them in large clusters for the same reason).
-        lproto = proto.lower()
-        for ep in reachable:
-            sep = seps[ep.address]
-            affinity = f"-m recent --set --name {sep} --mask {mask} --rsource " if p.affinity_seconds else ""
-            out[("nat", sep)] = (
-                f"-A {sep} -s {ep.ip}{host} -j {C.MARK_MASQ}",  # hairpin: a pod reaching itself
-                f"-A {sep} -p {lproto} {affinity}-j DNAT --to-destination {ep.address}",
-            )
-        return out
-
-    chains = (*own, *(("nat", c) for c, _ in policy), *(("nat", sep) for sep in seps.values()))
-    return PortRules(shared=shared, chains=chains, _own=dict(own), _bulk=bulk)  # (widened: bulk adds tuples)
+    names = [*(c for _, c in own), *(c for c, _ in policy), *seps.values()]
+    body = [line for lines in own.values() for line in lines]
+    for chain, endpoints in policy:
+        if chain == internal_chain and masq is not None:
+            match = _match(p, p.cluster_ip, p.port)
+            body.append(f"-A {chain} {cmt(' cluster IP')} {match} {masq}-j {C.MARK_MASQ}")
+        body += _endpoint_choice(chain, p.affinity_seconds, [seps[ep.address] for ep in endpoints], mask)
+    # Endpoint rules carry no comments: there are many of them, the chain names and DNAT
+    # targets say what they are, and every comment is one more match for the kernel to load
+    # (kube-proxy drops them in large clusters for the same reason).
+    lproto = proto.lower()
+    for ep in reachable:
+        sep = seps[ep.address]
+        affinity = f"-m recent --set --name {sep} --mask {mask} --rsource " if p.affinity_seconds else ""
+        body.append(f"-A {sep} -s {ep.ip}{host} -j {C.MARK_MASQ}")  # hairpin: a pod reaching itself
+        body.append(f"-A {sep} -p {lproto} {affinity}-j DNAT --to-destination {ep.address}")
+    text = "".join([f":{c} - [0:0]\n" for c in names]) + "\n".join(body) + ("\n" if body else "")
+    return PortRules(source=p, shared=shared, chains=tuple(("nat", c) for c in names), text=text, rules=len(body))
 
 
 def _internal_masquerade(m: Masquerade) -> str | None:
@@ -348,7 +378,12 @@ def _endpoint_choice(chain: str, affinity_seconds: int, seps: list[str], mask: s
     for i, sep in enumerate(seps):
         left = n - i
         if left > 1:
-            lines.append(f"-A {chain} -m statistic --mode random --probability {1 / left:.11f} -j {sep}")
+            lines.append(f"-A {chain} -m statistic --mode random --probability {_probability(left)} -j {sep}")
         else:
             lines.append(f"-A {chain} -j {sep}")
     return lines
+
+
+@functools.cache
+def _probability(left: int) -> str:
+    return f"{1 / left:.11f}"

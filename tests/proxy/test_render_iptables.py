@@ -78,7 +78,9 @@ def test_full_sync_matches_golden():
 def test_partial_sync_rewrites_only_changed_chains_and_deletes_stale_ones():
     m, t, changed = model_of(OBJECTS)
     first = render(m, changed, True, RenderState(present={"filter": set(), "nat": set()}))
+    first.text()  # a full sync renders as it streams: its state is known once it has been read
     state = first.state
+    assert state is not None
     # web loses its remote endpoint
     slice_text = OBJECTS.replace(", {addresses: [10.244.2.2], nodeName: n2}]", "]")
     for o in load_text(slice_text, "x").objects:
@@ -89,7 +91,7 @@ def test_partial_sync_rewrites_only_changed_chains_and_deletes_stale_ones():
     nat = tx.tables["nat"]
     declared = set(nat.declare)
     assert "PODNET-SERVICES" in declared  # the shared chains are always rewritten
-    local_chains = {c for (tbl, c) in state.ports[next(n for n in state.ports if n.name == "local")].own}
+    local_chains = {c for (tbl, c) in state.ports[next(n for n in state.ports if n.name == "local")].chains}
     assert not (declared & local_chains)  # another Service's chains are left alone
     assert len(nat.delete) == 1 and nat.delete[0].startswith("PODNET-SEP-")  # the gone endpoint's chain
     assert "10.244.2.2:8080" not in tx.text()  # the gone endpoint is not rendered anywhere
