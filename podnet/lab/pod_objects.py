@@ -1,0 +1,125 @@
+"""Pods, Namespaces and NetworkPolicies, written into the lab's etcd as the API server holds
+them: `v1` Pod (labels, spec.nodeName and the containers' ports, status.podIP(s) and phase),
+`v1` Namespace (with the `kubernetes.io/metadata.name` label the API server adds) and
+`networking.k8s.io/v1` NetworkPolicy (as `lab apply -f` stored it). Each node's agent
+enforces NetworkPolicy from them, as from a real cluster's API.
+
+As endpointslices.py: a shadow copy of what was written makes each sync one transaction of
+only what changed, in batches. What the lab wrote carries an annotation (not a label: a label
+would be matched by policies' selectors) and only such objects are ever replaced or removed.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from cluster.etcd import EtcdClient, EtcdError
+from cluster.etcd_source import decode, key_for, registry_root
+from cluster.source import KINDS, ref_of
+from podnet.lab import manifests
+from podnet.lab.endpointslices import BURST, BURST_WRITE_EVERY, WRITE_EVERY
+from podnet.lab.pod import DELETING, RUNNING, TERMINATING, Pod, log
+from podnet.lab.spec import LabSpec
+
+WRITTEN_BY = "podnet.io/written-by"
+LAB = "podnet-lab"
+NAME_LABEL = "kubernetes.io/metadata.name"
+OUR_KINDS = ("Pod", "Namespace", "NetworkPolicy")
+
+
+def _ours(meta: dict) -> dict:
+    return {**meta, "annotations": {**(meta.get("annotations") or {}), WRITTEN_BY: LAB}}
+
+
+def pod_phase(pod: Pod) -> str:
+    return "Running" if pod.phase in (RUNNING, TERMINATING) else "Pending"
+
+
+def pod_object(pod: Pod, spec: LabSpec) -> dict:
+    dep = spec.deployment(pod.deployment, pod.namespace)
+    container: dict[str, Any] = manifests.container_object(dep) if dep else {"name": pod.deployment}
+    container = {k: container[k] for k in ("name", "image", "ports") if k in container}
+    meta: dict[str, Any] = {"name": pod.name, "namespace": pod.namespace, "labels": dict(pod.labels)}
+    if pod.phase == TERMINATING:
+        meta["deletionTimestamp"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(pod.term_at or time.time()))
+    status: dict[str, Any] = {"phase": pod_phase(pod)}
+    if pod.ip:
+        status.update(podIP=pod.ip, podIPs=[{"ip": pod.ip}])
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": _ours(meta),
+        "spec": {"nodeName": pod.node, "containers": [container]},
+        "status": status,
+    }
+
+
+def namespace_object(name: str) -> dict:
+    meta = {"name": name, "labels": {NAME_LABEL: name}}
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": _ours(meta), "status": {"phase": "Active"}}
+
+
+def policy_object(obj: dict) -> dict:
+    return {**obj, "metadata": _ours(obj.get("metadata") or {})}
+
+
+TXN_OPS = 100  # etcd refuses a transaction of more than --max-txn-ops (128) operations
+
+
+class PodObjectWriter:
+    def __init__(self, client: EtcdClient, prefix: str):
+        self.client, self.prefix = client, prefix
+        self.written: dict[str, str] | None = None  # key -> JSON; None until read from etcd
+        self.pending = True
+        self.last_write = 0.0
+        self.failing = False
+
+    def _ours_in_etcd(self) -> dict[str, str]:
+        out = {}
+        for kind in OUR_KINDS:
+            for kv in self.client.get_prefix(registry_root(self.prefix) + KINDS[kind].resource + "/"):
+                d = decode(self.prefix, kv)
+                if d is not None and (d[1].get("metadata") or {}).get("annotations", {}).get(WRITTEN_BY) == LAB:
+                    out[kv.key] = kv.value
+        return out
+
+    def wanted(self, spec: LabSpec, pods: Iterable[Pod], policies: list[dict]) -> dict[str, str]:
+        objs = [namespace_object(n) for n in spec.namespaces]
+        objs += [pod_object(p, spec) for p in pods if p.phase != DELETING]
+        objs += [policy_object(p) for p in policies]
+        return {key_for(self.prefix, ref_of(o)): json.dumps(o, sort_keys=True) for o in objs}
+
+    def sync(self, spec: LabSpec | None, pods: Iterable[Pod], policies: list[dict], changed: bool,
+             starting: int = 0) -> None:  # fmt: skip
+        self.pending = self.pending or changed
+        now = time.monotonic()
+        every = BURST_WRITE_EVERY if starting > BURST else WRITE_EVERY
+        if not self.pending or not spec or now - self.last_write < every:
+            return
+        self.last_write = now
+        try:
+            if self.written is None:
+                self.written = self._ours_in_etcd()
+            want = self.wanted(spec, pods, policies)
+            puts = {k: v for k, v in want.items() if self.written.get(k) != v}
+            gone = sorted(self.written.keys() - want.keys())
+            self._write(puts, gone)
+            self.written = want
+            self.pending = False
+            if self.failing:
+                log("etcd answers again: Pods, Namespaces and NetworkPolicies written")
+                self.failing = False
+        except EtcdError as e:
+            if not self.failing:
+                log(f"cannot write Pods, Namespaces and NetworkPolicies to etcd yet: {e}")
+            self.failing = True
+
+    def _write(self, puts: dict[str, str], gone: list[str]) -> None:
+        """In transactions etcd accepts: a lab of hundreds of pods comes up in several."""
+        ops: list[tuple[str, str | None]] = [*puts.items(), *((k, None) for k in gone)]
+        for i in range(0, len(ops), TXN_OPS):
+            batch = ops[i : i + TXN_OPS]
+            self.client.put_all({k: v for k, v in batch if v is not None}, [k for k, v in batch if v is None])
