@@ -11,8 +11,9 @@ The spec's semantics, exactly:
   ipBlock takes its CIDR but its excepts;
 - a named port is resolved on the pod that owns it: the target pod for ingress, each
   destination pod for egress (a name no container port has allows nothing);
-- reply traffic of an allowed connection and traffic from the node to its own pods (kubelet's
-  probes) are allowed: the renderer's job, as neither depends on a policy.
+- reply traffic of an allowed connection, traffic from the node to its own pods (kubelet's
+  probes) and a pod's traffic to itself (through its own Service) are allowed: the renderer's
+  job, as none depends on a policy.
 """
 
 from __future__ import annotations
@@ -83,6 +84,8 @@ class PodRules:
         isolated = self.ingress_isolated_by if direction == "ingress" else self.egress_isolated_by
         if not isolated:
             return "(not isolated)"
+        if peer_ip in self.pod.ips:
+            return "(itself)"
         for a in self.ingress if direction == "ingress" else self.egress:
             if a.addresses is not None and not any(b.holds(peer_ip) for b in a.addresses):
                 continue
@@ -141,7 +144,7 @@ def numeric_range(p: PolicyPort) -> PortRange:
     return PortRange(p.protocol, p.port, p.end_port if p.end_port is not None else p.port)
 
 
-def ingress_allows(policy: NetworkPolicy, pod: PodInfo, view: ClusterView) -> list[Allow]:
+def ingress_allows(policy: NetworkPolicy, pod: PodInfo, view: ClusterView, memo: dict | None = None) -> list[Allow]:
     out = []
     for i, rule in enumerate(policy.ingress):
         ports: tuple[PortRange, ...] | None = None
@@ -155,7 +158,8 @@ def ingress_allows(policy: NetworkPolicy, pod: PodInfo, view: ClusterView) -> li
                 else:
                     ranges.append(numeric_range(p))
             ports = tuple(sorted(set(ranges)))
-        out.append(Allow(policy.key, f"ingress[{i}]", peer_blocks(rule, policy.namespace, view), ports))
+        blocks = _memo(memo, ("from", policy.key, i), lambda r=rule: peer_blocks(r, policy.namespace, view))
+        out.append(Allow(policy.key, f"ingress[{i}]", blocks, ports))
     return out
 
 
@@ -198,7 +202,16 @@ def egress_allows(policy: NetworkPolicy, view: ClusterView) -> list[Allow]:
     return out
 
 
-def pod_rules(pod: PodInfo, view: ClusterView) -> PodRules:
+def _memo(memo: dict | None, key: tuple, make):
+    """What does not depend on the target pod is worked out once per sync, not once per pod."""
+    if memo is None:
+        return make()
+    if key not in memo:
+        memo[key] = make()
+    return memo[key]
+
+
+def pod_rules(pod: PodInfo, view: ClusterView, memo: dict | None = None) -> PodRules:
     ingress_by, egress_by = [], []
     ingress: list[Allow] = []
     egress: list[Allow] = []
@@ -208,20 +221,21 @@ def pod_rules(pod: PodInfo, view: ClusterView) -> PodRules:
             continue
         if policy.isolates_ingress:
             ingress_by.append(key)
-            ingress += ingress_allows(policy, pod, view)
+            ingress += ingress_allows(policy, pod, view, memo)
         if policy.isolates_egress:
             egress_by.append(key)
-            egress += egress_allows(policy, view)
+            egress += _memo(memo, ("egress", key), lambda p=policy: egress_allows(p, view))
     return PodRules(pod, tuple(ingress_by), tuple(egress_by), tuple(ingress), tuple(egress))
 
 
 def node_rules(view: ClusterView, node: str) -> list[PodRules]:
     """The rules of every pod on `node` that some policy isolates, by pod."""
     out = []
+    memo: dict = {}
     for key in sorted(view.pods):
         pod = view.pods[key]
         if pod.node == node:
-            rules = pod_rules(pod, view)
+            rules = pod_rules(pod, view, memo)
             if rules.isolated:
                 out.append(rules)
     return out

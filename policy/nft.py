@@ -104,7 +104,14 @@ def pod_chain(rules: PodRules, direction: str) -> list[str]:
     allows = rules.ingress if direction == "ingress" else rules.egress
     isolated_by = rules.ingress_isolated_by if direction == "ingress" else rules.egress_isolated_by
     verdict = "return" if direction == "ingress" else "accept"
-    body = []
+    # a pod always reaches itself (the conformance tests' AllowLoopback): through its own
+    # Service, the hairpin passes this node
+    field = "saddr" if direction == "ingress" else "daddr"
+    itself = comment("allow the pod itself")
+    body = [
+        f"{FAMILY_KEYWORD[ipaddress.ip_address(ip).version]} {field} {ip} counter {verdict} {itself}"
+        for ip in rules.pod.ips
+    ]
     for allow in allows:
         body += allow_rules(allow, direction, verdict)
     body.append(f"counter drop {comment(f'{ISOLATED}({direction}) by ' + ', '.join(isolated_by))}")

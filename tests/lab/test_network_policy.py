@@ -5,8 +5,10 @@ cluster DNS for egress. Deleting the policies restores every path; `lab down` le
 
 from __future__ import annotations
 
+import json
 import shutil
 import socket
+import subprocess
 import time
 
 import dnslib
@@ -15,7 +17,7 @@ import pytest
 import netns
 from podnet.lab import names
 from podnet.lab.state import LabFiles
-from tests.lab.conftest import podnet, unique_spec
+from tests.lab.conftest import PODNET, podnet, unique_spec
 
 pytestmark = [
     pytest.mark.integration,
@@ -246,6 +248,13 @@ def test_network_policy_recipes_with_real_packets(make_lab, tmp_path):
     assert all(p["ready"] for p in web), web
     tables = node_tables(lab)
     assert all("isolated (ingress) by default/web-deny-all" in t for t in tables), tables
+    # `podnet trace` says which policy isolated the pod
+    web_pod = c.pods["web"][0]
+    args = [PODNET, "trace", "--lab", lab, "--from", f"pod/{c.one('stranger')['name']}", "--to",
+            f"pod/{web_pod['name']}:8080", "--no-kernel", "-o", "json"]  # fmt: skip
+    traced = subprocess.run(args, capture_output=True, text=True, timeout=60)
+    verdict = json.loads(traced.stdout)["verdict"]
+    assert verdict["cause"] == "network-policy" and "default/web-deny-all" in verdict["detail"], verdict
 
     # allow from pods with a label: additive to the deny-all
     c.apply(ALLOW_CLIENT)

@@ -142,6 +142,7 @@ CASES = [
     # policies, target, direction, peer, protocol, port, allowed
     ([], "web", "ingress", C, "TCP", 8080, True),
     ([DENY_WEB], "web", "ingress", C, "TCP", 8080, False),
+    ([DENY_WEB], "web", "ingress", "10.244.1.2", "TCP", 8080, True),  # itself, through its Service
     ([DENY_WEB], "api", "ingress", C, "TCP", 8080, True),  # not selected: not isolated
     ([DENY_WEB], "web", "egress", API, "TCP", 80, True),  # Ingress only: egress untouched
     ([DENY_WEB, ALLOW_CLIENTS], "web", "ingress", C, "TCP", 8080, True),  # additive
