@@ -35,7 +35,7 @@ class Block:
 
     @property
     def version(self) -> int:
-        return ipaddress.ip_network(self.cidr).version
+        return 6 if ":" in self.cidr else 4  # cidr is canonical (spec.py, pod_blocks)
 
     def holds(self, ip: str) -> bool:
         addr = ipaddress.ip_address(ip)
@@ -190,7 +190,8 @@ def egress_allows(policy: NetworkPolicy, view: ClusterView) -> list[Allow]:
         if numeric:
             out.append(Allow(policy.key, where, blocks, tuple(sorted(set(numeric)))))
         named = [p for p in rule.ports if isinstance(p.port, str)]
-        if named:  # each destination pod's own number for the name
+        if named:  # each destination pod's own number for the name; pods alike share one Allow
+            by_ports: dict[tuple[PortRange, ...], list[PodInfo]] = {}
             for dest in destination_pods(rule, policy.namespace, view):
                 ranges = {
                     PortRange(p.protocol, n, n)
@@ -198,7 +199,9 @@ def egress_allows(policy: NetworkPolicy, view: ClusterView) -> list[Allow]:
                     if isinstance(p.port, str) and (n := dest.named_port(p.port, p.protocol)) is not None
                 }
                 if ranges:
-                    out.append(Allow(policy.key, where, tuple(pod_blocks([dest])), tuple(sorted(ranges))))
+                    by_ports.setdefault(tuple(sorted(ranges)), []).append(dest)
+            for ports, dests in sorted(by_ports.items()):
+                out.append(Allow(policy.key, where, tuple(sorted(pod_blocks(dests))), ports))
     return out
 
 

@@ -20,8 +20,11 @@ Nothing here touches a table that is not podnet-policy's.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import ipaddress
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from policy.model import Allow, Block, PodRules, PortRange
 
@@ -32,6 +35,17 @@ ALLOW = "allow "
 FAMILY_KEYWORD = {4: "ip", 6: "ip6"}
 # neighbour discovery never waits for a policy: without it no packet of the pod moves at all
 ND_TYPES = "nd-neighbor-solicit, nd-neighbor-advert, nd-router-solicit, nd-router-advert"
+
+
+SET_AT = 5  # a peer list this long becomes a named set
+SET_TYPE = {4: "ipv4_addr", 6: "ipv6_addr"}
+
+
+@dataclass(frozen=True)
+class NamedSet:
+    name: str  # named for its content: chains with the same peers share it
+    family: int
+    elements: str
 
 
 def comment(text: str) -> str:
@@ -46,24 +60,31 @@ def chain_name(direction: str, rules: PodRules) -> str:
     return f"{'in' if direction == 'ingress' else 'out'}/{rules.pod.namespace}/{rules.pod.name}"
 
 
-def _address_groups(blocks: tuple[Block, ...] | None, family: int) -> list[str] | None:
-    """The address matches (without the `ip saddr` part) for one family: blocks without
-    excepts share one set, each block with excepts is its own `CIDR` + `!= {excepts}`.
-    None: any address; [] : none of this family."""
+def _address_groups(blocks: tuple[Block, ...] | None, family: int) -> tuple[list[str], list[NamedSet]] | None:
+    """The address matches (without the `ip saddr` part) for one family, and the named sets
+    they use: blocks without excepts share one set (a named one, shared by every chain that
+    has the same peers, from SET_AT addresses on), each block with excepts is its own
+    `CIDR` + `!= {excepts}`. None: any address."""
     if blocks is None:
         return None
     mine = [b for b in blocks if b.version == family]
-    plain = [b.cidr for b in mine if not b.excepts]
-    out = [f"{{ {', '.join(_nft_cidr(c) for c in plain)} }}"] if plain else []
+    plain = ", ".join(_nft_cidr(b.cidr) for b in mine if not b.excepts)
+    out, sets = [], []
+    if len(mine) - sum(1 for b in mine if b.excepts) >= SET_AT:
+        named = NamedSet(f"peers{family}-{hashlib.sha1(plain.encode()).hexdigest()[:16]}", family, plain)
+        out.append(f"@{named.name}")
+        sets.append(named)
+    elif plain:
+        out.append(f"{{ {plain} }}")
     out += [
         f"{_nft_cidr(b.cidr)} @EXCEPT {{ {', '.join(_nft_cidr(e) for e in b.excepts)} }}" for b in mine if b.excepts
     ]
-    return out
+    return out, sets
 
 
 def _nft_cidr(cidr: str) -> str:
-    net = ipaddress.ip_network(cidr)
-    return str(net.network_address) if net.prefixlen == net.max_prefixlen else str(net)
+    """A single address as nft lists it (no /32 or /128); cidr is canonical already."""
+    return cidr.removesuffix("/128") if ":" in cidr else cidr.removesuffix("/32")
 
 
 def _port_groups(ports: tuple[PortRange, ...] | None) -> list[str] | None:
@@ -83,24 +104,30 @@ def _port_groups(ports: tuple[PortRange, ...] | None) -> list[str] | None:
     return out
 
 
-def allow_rules(allow: Allow, direction: str, verdict: str) -> list[str]:
+@functools.lru_cache(maxsize=4096)
+def allow_rules(allow: Allow, direction: str, verdict: str) -> tuple[tuple[str, ...], tuple[NamedSet, ...]]:
     """The rules of one Allow: (address group x protocol), each family's addresses apart; with
-    any address, one rule covers both families."""
+    any address, one rule covers both families. And the named sets they use."""
     if allow.allows_nothing:
-        return []
+        return (), ()
     field = "saddr" if direction == "ingress" else "daddr"
     ports = _port_groups(allow.ports)
     matches: list[str] = []
+    sets: list[NamedSet] = []
     if allow.addresses is None:
         matches.append("")
     for family, kw in FAMILY_KEYWORD.items():
-        for a in _address_groups(allow.addresses, family) or []:
+        groups, named = _address_groups(allow.addresses, family) or ([], [])
+        sets += named
+        for a in groups:
             matches.append(f"{kw} {field} " + a.replace("@EXCEPT", f"{kw} {field} !=") + " ")
     note = comment(f"{ALLOW}{allow.policy} {allow.rule}")
-    return [f"{m}{p} counter {verdict} {note}".replace("  ", " ").strip() for m in matches for p in (ports or [""])]
+    rules = tuple(f"{m}{p} counter {verdict} {note}".replace("  ", " ").strip() for m in matches for p in ports or [""])
+    return rules, tuple(sets)
 
 
-def pod_chain(rules: PodRules, direction: str) -> list[str]:
+def pod_chain(rules: PodRules, direction: str, sets: dict[str, NamedSet]) -> list[str]:
+    """The chain's rules; the named sets they use are added to `sets`."""
     allows = rules.ingress if direction == "ingress" else rules.egress
     isolated_by = rules.ingress_isolated_by if direction == "ingress" else rules.egress_isolated_by
     verdict = "return" if direction == "ingress" else "accept"
@@ -112,8 +139,10 @@ def pod_chain(rules: PodRules, direction: str) -> list[str]:
         f"{FAMILY_KEYWORD[ipaddress.ip_address(ip).version]} {field} {ip} counter {verdict} {itself}"
         for ip in rules.pod.ips
     ]
-    for allow in allows:
-        body += allow_rules(allow, direction, verdict)
+    for allow in allows:  # pods that share a rule share its text (allow_rules is cached)
+        text, named = allow_rules(allow, direction, verdict)
+        body += text
+        sets.update((n.name, n) for n in named)
     body.append(f"counter drop {comment(f'{ISOLATED}({direction}) by ' + ', '.join(isolated_by))}")
     return body
 
@@ -126,17 +155,21 @@ def render(node_rules: Iterable[PodRules]) -> str:
     """The `nft -f` text that makes the table exactly this (with no isolated pod: an empty
     table of accepting base chains, harmless)."""
     chains: dict[str, list[str]] = {}
+    sets: dict[str, NamedSet] = {}
     jumps: dict[tuple[str, int], list[tuple[str, str]]] = {}
     for rules in node_rules:
         for direction, isolated in (("ingress", rules.ingress_isolated_by), ("egress", rules.egress_isolated_by)):
             if not isolated:
                 continue
             name = chain_name(direction, rules)
-            chains[name] = pod_chain(rules, direction)
+            chains[name] = pod_chain(rules, direction, sets)
             for ip in rules.pod.ips:
                 family = ipaddress.ip_address(ip).version
                 jumps.setdefault((direction, family), []).append((ip, name))
     lines = [f"table {TABLE}", f"delete table {TABLE}", f"table {TABLE} {{"]
+    for named in sets.values():
+        lines.append(f"  set {named.name} {{ type {SET_TYPE[named.family]}; flags interval; auto-merge; "
+                     f"elements = {{ {named.elements} }} }}")  # fmt: skip
     for name, body in chains.items():
         lines.append(f"  chain {name} {{")
         lines += [f"    {r}" for r in body]

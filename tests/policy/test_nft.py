@@ -85,3 +85,16 @@ spec:
     assert "ip6 saddr fd00:10:244::/48 ip6 saddr != fd00:10:244:3::/64" in text
     assert "ip6 daddr vmap { fd00:10:244:1::7 : jump in/default/web6 }" in text
     nft.cleanup(ns)
+
+
+def test_many_peers_share_one_named_set(ns):
+    from tests.policy.test_model import pod
+
+    clients = [pod(f"c{i}", f"10.244.2.{10 + i}", {"app": "client"}, node="n2") for i in range(8)]
+    webs = [pod(f"w{i}", f"10.244.1.{10 + i}", {"app": "web"}) for i in range(3)]
+    v = view_of(*clients, *webs, netpol(ALLOW_CLIENTS))
+    nft.apply(nft.render(node_rules(v, "n1")), ns)
+    text = listed(ns)
+    assert text.count("set peers4-") == 1 and text.count("ip saddr @peers4-") == 3
+    assert "10.244.2.17" in text
+    nft.cleanup(ns)
