@@ -17,7 +17,7 @@ from ipam.store_url import parse_store_url
 from podnet.agent.cni import NodeCNI
 from podnet.agent.config import AgentConfig
 from podnet.agent.housekeeping import Housekeeping
-from podnet.agent.policy import NetworkPolicies, remove_table
+from podnet.agent.policy import POLICY_KINDS, NetworkPolicies, remove_table
 from podnet.agent.routes import Routes
 from podnet.agent.services import Services
 from podnet.agent.subnet import NodeRecord, RecordWatcher, SubnetLease
@@ -31,9 +31,11 @@ def objects_source(cfg: AgentConfig) -> ObjectSource:
 
         return DirObjectSource(cfg.objects[len("dir:") :])
     if cfg.objects == "kubernetes":
-        from cluster.kube_source import KubernetesObjectSource, load_api_client
+        from cluster.kube_source import LISTERS, KubernetesObjectSource, load_api_client
 
-        return KubernetesObjectSource(load_api_client(cfg.kubeconfig))
+        # without policy, no Pods are listed (and watched: a big cluster's busiest kind)
+        kinds = tuple(k for k in LISTERS if cfg.network_policy or k not in POLICY_KINDS)
+        return KubernetesObjectSource(load_api_client(cfg.kubeconfig), kinds)
     from cluster.etcd import EtcdClient
     from cluster.etcd_source import EtcdObjectSource
 

@@ -32,6 +32,7 @@ class NetworkPolicies:
         self.synced_once = threading.Event()
         self.source_synced = False
         self.written = ""
+        self.checked_at = float("-inf")  # when the kernel was last asked whether the table is there
         self.syncs = 0
         self.failures = 0
         self.isolated_pods = 0
@@ -62,7 +63,13 @@ class NetworkPolicies:
         with self.lock:
             rules = node_rules(self.view, self.node)
         text = nft.render(rules)
-        if text != self.written or not nft.present(self.netns):
+        # the kernel is asked whether the table is still there about once per MAX_SYNC: on
+        # every pod change it would cost a fork of nft
+        now = time.monotonic()
+        due = now - self.checked_at >= MAX_SYNC * 0.9
+        if due:
+            self.checked_at = now
+        if text != self.written or (due and not nft.present(self.netns)):
             try:
                 nft.apply(text, self.netns)
             except nft.NftError:
