@@ -44,7 +44,8 @@ def pod_object(pod: Pod, spec: LabSpec) -> dict:
     container = {k: container[k] for k in ("name", "image", "ports") if k in container}
     meta: dict[str, Any] = {"name": pod.name, "namespace": pod.namespace, "labels": dict(pod.labels)}
     if pod.phase == TERMINATING:
-        meta["deletionTimestamp"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(pod.term_at or time.time()))
+        since = time.monotonic() - pod.term_at if pod.term_at is not None else 0.0  # term_at is monotonic
+        meta["deletionTimestamp"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - since))
     status: dict[str, Any] = {"phase": pod_phase(pod)}
     if pod.ip:
         status.update(podIP=pod.ip, podIPs=[{"ip": pod.ip}])
@@ -76,6 +77,7 @@ class PodObjectWriter:
         self.pending = True
         self.last_write = 0.0
         self.failing = False
+        self._pods: dict[tuple[str, str], tuple[tuple, str, str]] = {}  # pod -> (what it was, key, JSON)
 
     def _ours_in_etcd(self) -> dict[str, str]:
         out = {}
@@ -87,10 +89,24 @@ class PodObjectWriter:
         return out
 
     def wanted(self, spec: LabSpec, pods: Iterable[Pod], policies: list[dict]) -> dict[str, str]:
-        objs = [namespace_object(n) for n in spec.namespaces]
-        objs += [pod_object(p, spec) for p in pods if p.phase != DELETING]
-        objs += [policy_object(p) for p in policies]
-        return {key_for(self.prefix, ref_of(o)): json.dumps(o, sort_keys=True) for o in objs}
+        objs = [namespace_object(n) for n in spec.namespaces] + [policy_object(p) for p in policies]
+        out = {key_for(self.prefix, ref_of(o)): json.dumps(o, sort_keys=True) for o in objs}
+        seen: dict[tuple[str, str], tuple[tuple, str, str]] = {}
+        for p in pods:
+            # a pod takes part in policy once it has an address: before, it is not written
+            # (one write fewer per pod while a lab comes up); unchanged ones are not dumped again
+            if p.phase == DELETING or p.ip is None:
+                continue
+            dep = spec.deployment(p.deployment, p.namespace)
+            mark = (pod_phase(p), p.phase == TERMINATING, p.ip, p.node, tuple(sorted(p.labels.items())), dep)
+            known = self._pods.get((p.namespace, p.name))
+            if known is None or known[0] != mark:
+                obj = pod_object(p, spec)
+                known = (mark, key_for(self.prefix, ref_of(obj)), json.dumps(obj, sort_keys=True))
+            seen[(p.namespace, p.name)] = known
+            out[known[1]] = known[2]
+        self._pods = seen
+        return out
 
     def sync(self, spec: LabSpec | None, pods: Iterable[Pod], policies: list[dict], changed: bool,
              starting: int = 0) -> None:  # fmt: skip
