@@ -298,7 +298,10 @@ def test_network_policy_recipes_with_real_packets(make_lab, tmp_path):
     c.apply(ALLOW_DNS)
     c.expect_dns("client", True)
     c.expect("client", False)  # DNS only
-    c.delete("default-deny-egress", "allow-dns")
+    c.delete("default-deny-egress")
+    dns_file = tmp_path / "allow-dns.yaml"
+    dns_file.write_text(ALLOW_DNS)
+    assert "deleted" in podnet(lab, "delete", "-f", str(dns_file)).stdout  # as kubectl delete -f
     c.expect("client", True)
     c.expect_dns("client", True)
     assert all("jump" not in t for t in node_tables(lab)), "no pod is isolated any more"
