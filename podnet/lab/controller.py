@@ -92,6 +92,7 @@ class Controller:
         self.slices = EndpointSliceWriter(EtcdClient(net["etcd"]["host"], ETCD_CLIENT_PORT), ETCD_PREFIX)
         self.pod_objects = PodObjectWriter(EtcdClient(net["etcd"]["host"], ETCD_CLIENT_PORT), ETCD_PREFIX)
         self.network_policies: list[dict] = []  # as `lab apply -f` stored them (desired.json)
+        self.namespace_labels: dict[str, dict[str, str]] = {}  # likewise (namespaceSelector)
         self.status = StatusWriter(files.status, self.lab, self.nodes, self.kubelet, self.addresses, self.agents)
         self.kubelet.resolv_conf = self.resolv_conf
         self.prober = probes.Prober(self.lab, lambda node: self.nodes[node]["netns"])
@@ -155,7 +156,7 @@ class Controller:
         starting = kubelet.starting_count()
         step("slices", self.slices.sync, self.spec, self.addresses, kubelet.pods.values(), self.dirty, starting)
         step("pods", self.pod_objects.sync, self.spec, kubelet.pods.values(), self.network_policies, self.dirty,
-             starting)  # fmt: skip
+             starting, self.namespace_labels)  # fmt: skip
         if self.dirty:
             step("records", self.write_records)
         if step("status", self.status.publish, now, self.spec, self.generation, self.dirty):
@@ -218,6 +219,7 @@ class Controller:
         self.spec = dns.with_cluster_dns(specmod.parse(data["spec"]))
         self.generation = data["generation"]
         self.network_policies = data.get("networkPolicies", [])
+        self.namespace_labels = data.get("namespaceLabels", {})
         self.desired_mtime = mtime
         self.addresses.sync(self.spec.services, self.spec.network.service_cidr, loadbalancer.pool(self.spec))
         self.save_checkpoint()  # an address handed out is on record before anyone is told of it

@@ -127,6 +127,11 @@ def put_objects(files: LabFiles, objs: list[manifests.Object], create_only: bool
         results.clear()
         s = data["spec"]
         for kind, o in objs:
+            if kind == "NamespaceLabels":
+                ref = f"namespace/{o[0]}"
+                if netpols.set_namespace_labels(data, *o) and results.get(ref) == "unchanged":
+                    results[ref] = "configured"
+                continue
             ref = ref_of(kind, o)
             if kind == "Namespace":
                 present = o in spec.SYSTEM_NAMESPACES or o in s.get("namespaces", [])
@@ -277,7 +282,7 @@ def delete(ctx, args, filenames, ignore_not_found, namespace, all_ns) -> None:
     ns = namespace_of(namespace, all_ns)
     if filenames:
         objs = load_manifests(filenames, namespace)
-        targets = [_target(k, o) for k, o in objs]
+        targets = [_target(k, o) for k, o in objs if k != "NamespaceLabels"]
         gen, done = _delete_objects(files, targets, ignore_not_found)
     else:
         if not args:
@@ -689,6 +694,42 @@ def deploy_ref(ref: str) -> str:
     if not sep or KIND_WORDS.get(kind) != "deployment" or not name:
         fail(f"error: {ref!r}: expected deployment/NAME")
     return name
+
+
+@lab.command("label")
+@click.argument("args", nargs=-1, required=True)
+@click.option("--overwrite", is_flag=True, help="Change a label that has a value already.")
+@click.pass_context
+def label(ctx, args, overwrite) -> None:
+    """label ns NAME KEY=VALUE ... (KEY- removes): a namespace's labels, for namespaceSelectors."""
+    kind, name = kind_and_name(args[:2] if len(args) > 1 and "/" not in args[0] else args[:1])
+    changes = args[2:] if len(args) > 1 and "/" not in args[0] else args[1:]
+    if kind != "namespace" or name is None or not changes:
+        fail("error: a lab labels namespaces: label ns NAME KEY=VALUE ... (KEY- removes)")
+    files = files_of(ctx)
+
+    def relabel(data: dict) -> None:
+        if name not in (*spec.SYSTEM_NAMESPACES, *data["spec"].get("namespaces", [])):
+            fail(f'Error from server (NotFound): namespaces "{name}" not found')
+        labels = dict(netpols.namespace_labels(data).get(name, {}))
+        for change in changes:
+            key, eq, value = change.partition("=")
+            if not eq and key.endswith("-"):
+                labels.pop(key[:-1], None)
+                continue
+            if not eq:
+                fail(f"error: {change!r}: give KEY=VALUE or KEY-")
+            if key in labels and labels[key] != value and not overwrite:
+                fail(f"error: '{key}' already has a value ({labels[key]}), and --overwrite is false")
+            labels[key] = value
+        try:
+            labels = spec._labels(labels, "labels")
+        except spec.SpecError as e:
+            fail(f"error: {e}")
+        netpols.set_namespace_labels(data, name, labels)
+
+    files.change(relabel)
+    click.echo(f"namespace/{name} labeled")
 
 
 @lab.command("scale")

@@ -47,6 +47,7 @@ COSMETIC_SERVICE |= {"sessionAffinityConfig", "clusterIPs", "publishNotReadyAddr
 
 Object = tuple[str, Any]  # ("Namespace", name) | ("Deployment", Deployment) | ("Service", Service)
 #                          | ("NetworkPolicy", the object as stored)
+#                          | ("NamespaceLabels", (name, labels)): after each Namespace
 
 
 def _map(value: Any, where: str) -> dict:
@@ -353,6 +354,8 @@ def parse_objects(docs: list, where: str, namespace: str | None = None) -> list[
             raise SpecError(f"{w}: {key[0]} {key[1]} is not supported in a lab (it takes {known})")
         if key[1] == "Namespace":
             out.append(("Namespace", parse_namespace(obj, label)))
+            labels = specmod._labels(_map(obj.get("metadata"), label).get("labels"), f"{label}metadata.labels")
+            out.append(("NamespaceLabels", (out[-1][1], labels)))  # what namespaceSelectors match
             continue
         if key[1] == "NetworkPolicy":
             out.append(("NetworkPolicy", parse_network_policy(obj, label, namespace)))
@@ -385,6 +388,8 @@ def load(path: str, namespace: str | None = None) -> list[Object]:
 def merge(spec: LabSpec, objs: list[Object]) -> LabSpec:
     """The lab's desired state with these objects created or replaced (not checked)."""
     for kind, o in objs:
+        if kind == "NamespaceLabels":
+            continue  # kept beside the topology by `lab apply` (netpols.py), not part of it
         if kind == "Namespace":
             spec = replace(spec, namespaces=tuple(dict.fromkeys((*spec.namespaces, o))))
         elif kind == "Deployment":

@@ -1,5 +1,6 @@
 """The lab's NetworkPolicies, kept in desired.json beside the topology (`networkPolicies`: the
-objects as the API server would store them). They are no part of what the controller makes
+objects as the API server would store them), and its namespaces' labels (`namespaceLabels`,
+from Namespace manifests: what namespaceSelectors match). They are no part of what the controller makes
 (no pods, no addresses): it only writes them into etcd (pod_objects.py), where each node's
 agent reads and enforces them. Pure functions of the desired-state dict."""
 
@@ -11,6 +12,7 @@ import time
 from policy.spec import parse
 
 KEY = "networkPolicies"
+LABELS_KEY = "namespaceLabels"  # a namespace's own labels, from its manifest (namespaceSelector)
 
 
 class Refused(ValueError):
@@ -55,8 +57,24 @@ def drop(data: dict, namespace: str, name: str) -> bool:
 
 
 def drop_namespace(data: dict, namespace: str) -> None:
-    """A namespace deleted takes its policies with it."""
+    """A namespace deleted takes its policies and its labels with it."""
     data[KEY] = [o for o in data.get(KEY, []) if _ns(o) != namespace]
+    data.get(LABELS_KEY, {}).pop(namespace, None)
+
+
+def set_namespace_labels(data: dict, namespace: str, labels: dict[str, str]) -> bool:
+    """A Namespace manifest's labels replace what it had (as apply does); True when changed."""
+    table = data.setdefault(LABELS_KEY, {})
+    old = table.get(namespace, {})
+    if labels:
+        table[namespace] = dict(labels)
+    else:
+        table.pop(namespace, None)
+    return old != labels
+
+
+def namespace_labels(data: dict) -> dict[str, dict[str, str]]:
+    return data.get(LABELS_KEY, {})
 
 
 def listed(data: dict, namespace: str | None, name: str | None) -> list[dict]:

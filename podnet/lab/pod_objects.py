@@ -58,8 +58,8 @@ def pod_object(pod: Pod, spec: LabSpec) -> dict:
     }
 
 
-def namespace_object(name: str) -> dict:
-    meta = {"name": name, "labels": {NAME_LABEL: name}}
+def namespace_object(name: str, labels: dict[str, str] | None = None) -> dict:
+    meta = {"name": name, "labels": {**(labels or {}), NAME_LABEL: name}}
     return {"apiVersion": "v1", "kind": "Namespace", "metadata": _ours(meta), "status": {"phase": "Active"}}
 
 
@@ -88,8 +88,10 @@ class PodObjectWriter:
                     out[kv.key] = kv.value
         return out
 
-    def wanted(self, spec: LabSpec, pods: Iterable[Pod], policies: list[dict]) -> dict[str, str]:
-        objs = [namespace_object(n) for n in spec.namespaces] + [policy_object(p) for p in policies]
+    def wanted(self, spec: LabSpec, pods: Iterable[Pod], policies: list[dict],
+               ns_labels: dict[str, dict[str, str]] | None = None) -> dict[str, str]:  # fmt: skip
+        labels = ns_labels or {}
+        objs = [namespace_object(n, labels.get(n)) for n in spec.namespaces] + [policy_object(p) for p in policies]
         out = {key_for(self.prefix, ref_of(o)): json.dumps(o, sort_keys=True) for o in objs}
         seen: dict[tuple[str, str], tuple[tuple, str, str]] = {}
         for p in pods:
@@ -109,7 +111,7 @@ class PodObjectWriter:
         return out
 
     def sync(self, spec: LabSpec | None, pods: Iterable[Pod], policies: list[dict], changed: bool,
-             starting: int = 0) -> None:  # fmt: skip
+             starting: int = 0, ns_labels: dict[str, dict[str, str]] | None = None) -> None:  # fmt: skip
         self.pending = self.pending or changed
         now = time.monotonic()
         every = BURST_WRITE_EVERY if starting > BURST else WRITE_EVERY
@@ -119,7 +121,7 @@ class PodObjectWriter:
         try:
             if self.written is None:
                 self.written = self._ours_in_etcd()
-            want = self.wanted(spec, pods, policies)
+            want = self.wanted(spec, pods, policies, ns_labels)
             puts = {k: v for k, v in want.items() if self.written.get(k) != v}
             gone = sorted(self.written.keys() - want.keys())
             self._write(puts, gone)

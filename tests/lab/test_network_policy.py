@@ -86,7 +86,7 @@ apiVersion: networking.k8s.io/v1
 metadata: {name: web-allow-ops}
 spec:
   podSelector: {matchLabels: {app: web}}
-  ingress: [{from: [{namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: ops}}}]}]
+  ingress: [{from: [{namespaceSelector: {matchLabels: {purpose: production}}}]}]
 """
 IPBLOCK = """
 kind: NetworkPolicy
@@ -262,8 +262,10 @@ def test_network_policy_recipes_with_real_packets(make_lab, tmp_path):
     c.expect("stranger", False)
     assert all("allow default/web-allow-client ingress[0]" in t for t in node_tables(lab))
 
-    # allow from a namespace
+    # allow from a namespace, by a label it is given as the recipe does (kubectl label)
     c.apply(ALLOW_OPS)
+    c.expect("opsclient", False)
+    podnet(lab, "label", "ns", "ops", "purpose=production")
     c.expect("opsclient", True)
     c.expect("stranger", False)
     listed = podnet(lab, "get", "netpol").stdout

@@ -61,3 +61,19 @@ def test_a_topology_does_not_take_policies():
     data = {**spec.tutorial_data(), "workloads": [yaml.safe_load(DENY)]}
     with pytest.raises(SpecError, match="apply it with `podnet lab apply -f`"):
         spec.parse(data)
+
+
+def test_namespace_labels_from_manifests_and_label():
+    from podnet.lab import pod_objects
+
+    objs = parse("apiVersion: v1\nkind: Namespace\nmetadata: {name: ops, labels: {team: ops}}")
+    assert objs == [("Namespace", "ops"), ("NamespaceLabels", ("ops", {"team": "ops"}))]
+    data: dict = {}
+    assert netpols.set_namespace_labels(data, "ops", {"team": "ops"})
+    assert not netpols.set_namespace_labels(data, "ops", {"team": "ops"})
+    obj = pod_objects.namespace_object("ops", netpols.namespace_labels(data)["ops"])
+    assert obj["metadata"]["labels"] == {"team": "ops", "kubernetes.io/metadata.name": "ops"}
+    netpols.drop_namespace(data, "ops")
+    assert netpols.namespace_labels(data) == {}
+    with pytest.raises(SpecError, match="metadata.labels"):
+        parse("apiVersion: v1\nkind: Namespace\nmetadata: {name: ops, labels: {'a b': x}}")
