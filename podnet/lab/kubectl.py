@@ -551,7 +551,7 @@ def print_rows(rows: list[list[str]], widths: list[int] | None) -> list[int]:
 @ns_options
 @click.pass_context
 def describe(ctx, args, namespace, all_ns) -> None:
-    """describe pod|svc|deploy NAME: the object, its state and the lab's view of it."""
+    """describe pod|svc|deploy|netpol NAME: the object, its state and the lab's view of it."""
     kind, name = kind_and_name(args)
     files = files_of(ctx)
     st = files.read_status()
@@ -622,8 +622,13 @@ def describe(ctx, args, namespace, all_ns) -> None:
         for label, probe in (("Readiness", dep.readiness), ("Liveness", dep.liveness)):
             if probe:
                 lines.append((label, probe_text(probe)))
+    elif kind == "networkpolicy":
+        found = netpols.listed(files.read_desired(), None if ns == ALL else ns, name)
+        if not found:
+            fail(f'Error from server (NotFound): networkpolicies.networking.k8s.io "{name}" not found')
+        lines += netpols.describe(found[0], st.get("pods", []))
     else:
-        fail(f"error: describe takes pod, service or deployment, not {kind}")
+        fail(f"error: describe takes pod, service, deployment or networkpolicy, not {kind}")
     width = max(len(k) for k, _ in lines) + 2
     for k, v in lines:
         click.echo(f"{k + ':':<{width}}{v}")

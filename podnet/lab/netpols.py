@@ -91,3 +91,51 @@ def created(obj: dict) -> float:
 def pod_selector_text(obj: dict) -> str:
     """kubectl's POD-SELECTOR column."""
     return parse(obj).pod_selector.text()
+
+
+def _peer_text(peer) -> str:
+    if peer.ip_block is not None:
+        ex = f" Except: {', '.join(peer.ip_block.excepts)}" if peer.ip_block.excepts else ""
+        return f"IPBlock: CIDR: {peer.ip_block.cidr}{ex}"
+    parts = []
+    if peer.namespace_selector is not None:
+        parts.append(f"NamespaceSelector: {peer.namespace_selector.text()}")
+    if peer.pod_selector is not None:
+        parts.append(f"PodSelector: {peer.pod_selector.text()}")
+    return " AND ".join(parts)
+
+
+def _port_text(p) -> str:
+    port = "<any>" if p.port is None else str(p.port)
+    return f"{port}{f'-{p.end_port}' if p.end_port is not None else ''}/{p.protocol}"
+
+
+def _rule_lines(direction: str, rules: tuple, isolated: bool) -> list[tuple[str, str]]:
+    lower = direction.lower()
+    if not isolated:
+        return [(f"Not affecting {lower} traffic", "")]
+    if not rules:
+        return [(f"Allowing {lower} traffic", f"<none> (Selected pods are isolated for {lower} connectivity)")]
+    word, anyone = ("From", "source") if direction == "Ingress" else ("To", "destination")
+    out = []
+    for i, r in enumerate(rules):
+        ports = ", ".join(_port_text(p) for p in r.ports) or "<any> (traffic allowed to all ports)"
+        peers = "; ".join(_peer_text(p) for p in r.peers) or f"<any> (traffic not restricted by {anyone})"
+        out += [(f"Allowing {lower} traffic [{i}]", ""), ("  To Port", ports), (f"  {word}", peers)]
+    return out
+
+
+def describe(obj: dict, pods: list[dict]) -> list[tuple[str, str]]:
+    """kubectl describe networkpolicy's lines, and the pods of the lab it selects now."""
+    pol = parse(obj)
+    lines = [("Name", pol.name), ("Namespace", pol.namespace)]
+    lines.append(("Created on", obj["metadata"].get("creationTimestamp", "")))
+    everyone = " (Allowing the specific traffic to all pods in this namespace)" if pol.pod_selector.empty else ""
+    lines.append(("PodSelector", pol.pod_selector.text() + everyone))
+    selected = [p["name"] for p in pods if p.get("namespace", "default") == pol.namespace
+                and pol.pod_selector.matches(p["labels"])]  # fmt: skip
+    lines.append(("Selects pods", ", ".join(selected) or "<none>"))
+    lines += _rule_lines("Ingress", pol.ingress, pol.isolates_ingress)
+    lines += _rule_lines("Egress", pol.egress, pol.isolates_egress)
+    lines.append(("Policy Types", ", ".join(pol.policy_types)))
+    return lines

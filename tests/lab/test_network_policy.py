@@ -270,6 +270,8 @@ def test_network_policy_recipes_with_real_packets(make_lab, tmp_path):
     c.expect("stranger", False)
     listed = podnet(lab, "get", "netpol").stdout
     assert "web-allow-client" in listed and "app=web" in listed, listed
+    described = podnet(lab, "describe", "netpol", "web-allow-client").stdout
+    assert all(p["name"] in described for p in c.pods["web"]) and "PodSelector: app=client" in described
 
     # ipBlock with except: the pod CIDR but the stranger's address
     c.delete("web-allow-client", "web-allow-ops")

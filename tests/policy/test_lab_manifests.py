@@ -77,3 +77,14 @@ def test_namespace_labels_from_manifests_and_label():
     assert netpols.namespace_labels(data) == {}
     with pytest.raises(SpecError, match="metadata.labels"):
         parse("apiVersion: v1\nkind: Namespace\nmetadata: {name: ops, labels: {'a b': x}}")
+
+
+def test_describe_says_what_a_policy_does_and_whom_it_selects():
+    [(_, obj)] = parse(
+        DENY.replace("ingress: []", "ingress: [{from: [{podSelector: {matchLabels: {app: c}}}], ports: [{port: 80}]}]")
+    )
+    pods = [{"name": "web-1", "namespace": "default", "labels": {"app": "web"}}, {"name": "x", "labels": {}}]
+    lines = dict(netpols.describe(obj, pods))
+    assert lines["PodSelector"] == "app=web" and lines["Selects pods"] == "web-1"
+    assert lines["  From"] == "PodSelector: app=c" and lines["  To Port"] == "80/TCP"
+    assert "Not affecting egress traffic" in lines and lines["Policy Types"] == "Ingress"
