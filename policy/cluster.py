@@ -87,17 +87,23 @@ class ClusterView:
         """Take changes in; True when any touched what policy looks at."""
         changed = False
         for ev in events:
-            ref = ev.ref
-            key = f"{ref.namespace}/{ref.name}"
-            if ref.kind == "Pod":
-                info = pod_info(ev.obj) if ev.type != DELETED and ev.obj is not None else None
-                changed |= self._put(self.pods, key, info)
-            elif ref.kind == "Namespace":
-                labels = namespace_labels(ev.obj) if ev.type != DELETED and ev.obj is not None else None
-                changed |= self._put(self.namespaces, ref.name, labels)
-            elif ref.kind == "NetworkPolicy":
-                changed |= self._put(self.policies, key, self._policy(ev))
+            try:
+                changed |= self._apply_one(ev)
+            except (AttributeError, KeyError, TypeError, ValueError) as e:  # not as the API holds it
+                log.error("%s: not understood (%s); ignored", ev.ref, e)
         return changed
+
+    def _apply_one(self, ev: Event) -> bool:
+        ref = ev.ref
+        key = f"{ref.namespace}/{ref.name}"
+        present = ev.type != DELETED and ev.obj is not None
+        if ref.kind == "Pod":
+            return self._put(self.pods, key, pod_info(ev.obj) if present and ev.obj is not None else None)
+        if ref.kind == "Namespace":
+            return self._put(self.namespaces, ref.name, namespace_labels(ev.obj) if present and ev.obj else None)
+        if ref.kind == "NetworkPolicy":
+            return self._put(self.policies, key, self._policy(ev))
+        return False
 
     @staticmethod
     def _policy(ev: Event) -> NetworkPolicy | None:

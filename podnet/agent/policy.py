@@ -45,8 +45,13 @@ class NetworkPolicies:
         mine = [e for e in events if e.ref.kind in POLICY_KINDS]
         if not mine:
             return
-        with self.lock:
-            changed = self.view.apply(mine)
+        try:
+            with self.lock:
+                changed = self.view.apply(mine)
+        except Exception:  # the source is the proxy's too: a policy bug must never stop it
+            log.exception("network policy: objects not taken in")
+            self.failures += 1
+            return
         if changed and self.source_synced:
             self.runner.request()
 

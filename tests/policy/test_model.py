@@ -276,3 +276,11 @@ def test_defaults():
     assert p.policy_types == ("Ingress", "Egress") and p.namespace == "default"
     p = specmod.parse(netpol("metadata: {name: x}\nspec: {podSelector: {}, ingress: [{ports: [{port: 80}]}]}"))
     assert p.policy_types == ("Ingress",) and p.ingress[0].ports[0].protocol == "TCP"
+
+
+def test_an_object_not_as_the_api_holds_it_is_skipped_not_fatal():
+    bad = pod("bad", "10.244.1.50", {"app": "client"})
+    bad["metadata"]["labels"] = ["not", "a", "map"]
+    good = pod("good", "10.244.1.51", {"app": "client"})
+    v = view_of(bad, good)
+    assert list(v.pods) == ["default/good"]
