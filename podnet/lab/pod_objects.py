@@ -21,7 +21,7 @@ from cluster.etcd_source import decode, key_for, registry_root
 from cluster.source import KINDS, ref_of
 from podnet.lab import manifests
 from podnet.lab.endpointslices import BURST, BURST_WRITE_EVERY, WRITE_EVERY
-from podnet.lab.pod import DELETING, RUNNING, TERMINATING, Pod, log
+from podnet.lab.pod import DELETING, RUNNING, STARTING, TERMINATING, Pod, log
 from podnet.lab.spec import LabSpec
 
 WRITTEN_BY = "podnet.io/written-by"
@@ -35,7 +35,9 @@ def _ours(meta: dict) -> dict:
 
 
 def pod_phase(pod: Pod) -> str:
-    return "Running" if pod.phase in (RUNNING, TERMINATING) else "Pending"
+    # kube's Running: its container started (the lab's Starting: the workload forked, not yet
+    # bound); so a pod is written once as it gets its address, not again when it binds
+    return "Running" if pod.phase in (STARTING, RUNNING, TERMINATING) else "Pending"
 
 
 def pod_object(pod: Pod, spec: LabSpec) -> dict:
