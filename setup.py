@@ -6,7 +6,7 @@ from setuptools import find_packages, setup
 
 setup(
     packages=[
-        *find_packages(include=["cni*", "cluster*", "ipam*", "netns*", "proxy*", "podnet*", "safeload*"]),
+        *find_packages(include=["cni*", "cluster*", "ipam*", "netns*", "proxy*", "podnet*", "policy*", "safeload*"]),
         "podnet.netns_labs",
     ],
     package_dir={"podnet.netns_labs": "netns-labs"},

@@ -30,6 +30,8 @@ LISTERS = {
     "Node": ("CoreV1Api", "list_node"),
     "ServiceCIDR": ("NetworkingV1Api", "list_service_cidr"),
     "NetworkPolicy": ("NetworkingV1Api", "list_network_policy_for_all_namespaces"),
+    "Pod": ("CoreV1Api", "list_pod_for_all_namespaces"),
+    "Namespace": ("CoreV1Api", "list_namespace"),
 }
 # The verbs this source needs on each resource (deploy/daemonset.yaml's ClusterRole names them).
 RBAC_VERBS = ("list", "watch")

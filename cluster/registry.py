@@ -21,7 +21,15 @@ class InvalidObject(ValueError):
 def kind_named(text: str) -> str:
     """A kind as a person types it (service, svc, endpointslices, Node ...) -> its Kind name."""
     low = text.lower()
-    short = {"svc": "Service", "ep": "EndpointSlice", "eps": "EndpointSlice", "no": "Node", "netpol": "NetworkPolicy"}
+    short = {
+        "svc": "Service",
+        "ep": "EndpointSlice",
+        "eps": "EndpointSlice",
+        "no": "Node",
+        "netpol": "NetworkPolicy",
+        "po": "Pod",
+        "ns": "Namespace",
+    }
     if low in short:
         return short[low]
     for kind in KINDS.values():

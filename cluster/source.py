@@ -36,6 +36,8 @@ KINDS: dict[str, Kind] = {
         Kind("Node", "nodes", "v1", False),
         Kind("ServiceCIDR", "servicecidrs", "networking.k8s.io/v1", False),
         Kind("NetworkPolicy", "networkpolicies", "networking.k8s.io/v1", True),
+        Kind("Pod", "pods", "v1", True),  # NetworkPolicy's subjects and peers
+        Kind("Namespace", "namespaces", "v1", False),  # namespaceSelector matches their labels
     )
 }
 BY_RESOURCE = {k.resource: k for k in KINDS.values()}

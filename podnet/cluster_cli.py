@@ -36,6 +36,10 @@ def _validate(obj: dict, where: str) -> None:
     parser = PARSERS.get((str(obj.get("apiVersion")), str(obj.get("kind"))))
     if parser is not None:
         parser(obj, where)
+    if obj.get("kind") == "NetworkPolicy":
+        from policy.spec import validate
+
+        validate(obj, where)
 
 
 def _documents(path: str) -> list[tuple[dict, str]]:

@@ -18,6 +18,7 @@ from podnet.agent import masquerade
 from podnet.agent.cni import NodeCNI
 from podnet.agent.config import AgentConfig
 from podnet.agent.housekeeping import Housekeeping
+from podnet.agent.policy import POLICY_KINDS, NetworkPolicies, remove_table
 from podnet.agent.routes import Routes
 from podnet.agent.services import Services
 from podnet.agent.subnet import NodeRecord, RecordWatcher, SubnetLease
@@ -31,9 +32,11 @@ def objects_source(cfg: AgentConfig) -> ObjectSource:
 
         return DirObjectSource(cfg.objects[len("dir:") :])
     if cfg.objects == "kubernetes":
-        from cluster.kube_source import KubernetesObjectSource, load_api_client
+        from cluster.kube_source import LISTERS, KubernetesObjectSource, load_api_client
 
-        return KubernetesObjectSource(load_api_client(cfg.kubeconfig))
+        # without policy, no Pods are listed (and watched: a big cluster's busiest kind)
+        kinds = tuple(k for k in LISTERS if cfg.network_policy or k not in POLICY_KINDS)
+        return KubernetesObjectSource(load_api_client(cfg.kubeconfig), kinds)
     from cluster.etcd import EtcdClient
     from cluster.etcd_source import EtcdObjectSource
 
@@ -50,8 +53,15 @@ class Agent:
         self.lease = SubnetLease(self.url, self.store, list(cfg.cluster_cidrs), list(cfg.node_mask_sizes),
                                  cfg.node_name, cfg.lease_ttl, self._record)  # fmt: skip
         self.watcher = RecordWatcher(self.lease.records, self._records_changed)
+        source = objects_source(cfg)
+        self.policies: NetworkPolicies | None = None
+        if cfg.network_policy:  # one watch feeds both the proxy and the policy engine
+            from cluster.fanout import SharedSource
+
+            self.policies = NetworkPolicies(cfg.node_name)
+            source = SharedSource(source, self.policies)
         self.services = Services(cfg.proxy_mode, cfg.node_name, cfg.node_ips, cfg.cluster_cidrs,
-                                 cfg.service_cidrs, objects_source(cfg), cfg.min_sync_period)  # fmt: skip
+                                 cfg.service_cidrs, source, cfg.min_sync_period)  # fmt: skip
         self.cni: NodeCNI | None = None
         self.house = Housekeeping(self.checks, self.gauges, self.services.metrics.text)
         self.stop_event = threading.Event()
@@ -73,6 +83,7 @@ class Agent:
             "subnet": self.lease.healthy(),
             "routes": self.routes.in_sync and self._records_synced == self._records_seen,
             "proxy": self.services.in_sync(),
+            "policy": self.policies is None or self.policies.in_sync(),
         }
 
     def gauges(self) -> dict[str, float]:
@@ -84,6 +95,8 @@ class Agent:
             "podnet_agent_nodes": len(self.watcher.current),
             "podnet_agent_node_record_relists": self.watcher.relists,
             "podnet_agent_object_changes": self.services.events,
+            "podnet_agent_policy_isolated_pods": self.policies.isolated_pods if self.policies else 0,
+            "podnet_agent_policy_sync_failures": self.policies.failures if self.policies else 0,
         }
 
     def start(self) -> None:
@@ -103,6 +116,10 @@ class Agent:
         alive = self.cni.gc()
         log.info("CNI GC: %d attachments alive, the rest released", alive)
         self.cni.serve()
+        if self.policies is not None:
+            self.policies.start()
+        else:
+            remove_table()
         self.services.start()
         self.house.serve(cfg.healthz_bind_address, cfg.metrics_bind_address)
         log.info("agent ready in %.2fs", time.monotonic() - t0)
@@ -117,6 +134,8 @@ class Agent:
     def stop(self) -> None:
         self.house.close()
         self.services.stop()
+        if self.policies is not None:
+            self.policies.stop()
         if self.cni is not None:
             self.cni.close()
         self.watcher.stop()

@@ -39,10 +39,12 @@ def _version() -> str:
 @click.option("--min-sync-period", help="Least time between two syncs of the Service rules (default 1s).")
 @click.option("--metrics-bind-address", help="/metrics (default 127.0.0.1:10249; '' disables).")
 @click.option("--healthz-bind-address", help="/healthz (default 0.0.0.0:10256; '' disables).")
+@click.option("--network-policy/--no-network-policy", default=None,
+              help="Enforce NetworkPolicy on this node's pods (default on).")  # fmt: skip
 @click.option("-v", "--verbose", count=True, help="More logging.")
 @click.version_option(_version(), "--version", prog_name="podnet agent")
 def agent(config_file, verbose, **flags) -> None:
-    """Run podnet on this node: subnet lease, routes, CNI server and service proxy."""
+    """Run podnet on this node: subnet lease, routes, CNI server, service proxy and NetworkPolicy."""
     from podnet.agent.agent import Agent
 
     logging.basicConfig(level=logging.DEBUG if verbose > 1 else logging.INFO,

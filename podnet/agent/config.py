@@ -43,6 +43,7 @@ FLAGS: dict[str, tuple[bool, Any]] = {
     "min-sync-period": (False, "1s"),  # kube-proxy's --iptables-min-sync-period
     "metrics-bind-address": (False, "127.0.0.1:10249"),
     "healthz-bind-address": (False, "0.0.0.0:10256"),
+    "network-policy": (False, True),  # enforce NetworkPolicy (policy/, podnet-policy table)
 }
 DEFAULT_MASK = {4: 24, 6: 64}
 
@@ -70,6 +71,7 @@ class AgentConfig:
     min_sync_period: float  # seconds between two syncs of the Service rules, at least
     metrics_bind_address: str
     healthz_bind_address: str
+    network_policy: bool = True
 
     def node_ip(self, family: int) -> str | None:
         return next((ip for ip in self.node_ips if ipaddress.ip_address(ip).version == family), None)
@@ -155,6 +157,8 @@ def _validate(raw: dict[str, Any]) -> AgentConfig:
     for name in ("cni-bin-dir", "cni-conf-dir", "cni-data-dir"):
         if not isinstance(raw[name], str) or not os.path.isabs(raw[name]):
             raise ConfigError(f"--{name}: {raw[name]!r} is not an absolute path")
+    if not isinstance(raw["network-policy"], bool):
+        raise ConfigError(f"--network-policy: {raw['network-policy']!r} is not true or false")
     return AgentConfig(
         node_name=node,
         node_ips=ips,
@@ -173,6 +177,7 @@ def _validate(raw: dict[str, Any]) -> AgentConfig:
         min_sync_period=min_sync,
         metrics_bind_address=raw["metrics-bind-address"] or "",
         healthz_bind_address=raw["healthz-bind-address"] or "",
+        network_policy=raw["network-policy"],
     )
 
 

@@ -32,6 +32,7 @@ KERNEL_CAUSES = {
 
 CAUSE_WORDS = {
     "rule-drop": "a netfilter rule dropped it",
+    "network-policy": "a NetworkPolicy isolates the pod and none allows it",
     "rp-filter": "reverse-path filtering (rp_filter) dropped it",
     "martian-source": "its source address is martian there",
     "martian-destination": "its destination address is martian there",

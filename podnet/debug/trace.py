@@ -22,6 +22,8 @@ from podnet.debug.capture import Frame, Taps
 from podnet.debug.summary import describe
 from podnet.debug.topology import Cluster, Place, PodInfo, TargetError, split_ref
 
+POLICY_TABLE = "podnet-policy"  # policy/nft.py's table: its drops are NetworkPolicy's
+
 PROTOS = ("tcp", "udp", "icmp")
 
 
@@ -413,6 +415,12 @@ def _cause(cluster: Cluster, src: PodInfo, target: Target, flow, frames: list[Fr
     drops = [h for h in r.rules if h.verdict == "DROP"]
     if drops:
         h = drops[0]
+        if h.table == POLICY_TABLE:  # the final drop of an isolated pod names what isolated it
+            why = re.search(r'comment "([^"]*)"', h.rule)
+            pod = h.chain.split("/", 1)[1] if "/" in h.chain else h.chain
+            return Verdict("dropped", h.where, f"dropped on {h.where} by NetworkPolicy: pod {pod} is "
+                           f"{why.group(1) if why else 'isolated'}, and no policy allows this", h.rule,
+                           cause="network-policy")  # fmt: skip
         what = "the policy of" if h.kind == "policy" else "a rule in"
         return Verdict(
             "dropped", h.where, f"dropped on {h.where} by {what} {h.table} {h.chain}", h.rule, cause="rule-drop"

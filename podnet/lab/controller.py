@@ -38,6 +38,7 @@ from podnet.lab.deployments import DeploymentReconciler
 from podnet.lab.endpointslices import EndpointSliceWriter
 from podnet.lab.kubelet import Kubelet
 from podnet.lab.pod import log
+from podnet.lab.pod_objects import PodObjectWriter
 from podnet.lab.service_addresses import ServiceAddresses
 from podnet.lab.spec import LabSpec
 from podnet.lab.state import LabFiles, read_json, write_json
@@ -93,6 +94,9 @@ class Controller:
         self.kubelet = Kubelet(self.lab, self.nodes, self.agents, self.backend_of, self.save_checkpoint)
         self.deployments = DeploymentReconciler(self.kubelet, list(self.nodes), lambda: self.agents.healthy_since)
         self.slices = EndpointSliceWriter(EtcdClient(net["etcd"]["host"], ETCD_CLIENT_PORT), ETCD_PREFIX)
+        self.pod_objects = PodObjectWriter(EtcdClient(net["etcd"]["host"], ETCD_CLIENT_PORT), ETCD_PREFIX)
+        self.network_policies: list[dict] = []  # as `lab apply -f` stored them (desired.json)
+        self.namespace_labels: dict[str, dict[str, str]] = {}  # likewise (namespaceSelector)
         self.status = StatusWriter(files.status, self.lab, self.nodes, self.kubelet, self.addresses, self.agents)
         self.kubelet.resolv_conf = self.resolv_conf
         self.prober = probes.Prober(self.lab, lambda node: self.nodes[node]["netns"])
@@ -157,6 +161,8 @@ class Controller:
         self.dirty |= kubelet.take_changed()
         starting = kubelet.starting_count()
         step("slices", self.slices.sync, self.spec, self.addresses, kubelet.pods.values(), self.dirty, starting)
+        step("pods", self.pod_objects.sync, self.spec, kubelet.pods.values(), self.network_policies, self.dirty,
+             starting, self.namespace_labels)  # fmt: skip
         if self.dirty:
             step("records", self.write_records)
         if step("status", self.status.publish, now, self.spec, self.generation, self.dirty):
@@ -220,6 +226,8 @@ class Controller:
         data = read_json(self.files.desired)
         self.spec = dns.with_cluster_dns(specmod.parse(data["spec"]))
         self.generation = data["generation"]
+        self.network_policies = data.get("networkPolicies", [])
+        self.namespace_labels = data.get("namespaceLabels", {})
         self.desired_mtime = mtime
         self.addresses.sync(self.spec.services, self.spec.network.service_cidr, loadbalancer.pool(self.spec))
         self.save_checkpoint()  # an address handed out is on record before anyone is told of it

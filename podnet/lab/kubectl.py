@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from podnet.lab import manifests, podlogs, selectors, spec
+from podnet.lab import manifests, netpols, podlogs, selectors, spec
 from podnet.lab.cli import age, dump, fail, files_of, lab, ports_text, print_table, wait_converged
 from podnet.lab.complete import refs, words
 from podnet.lab.state import LabFiles
@@ -29,6 +29,7 @@ KIND_WORDS = {
     **{k: "endpointslice" for k in ("endpointslice", "endpointslices", "endpointslices.discovery.k8s.io")},
     **{k: "namespace" for k in ("ns", "namespace", "namespaces")},
     **{k: "node" for k in ("no", "node", "nodes")},
+    **{k: "networkpolicy" for k in ("netpol", "networkpolicy", "networkpolicies", "networkpolicies.networking.k8s.io")},
 }
 RESOURCE = {
     "pod": "pod",
@@ -39,8 +40,9 @@ RESOURCE = {
     "endpointslice": "endpointslice.discovery.k8s.io",
     "namespace": "namespace",
     "node": "node",
+    "networkpolicy": "networkpolicy.networking.k8s.io",
 }
-NAMESPACED = {"pod", "service", "deployment", "replicaset", "endpoints", "endpointslice"}
+NAMESPACED = {"pod", "service", "deployment", "replicaset", "endpoints", "endpointslice", "networkpolicy"}
 
 
 def ns_options(f):
@@ -109,6 +111,8 @@ def load_manifests(filenames: tuple[str, ...], namespace: str | None) -> list[ma
 
 
 def ref_of(kind: str, o: Any) -> str:
+    if kind == "NetworkPolicy":
+        return f"networkpolicy.networking.k8s.io/{o['metadata']['name']}"
     return (
         {"Namespace": "namespace", "Deployment": "deployment.apps", "Service": "service"}[kind]
         + "/"
@@ -123,6 +127,11 @@ def put_objects(files: LabFiles, objs: list[manifests.Object], create_only: bool
         results.clear()
         s = data["spec"]
         for kind, o in objs:
+            if kind == "NamespaceLabels":
+                ref = f"namespace/{o[0]}"
+                if netpols.set_namespace_labels(data, *o) and results.get(ref) == "unchanged":
+                    results[ref] = "configured"
+                continue
             ref = ref_of(kind, o)
             if kind == "Namespace":
                 present = o in spec.SYSTEM_NAMESPACES or o in s.get("namespaces", [])
@@ -131,6 +140,13 @@ def put_objects(files: LabFiles, objs: list[manifests.Object], create_only: bool
                 if not present:
                     s["namespaces"] = [*s.get("namespaces", spec.SYSTEM_NAMESPACES), o]
                 results[ref] = "unchanged" if present else "created"
+                continue
+            if kind == "NetworkPolicy":
+                known = [*spec.SYSTEM_NAMESPACES, *s.get("namespaces", [])]
+                try:
+                    results[ref] = netpols.put(data, o, known, create_only)
+                except netpols.Refused as e:
+                    fail(str(e))
                 continue
             key = "deployments" if kind == "Deployment" else "services"
             body = spec.deployment_dict(o) if kind == "Deployment" else spec.service_dict(o)
@@ -217,9 +233,16 @@ def _delete_objects(files: LabFiles, targets: list[tuple[str, str, str]], ignore
                     s["namespaces"].remove(name)
                     for key in ("deployments", "services"):  # what it holds goes with it
                         s[key] = [o for o in s[key] if o.get("namespace", spec.DEFAULT_NAMESPACE) != name]
+                    netpols.drop_namespace(data, name)
                     done.append(f'namespace "{name}" deleted')
                 elif not ignore_missing:
                     fail(f'Error from server (NotFound): namespaces "{name}" not found')
+                continue
+            if kind == "networkpolicy":
+                if netpols.drop(data, ns, name):
+                    done.append(f'networkpolicy.networking.k8s.io "{name}" deleted')
+                elif not ignore_missing:
+                    fail(f'Error from server (NotFound): networkpolicies.networking.k8s.io "{name}" not found')
                 continue
             key = "deployments" if kind == "deployment" else "services"
             i = _find(s[key], name, ns)
@@ -238,6 +261,15 @@ def _delete_objects(files: LabFiles, targets: list[tuple[str, str, str]], ignore
         fail(f"error: {e}")
 
 
+def _target(kind: str, o: Any) -> tuple[str, str, str]:
+    """(kind, namespace, name) of a manifest's object, for _delete_objects."""
+    if kind == "Namespace":
+        return "namespace", "", o
+    if kind == "NetworkPolicy":
+        return "networkpolicy", o["metadata"]["namespace"], o["metadata"]["name"]
+    return kind.lower(), o.namespace, o.name
+
+
 @lab.command("delete")
 @click.argument("args", nargs=-1, shell_complete=refs("pod", "deploy", "svc"))
 @click.option("-f", "--filename", "filenames", multiple=True, type=click.Path(exists=True))
@@ -250,9 +282,7 @@ def delete(ctx, args, filenames, ignore_not_found, namespace, all_ns) -> None:
     ns = namespace_of(namespace, all_ns)
     if filenames:
         objs = load_manifests(filenames, namespace)
-        targets = [
-            (k.lower(), "" if k == "Namespace" else o.namespace, o if k == "Namespace" else o.name) for k, o in objs
-        ]
+        targets = [_target(k, o) for k, o in objs if k != "NamespaceLabels"]
         gen, done = _delete_objects(files, targets, ignore_not_found)
     else:
         if not args:
@@ -269,8 +299,8 @@ def delete(ctx, args, filenames, ignore_not_found, namespace, all_ns) -> None:
             files.request_delete(name)
             click.echo(f'pod "{name}" deleted')
             return
-        if kind not in ("deployment", "service", "namespace"):
-            fail(f"error: a lab deletes pods, deployments, services and namespaces, not {kind}")
+        if kind not in ("deployment", "service", "namespace", "networkpolicy"):
+            fail(f"error: a lab deletes pods, deployments, services, namespaces and networkpolicies, not {kind}")
         gen, done = _delete_objects(files, [(kind, ns, name)], ignore_not_found)
     wait_converged(files, gen, "delete")
     for line in done:
@@ -382,6 +412,14 @@ def namespace_rows(st, name) -> list[list[str]]:
     return [["NAME", "STATUS", "AGE"]] + [[n, "Active", ""] for n in st.get("namespaces", []) if not name or n == name]
 
 
+def netpol_rows(files: LabFiles, ns, name) -> list[list[str]]:
+    rows = [_ns_col(ns) + ["NAME", "POD-SELECTOR", "AGE"]]
+    for o in netpols.listed(files.read_desired(), None if ns == ALL else ns, name):
+        row = [o["metadata"]["name"], netpols.pod_selector_text(o), age(netpols.created(o))]
+        rows.append(([o["metadata"]["namespace"]] if ns == ALL else []) + row)
+    return rows
+
+
 def node_rows(st, wide, name) -> list[list[str]]:
     rows = [["NAME", "STATUS", "ROLES", "AGE", "VERSION"] + (["INTERNAL-IP", "POD-CIDR"] if wide else [])]
     for n in st.get("nodes", []):
@@ -413,6 +451,8 @@ def objects_of(files: LabFiles, st: dict, kind: str, ns: str, reqs, name: str | 
                 out.append(manifests.deployment_object(dep, d, revs[-1]["revision"] if revs else 1))
     elif kind == "namespace":
         out = [manifests.namespace_object(n) for n in st.get("namespaces", []) if not name or n == name]
+    elif kind == "networkpolicy":
+        out = netpols.listed(files.read_desired(), None if ns == ALL else ns, name)
     elif kind == "pod":
         out = [p for p in st.get("pods", []) if in_ns(p, ns) and selectors.matches(reqs, p["labels"])
                and (not name or p["name"] == name)]  # fmt: skip
@@ -440,12 +480,13 @@ def render(files, st, kind, ns, wide, cols, reqs, name) -> list[list[str]]:
         "replicaset": lambda: rs_rows(files, st, ns, name),
         "namespace": lambda: namespace_rows(st, name),
         "node": lambda: node_rows(st, wide, name),
+        "networkpolicy": lambda: netpol_rows(files, ns, name),
     }[kind]()
 
 
 @lab.command("get")
 @click.argument("args", nargs=-1, required=True, shell_complete=words("pods", "services", "deployments", "rs",
-                "endpoints", "endpointslices", "namespaces", "nodes"))  # fmt: skip
+                "endpoints", "endpointslices", "namespaces", "nodes", "networkpolicies"))  # fmt: skip
 @click.option("-l", "--selector", help="Label selector, e.g. app=frontend,track!=canary")
 @click.option("-L", "--label-columns", multiple=True, help="Show this label as a column (repeatable).")
 @click.option("-o", "--output", type=click.Choice(["text", "wide", "json", "yaml", "name"]), default="text")
@@ -453,7 +494,7 @@ def render(files, st, kind, ns, wide, cols, reqs, name) -> list[list[str]]:
 @ns_options
 @click.pass_context
 def get(ctx, args, selector, label_columns, output, watch, namespace, all_ns) -> None:
-    """get pods|svc|deploy|rs|endpoints|endpointslices|ns|nodes [NAME], as kubectl shows them."""
+    """get pods|svc|deploy|rs|endpoints|endpointslices|ns|nodes|netpol [NAME], as kubectl shows them."""
     kind, name = kind_and_name(args)
     try:
         reqs = selectors.parse(selector)
@@ -510,7 +551,7 @@ def print_rows(rows: list[list[str]], widths: list[int] | None) -> list[int]:
 @ns_options
 @click.pass_context
 def describe(ctx, args, namespace, all_ns) -> None:
-    """describe pod|svc|deploy NAME: the object, its state and the lab's view of it."""
+    """describe pod|svc|deploy|netpol NAME: the object, its state and the lab's view of it."""
     kind, name = kind_and_name(args)
     files = files_of(ctx)
     st = files.read_status()
@@ -581,8 +622,13 @@ def describe(ctx, args, namespace, all_ns) -> None:
         for label, probe in (("Readiness", dep.readiness), ("Liveness", dep.liveness)):
             if probe:
                 lines.append((label, probe_text(probe)))
+    elif kind == "networkpolicy":
+        found = netpols.listed(files.read_desired(), None if ns == ALL else ns, name)
+        if not found:
+            fail(f'Error from server (NotFound): networkpolicies.networking.k8s.io "{name}" not found')
+        lines += netpols.describe(found[0], st.get("pods", []))
     else:
-        fail(f"error: describe takes pod, service or deployment, not {kind}")
+        fail(f"error: describe takes pod, service, deployment or networkpolicy, not {kind}")
     width = max(len(k) for k, _ in lines) + 2
     for k, v in lines:
         click.echo(f"{k + ':':<{width}}{v}")
@@ -653,6 +699,42 @@ def deploy_ref(ref: str) -> str:
     if not sep or KIND_WORDS.get(kind) != "deployment" or not name:
         fail(f"error: {ref!r}: expected deployment/NAME")
     return name
+
+
+@lab.command("label")
+@click.argument("args", nargs=-1, required=True)
+@click.option("--overwrite", is_flag=True, help="Change a label that has a value already.")
+@click.pass_context
+def label(ctx, args, overwrite) -> None:
+    """label ns NAME KEY=VALUE ... (KEY- removes): a namespace's labels, for namespaceSelectors."""
+    kind, name = kind_and_name(args[:2] if len(args) > 1 and "/" not in args[0] else args[:1])
+    changes = args[2:] if len(args) > 1 and "/" not in args[0] else args[1:]
+    if kind != "namespace" or name is None or not changes:
+        fail("error: a lab labels namespaces: label ns NAME KEY=VALUE ... (KEY- removes)")
+    files = files_of(ctx)
+
+    def relabel(data: dict) -> None:
+        if name not in (*spec.SYSTEM_NAMESPACES, *data["spec"].get("namespaces", [])):
+            fail(f'Error from server (NotFound): namespaces "{name}" not found')
+        labels = dict(netpols.namespace_labels(data).get(name, {}))
+        for change in changes:
+            key, eq, value = change.partition("=")
+            if not eq and key.endswith("-"):
+                labels.pop(key[:-1], None)
+                continue
+            if not eq:
+                fail(f"error: {change!r}: give KEY=VALUE or KEY-")
+            if key in labels and labels[key] != value and not overwrite:
+                fail(f"error: '{key}' already has a value ({labels[key]}), and --overwrite is false")
+            labels[key] = value
+        try:
+            labels = spec._labels(labels, "labels")
+        except spec.SpecError as e:
+            fail(f"error: {e}")
+        netpols.set_namespace_labels(data, name, labels)
+
+    files.change(relabel)
+    click.echo(f"namespace/{name} labeled")
 
 
 @lab.command("scale")

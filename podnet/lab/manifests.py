@@ -1,9 +1,9 @@
 """Kubernetes manifests -> the lab's desired state, and the lab's objects -> Kubernetes objects.
 
 `podnet lab apply|create|delete -f` take what kubectl takes: YAML or JSON, several documents
-in a file, `List`s, a directory of files; of them `v1 Namespace`, `apps/v1 Deployment` and
-`v1 Service`. A lab pod runs a workload, not a container image; the image picks it (the table
-is in the README):
+in a file, `List`s, a directory of files; of them `v1 Namespace`, `apps/v1 Deployment`,
+`v1 Service` and `networking.k8s.io/v1 NetworkPolicy` (each node's agent enforces it). A lab
+pod runs a workload, not a container image; the image picks it (the table is in the README):
 
   `command:` given                     -> that command (args appended), in the pod
   image name contains `coredns`        -> the lab's cluster DNS server (dns.py), port 53
@@ -46,6 +46,8 @@ COSMETIC_SERVICE = {"ipFamilies", "ipFamilyPolicy", "allocateLoadBalancerNodePor
 COSMETIC_SERVICE |= {"sessionAffinityConfig", "clusterIPs", "publishNotReadyAddresses"}
 
 Object = tuple[str, Any]  # ("Namespace", name) | ("Deployment", Deployment) | ("Service", Service)
+#                          | ("NetworkPolicy", the object as stored)
+#                          | ("NamespaceLabels", (name, labels)): after each Namespace
 
 
 def _map(value: Any, where: str) -> dict:
@@ -297,7 +299,29 @@ def parse_service(obj: dict, where: str, namespace: str | None = None) -> Servic
     return replace(svc, namespace=ns or namespace or specmod.DEFAULT_NAMESPACE)
 
 
-KINDS = {("v1", "Namespace"), ("apps/v1", "Deployment"), ("v1", "Service")}
+KINDS = {("v1", "Namespace"), ("apps/v1", "Deployment"), ("v1", "Service"), ("networking.k8s.io/v1", "NetworkPolicy")}
+
+
+def parse_network_policy(obj: dict, where: str, namespace: str | None = None) -> dict:
+    """A NetworkPolicy as the API server stores it (validated as it validates: a bad field is
+    refused by its path; namespace filled in). Kept as the object: the agents read it so."""
+    from policy.spec import PolicyError
+    from policy.spec import parse as parse_policy
+
+    obj = _map(obj, where)
+    meta = _map(obj.get("metadata"), f"{where}metadata")
+    ns = meta.get("namespace") or namespace or specmod.DEFAULT_NAMESPACE
+    if namespace and meta.get("namespace") and meta["namespace"] != namespace:
+        raise SpecError(f"{where}metadata.namespace: {meta['namespace']!r} does not match the namespace from -n "
+                        f"({namespace!r})")  # fmt: skip
+    kept = {k: v for k, v in meta.items() if k in ("name", "labels", "annotations")}
+    stored = {"apiVersion": obj.get("apiVersion"), "kind": obj.get("kind"), "metadata": {**kept, "namespace": ns},
+              "spec": obj.get("spec") or {}}  # fmt: skip
+    try:
+        parse_policy({**obj, "metadata": {**meta, "namespace": ns}})
+    except PolicyError as e:
+        raise SpecError(f"{where}{e}") from None
+    return stored
 
 
 def parse_objects(docs: list, where: str, namespace: str | None = None) -> list[Object]:
@@ -330,6 +354,11 @@ def parse_objects(docs: list, where: str, namespace: str | None = None) -> list[
             raise SpecError(f"{w}: {key[0]} {key[1]} is not supported in a lab (it takes {known})")
         if key[1] == "Namespace":
             out.append(("Namespace", parse_namespace(obj, label)))
+            labels = specmod._labels(_map(obj.get("metadata"), label).get("labels"), f"{label}metadata.labels")
+            out.append(("NamespaceLabels", (out[-1][1], labels)))  # what namespaceSelectors match
+            continue
+        if key[1] == "NetworkPolicy":
+            out.append(("NetworkPolicy", parse_network_policy(obj, label, namespace)))
             continue
         parse = parse_deployment if key[1] == "Deployment" else parse_service
         o = parse(obj, label, namespace)
@@ -359,10 +388,14 @@ def load(path: str, namespace: str | None = None) -> list[Object]:
 def merge(spec: LabSpec, objs: list[Object]) -> LabSpec:
     """The lab's desired state with these objects created or replaced (not checked)."""
     for kind, o in objs:
+        if kind == "NamespaceLabels":
+            continue  # kept beside the topology by `lab apply` (netpols.py), not part of it
         if kind == "Namespace":
             spec = replace(spec, namespaces=tuple(dict.fromkeys((*spec.namespaces, o))))
         elif kind == "Deployment":
             spec = spec.with_deployment(o)
+        elif kind == "NetworkPolicy":  # not part of a topology: the lab keeps them beside it
+            raise SpecError(f"NetworkPolicy {o['metadata']['name']}: apply it with `podnet lab apply -f`")
         else:
             spec = replace(spec, services=(*(s for s in spec.services if s.key != o.key), o))
     return spec

@@ -38,6 +38,14 @@ def test_config_dual_stack_masks():
     assert cfg.node_mask_sizes == (24, 64) and cfg.node_ip(6) == "fd00::1"
 
 
+def test_network_policy_on_by_default_off_by_flag_or_file(tmp_path):
+    assert build(flags(store=ETCD)).network_policy is True
+    assert build(flags(store=ETCD, network_policy=False)).network_policy is False
+    f = tmp_path / "c.yaml"
+    f.write_text("network-policy: false\n")
+    assert build(flags(store=ETCD), read_file(str(f))).network_policy is False
+
+
 @pytest.mark.parametrize(
     ("kw", "field"),
     [
@@ -50,6 +58,7 @@ def test_config_dual_stack_masks():
         ({"lease_ttl": 1}, "--lease-ttl"),
         ({"store": "file:/var/lib/x"}, "--objects etcd"),
         ({"cni_bin_dir": "bin"}, "--cni-bin-dir"),
+        ({"network_policy": "yes"}, "--network-policy"),
     ],
 )
 def test_config_errors_name_the_flag(kw, field):

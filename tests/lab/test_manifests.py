@@ -104,7 +104,7 @@ def test_lists_namespaces_and_minus_n():
         "items": [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop"}}, DEPLOY],
     }
     objs = parse(lst)
-    assert [k for k, _ in objs] == ["Namespace", "Deployment"]
+    assert [k for k, _ in objs] == ["Namespace", "NamespaceLabels", "Deployment"]
     with pytest.raises(spec.SpecError, match="does not match the namespace from -n"):
         parse(DEPLOY, namespace="other")
     with pytest.raises(spec.SpecError, match="does not exist"):
