@@ -10,8 +10,9 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 PY     := $(BIN)/python
 DRIVER := build/cni-driver
+PACKAGES := cluster cni ipam netns podnet policy proxy safeload
 
-.PHONY: install install-node system venv test-tools demo test lint types unit integration test-fast fuzz bench clean
+.PHONY: install install-node system venv bytecode test-tools demo test lint types unit integration test-fast fuzz bench clean
 # The stages of `test` run one after another, in the order listed, even under -j.
 .NOTPARALLEL:
 
@@ -38,8 +39,15 @@ install-node:
 	$(PREFIX)/bin/pip install -q .
 	@echo "now: $(PREFIX)/bin/podnet install-cni --subnet NODE_SUBNET [--chain portmap]"
 
-demo: install
+demo: install bytecode
 	$(PY) -m podnet.demo
+
+# Bytecode for the editable checkout, as a normal install has it (pip compiles at install):
+# every agent, proxy and CNI plugin is a fresh interpreter, and without .pyc files (a read-only
+# checkout, PYTHONDONTWRITEBYTECODE) each would compile every module it imports again.
+# Quick when nothing changed; a stale .pyc is never used (its source's mtime is checked).
+bytecode: venv
+	$(PY) -m compileall -q $(PACKAGES)
 
 # --- to test it: Go and libcni from Debian build podnet's CNI driver; reference plugins
 # Idempotent and quick when all is there; rebuilds the driver when its source changed.
@@ -65,13 +73,13 @@ types: venv
 unit: venv
 	VENV=$(VENV) bash .ci/unit-tier
 
-integration: install test-tools
+integration: install test-tools bytecode
 	$(BIN)/pytest -q -ra -m integration
 
 test-fast: venv
 	$(BIN)/pytest -q -ra -p no:cacheprovider -m "not integration and not slow"
 
-bench: install test-tools
+bench: install test-tools bytecode
 	$(PY) -m bench.run
 
 clean:

@@ -50,7 +50,7 @@ def compile_packages() -> None:
     each agent is a fresh interpreter, and with PYTHONDONTWRITEBYTECODE (or a read-only
     checkout) an editable install would compile every module again in each of them."""
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    for pkg in ("cluster", "cni", "ipam", "netns", "podnet", "proxy", "safeload"):
+    for pkg in ("cluster", "cni", "ipam", "netns", "podnet", "policy", "proxy", "safeload"):
         compileall.compile_dir(os.path.join(root, pkg), quiet=1)
 
 
