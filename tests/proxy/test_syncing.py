@@ -193,7 +193,10 @@ def test_health_check_node_port_and_metrics(lab, mode):
     assert lab.wait_for(lambda: lab.http("client", url).get("status") == 503)
     assert '"localEndpoints": 0' in lab.http("client", url)["body"]
     lab.write("web.yaml", *web(["e3"], **spec))
-    m = lab.metrics()
+    # no local endpoint at all now (not even a terminating one): once the daemon has synced
+    # the file, the gauge counts this Service
+    no_local = f'kubeproxy_sync_proxy_rules_no_local_endpoints_total{{{V4},traffic_policy="external"}}'
+    m = lab.wait_for(lambda: (lambda x: x if x.get(no_local) == 1 else None)(lab.metrics())) or lab.metrics()
     for name in (
         f"kubeproxy_sync_proxy_rules_duration_seconds_count{{{V4}}}",
         f"kubeproxy_sync_proxy_rules_last_timestamp_seconds{{{V4}}}",
@@ -202,7 +205,7 @@ def test_health_check_node_port_and_metrics(lab, mode):
         f'kubeproxy_sync_proxy_rules_no_local_endpoints_total{{{V4},traffic_policy="external"}}',
     ):
         assert name in m, name
-    assert m[f'kubeproxy_sync_proxy_rules_no_local_endpoints_total{{{V4},traffic_policy="external"}}'] == 1
+    assert m[no_local] == 1, m
     assert time.time() - m[f"kubeproxy_sync_proxy_rules_last_timestamp_seconds{{{V4}}}"] < 30
     lab.stop_daemon()
 
