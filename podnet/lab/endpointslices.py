@@ -6,14 +6,14 @@ cluster."""
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterable
 
-from cluster.etcd import EtcdClient, EtcdError
+from cluster.etcd import EtcdClient
 from cluster.etcd_source import decode, key_for, registry_root
 from cluster.source import ref_of
 from podnet.lab import objects, selectors
-from podnet.lab.pod import RUNNING, TERMINATING, Pod, log
+from podnet.lab.etcd_shadow import EtcdShadow
+from podnet.lab.pod import RUNNING, TERMINATING, Pod
 from podnet.lab.service_addresses import ServiceAddresses
 from podnet.lab.spec import LabSpec, Service
 
@@ -83,18 +83,14 @@ class Placement:
 class EndpointSliceWriter:
     """Keeps the lab's objects in etcd equal to the desired Services and their endpoints.
 
-    A shadow copy of what it wrote makes each sync one transaction of only the objects that
-    changed (the agents' watches then see one revision, and resync once). Objects that others
+    Each sync writes only the objects that changed (etcd_shadow.py). Objects that others
     put into the lab's etcd (`podnet cluster apply`) are not the lab's and are left alone: only
     objects carrying the lab's managed-by label are ever replaced or removed.
     """
 
     def __init__(self, client: EtcdClient, prefix: str):
         self.client, self.prefix = client, prefix
-        self.written: dict[str, str] | None = None  # key -> JSON; None until read from etcd
-        self.pending = True
-        self.last_write = 0.0
-        self.failing = False
+        self.shadow = EtcdShadow(client, "Services and EndpointSlices")
         self.placement = Placement()
 
     @staticmethod
@@ -145,32 +141,15 @@ class EndpointSliceWriter:
         self, spec: LabSpec | None, addresses: ServiceAddresses, pods: Iterable[Pod], changed: bool, starting: int = 0
     ) -> None:
         """Write what changed, if a batch is due. `starting`: how many pods are on their way up."""
-        self.pending = self.pending or changed
-        if not self.pending or not spec:
+        self.shadow.note(changed)
+        if not spec or not self.shadow.pending:
             return
-        now = time.monotonic()
         pods = list(pods)
         every = self.burst_every(pods) if starting > BURST else WRITE_EVERY
-        if not self.pending or not spec or now - self.last_write < every:
+        if not self.shadow.due(every):
             return
-        self.last_write = now
-        try:
-            if self.written is None:
-                self.written = self._ours_in_etcd()
-            want = self.wanted(spec, addresses, pods)
-            puts = {k: v for k, v in want.items() if self.written.get(k) != v}
-            gone = sorted(self.written.keys() - want.keys())
-            if puts or gone:
-                self.client.put_all(puts, gone)
-            self.written = want
-            self.pending = False
+        now = self.shadow.last_write
+        if self.shadow.write(self._ours_in_etcd, lambda: self.wanted(spec, addresses, pods)):
             for p in pods:  # from now on the proxies are programming them (Pod.available)
                 if p.ready and p.ready_at is not None and (p.published_at or -1.0) < p.ready_at:
                     p.published_at = now
-            if self.failing:
-                log("etcd answers again: Services and EndpointSlices written")
-                self.failing = False
-        except EtcdError as e:  # etcd restarting: the agents keep their rules; try again next tick
-            if not self.failing:
-                log(f"cannot write Services and EndpointSlices to etcd yet: {e}")
-            self.failing = True

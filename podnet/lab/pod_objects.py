@@ -4,9 +4,9 @@ them: `v1` Pod (labels, spec.nodeName and the containers' ports, status.podIP(s)
 `networking.k8s.io/v1` NetworkPolicy (as `lab apply -f` stored it). Each node's agent
 enforces NetworkPolicy from them, as from a real cluster's API.
 
-As endpointslices.py: a shadow copy of what was written makes each sync one transaction of
-only what changed, in batches. What the lab wrote carries an annotation (not a label: a label
-would be matched by policies' selectors) and only such objects are ever replaced or removed.
+Each sync writes only what changed (etcd_shadow.py). What the lab wrote carries an
+annotation (not a label: a label would be matched by policies' selectors) and only such
+objects are ever replaced or removed.
 """
 
 from __future__ import annotations
@@ -16,12 +16,13 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from cluster.etcd import EtcdClient, EtcdError
+from cluster.etcd import EtcdClient
 from cluster.etcd_source import decode, key_for, registry_root
 from cluster.source import KINDS, ref_of
 from podnet.lab import manifests
 from podnet.lab.endpointslices import BURST, BURST_WRITE_EVERY, WRITE_EVERY
-from podnet.lab.pod import DELETING, RUNNING, STARTING, TERMINATING, Pod, log
+from podnet.lab.etcd_shadow import EtcdShadow
+from podnet.lab.pod import DELETING, RUNNING, STARTING, TERMINATING, Pod
 from podnet.lab.spec import LabSpec
 
 WRITTEN_BY = "podnet.io/written-by"
@@ -69,16 +70,10 @@ def policy_object(obj: dict) -> dict:
     return {**obj, "metadata": _ours(obj.get("metadata") or {})}
 
 
-TXN_OPS = 100  # etcd refuses a transaction of more than --max-txn-ops (128) operations
-
-
 class PodObjectWriter:
     def __init__(self, client: EtcdClient, prefix: str):
         self.client, self.prefix = client, prefix
-        self.written: dict[str, str] | None = None  # key -> JSON; None until read from etcd
-        self.pending = True
-        self.last_write = 0.0
-        self.failing = False
+        self.shadow = EtcdShadow(client, "Pods, Namespaces and NetworkPolicies")
         self._pods: dict[tuple[str, str], tuple[tuple, str, str]] = {}  # pod -> (what it was, key, JSON)
 
     def _ours_in_etcd(self) -> dict[str, str]:
@@ -114,32 +109,6 @@ class PodObjectWriter:
 
     def sync(self, spec: LabSpec | None, pods: Iterable[Pod], policies: list[dict], changed: bool,
              starting: int = 0, ns_labels: dict[str, dict[str, str]] | None = None) -> None:  # fmt: skip
-        self.pending = self.pending or changed
-        now = time.monotonic()
-        every = BURST_WRITE_EVERY if starting > BURST else WRITE_EVERY
-        if not self.pending or not spec or now - self.last_write < every:
-            return
-        self.last_write = now
-        try:
-            if self.written is None:
-                self.written = self._ours_in_etcd()
-            want = self.wanted(spec, pods, policies, ns_labels)
-            puts = {k: v for k, v in want.items() if self.written.get(k) != v}
-            gone = sorted(self.written.keys() - want.keys())
-            self._write(puts, gone)
-            self.written = want
-            self.pending = False
-            if self.failing:
-                log("etcd answers again: Pods, Namespaces and NetworkPolicies written")
-                self.failing = False
-        except EtcdError as e:
-            if not self.failing:
-                log(f"cannot write Pods, Namespaces and NetworkPolicies to etcd yet: {e}")
-            self.failing = True
-
-    def _write(self, puts: dict[str, str], gone: list[str]) -> None:
-        """In transactions etcd accepts: a lab of hundreds of pods comes up in several."""
-        ops: list[tuple[str, str | None]] = [*puts.items(), *((k, None) for k in gone)]
-        for i in range(0, len(ops), TXN_OPS):
-            batch = ops[i : i + TXN_OPS]
-            self.client.put_all({k: v for k, v in batch if v is not None}, [k for k, v in batch if v is None])
+        self.shadow.note(changed)
+        if spec and self.shadow.due(BURST_WRITE_EVERY if starting > BURST else WRITE_EVERY):
+            self.shadow.write(self._ours_in_etcd, lambda: self.wanted(spec, pods, policies, ns_labels))
