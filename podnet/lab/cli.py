@@ -75,11 +75,11 @@ def files_of(ctx) -> LabFiles:
 
 def wait_converged(files: LabFiles, generation: int, what: str, deployments: tuple[str, ...] = ()) -> dict:
     """Wait until the controller has carried out `generation`; for the Deployments a command
-    changed, until each of their pods is also available (an endpoint in every node's rules),
-    so whatever the person does next meets the new pods, not a transient."""
+    changed (NAMESPACE/NAME), until each of their pods is also available (an endpoint in every
+    node's rules), so whatever the person does next meets the new pods, not a transient."""
 
     def mine(st: dict) -> list[dict]:
-        return [d for d in st.get("deployments", []) if d["name"] in deployments]
+        return [d for d in st.get("deployments", []) if f"{d.get('namespace', 'default')}/{d['name']}" in deployments]
 
     def done(st: dict) -> bool:
         if st.get("observedGeneration", 0) < generation or not st.get("converged"):
@@ -269,29 +269,40 @@ def deployment_rows(st: dict) -> list[list[str]]:
 
 
 # -- into the lab -----------------------------------------------------------------------------
-def find(st: dict, key: str, name: str, files: LabFiles) -> dict:
-    for item in st.get(key, []):
-        if item["name"] == name:
-            return item
-    fail(f"{key[:-1]} {name!r} not found in lab {files.lab}")
+def find(st: dict, key: str, name: str, files: LabFiles, namespace: str | None = None) -> dict:
+    """The pod, Service or node NAME: in `namespace` when given; else in default, or wherever
+    the name is alone (a person's `curl svc/redis` of a one-namespace lab needs no -n)."""
+    found = [x for x in st.get(key, []) if x["name"] == name]
+    if key != "nodes":
+        in_ns = [x for x in found if x.get("namespace", "default") == (namespace or "default")]
+        if namespace or in_ns:
+            found = in_ns
+    if len(found) == 1:
+        return found[0]
+    if found:
+        where = ", ".join(sorted(x.get("namespace", "default") for x in found))
+        fail(f"{key[:-1]} {name!r} is in several namespaces ({where}): choose one with --namespace")
+    where = f" in namespace {namespace}" if namespace else ""
+    fail(f"{key[:-1]} {name!r} not found{where} in lab {files.lab}")
 
 
-def source_ns(files: LabFiles, st: dict, ref: str | None, default: str) -> str:
+def source_ns(files: LabFiles, st: dict, ref: str | None, default: str, namespace: str | None = None) -> str:
     if not ref:
         return default
     kind, name = split_ref(ref, {**POD, **NODE})
-    item = find(st, "pods" if kind == "pod" else "nodes", name, files)
+    item = find(st, "pods" if kind == "pod" else "nodes", name, files, namespace)
     return item["netns"]
 
 
 @lab.command("exec", context_settings={"ignore_unknown_options": True})
+@click.option("-n", "--namespace", default=None, help="The pod's namespace.")
 @click.argument("ref", shell_complete=refs("pod", "node"))
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 @click.pass_context
-def exec_cmd(ctx, ref, command) -> None:
+def exec_cmd(ctx, namespace, ref, command) -> None:
     """Run a command in a pod or node: exec pod/NAME -- CMD ARGS..."""
     files = files_of(ctx)
-    ns = source_ns(files, files.read_status(), ref, "")
+    ns = source_ns(files, files.read_status(), ref, "", namespace)
     # etc=True (through `ip netns exec`): a person's command in a pod should see the pod as a
     # container would, /sys/class/net with the pod's links and /etc/netns/NAME/* (resolv.conf,
     # hosts) over /etc; the few milliseconds it costs more do not matter to a person.
@@ -299,17 +310,22 @@ def exec_cmd(ctx, ref, command) -> None:
     sys.exit(p.returncode)
 
 
-def resolve_target(files: LabFiles, st: dict, target: str) -> tuple[str, int, str]:
+def resolve_target(files: LabFiles, st: dict, target: str, namespace: str | None) -> tuple[str, int, str]:
     """(host, port, the namespace requests come from by default)."""
     with open(files.network) as f:
         net = json.load(f)
     first_node = st["nodes"][0]["netns"]
     if target.startswith(("svc/", "service/")):
-        svc = find(st, "services", target.split("/", 1)[1], files)
-        return svc["clusterIP"], svc["ports"][0]["port"], first_node
+        name, _, port = target.split("/", 1)[1].partition(":")  # svc/NAME[:PORT]
+        svc = find(st, "services", name, files, namespace)
+        if not svc["clusterIP"] or not svc["ports"]:
+            fail(f"service {name!r} has no ClusterIP and port to send to")
+        if port and not any(str(p["port"]) == port for p in svc["ports"]):
+            fail(f"service {name!r} has no port {port}")
+        return svc["clusterIP"], int(port) if port else svc["ports"][0]["port"], first_node
     if target.startswith(("pod/", "po/")):
-        pod = find(st, "pods", target.split("/", 1)[1], files)
-        d = files.desired_spec().deployment(pod["deployment"])
+        pod = find(st, "pods", target.split("/", 1)[1], files, namespace)
+        d = files.desired_spec().deployment(pod["deployment"], pod.get("namespace", "default"))
         if not pod["ip"]:
             fail(f"pod {pod['name']} has no address yet")
         # from a node: nodes reach every pod without NAT; the outside has no route to pods
@@ -349,13 +365,14 @@ def is_ip(text: str) -> bool:
 @click.option("--duration", type=float, default=0.0, help="Send for this many seconds instead.")
 @click.option("--interval", type=float, default=0.0, help="Seconds between requests.")
 @click.option("--summary", is_flag=True, help="Print only the tally of who answered.")
+@click.option("--namespace", default=None, help="The namespace of svc/ and pod/ names (default: default).")
 @click.pass_context
-def curl(ctx, target, from_, count, duration, interval, summary) -> None:
-    """HTTP GET svc/NAME, pod/NAME, NODE:NODEPORT, IP:PORT or http://HOST[:PORT]/, from inside the lab."""
+def curl(ctx, target, from_, count, duration, interval, summary, namespace) -> None:
+    """HTTP GET svc/NAME[:PORT], pod/NAME, NODE:NODEPORT, IP:PORT or http://HOST[:PORT]/, from inside the lab."""
     files = files_of(ctx)
     st = files.read_status()
-    host, port, default_ns = resolve_target(files, st, target)
-    ns = source_ns(files, st, from_, default_ns)
+    host, port, default_ns = resolve_target(files, st, target, namespace)
+    ns = source_ns(files, st, from_, default_ns, namespace)
     args = [sys.executable, "-m", "podnet.lab.client", host, str(port), "--count", str(count)]
     args += ["--duration", str(duration), "--interval", str(interval)] + (["--quiet"] if summary else [])
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [_root(), os.environ.get("PYTHONPATH")]))}

@@ -1,5 +1,6 @@
 """`podnet lab` verbs in kubectl's words: apply|create|delete -f, get, describe, logs, scale,
-set image, rollout status|history|undo, with namespaces (-n, -A) and kubectl's columns.
+set image, rollout status|history|undo|restart, create deployment|namespace, expose, with
+namespaces (-n, -A) and kubectl's columns.
 
 Objects live in namespaces (`default` unless given). Deployment revisions are kept in the
 lab's desired state as kube keeps them in ReplicaSets: one per pod template, named
@@ -9,12 +10,15 @@ again (under a new number, as kube does).
 
 from __future__ import annotations
 
+import datetime
+import os
 import time
+from collections.abc import Callable
 from typing import Any
 
 import click
 
-from podnet.lab import manifests, netpols, podlogs, selectors, spec
+from podnet.lab import creation, imperative, manifests, netpols, podlogs, selectors, spec
 from podnet.lab.cli import age, dump, fail, files_of, lab, ports_text, print_table, wait_converged
 from podnet.lab.complete import refs, words
 from podnet.lab.state import LabFiles
@@ -139,6 +143,7 @@ def put_objects(files: LabFiles, objs: list[manifests.Object], create_only: bool
                     fail(f'Error from server (AlreadyExists): namespaces "{o}" already exists')
                 if not present:
                     s["namespaces"] = [*s.get("namespaces", spec.SYSTEM_NAMESPACES), o]
+                    creation.stamp(data, "namespace", "", o)
                 results[ref] = "unchanged" if present else "created"
                 continue
             if kind == "NetworkPolicy":
@@ -156,11 +161,16 @@ def put_objects(files: LabFiles, objs: list[manifests.Object], create_only: bool
                 fail(f'Error from server (AlreadyExists): {key} "{o.name}" already exists')
             if old is None:
                 items.append(body)
+                creation.stamp(data, kind.lower(), o.namespace, o.name)
                 results[ref] = "created"
             elif items[old] == body:
                 results[ref] = "unchanged"
             else:
-                results[ref] = "configured"
+                # kubectl apply keeps an annotation the manifest does not manage: a `rollout
+                # restart`'s restartedAt survives applying the file again (no second rollout)
+                if kind == "Deployment" and "restartedAt" in items[old] and "restartedAt" not in body:
+                    body["restartedAt"] = items[old]["restartedAt"]
+                results[ref] = "unchanged" if items[old] == body else "configured"
                 items[old] = body
             if kind == "Deployment":
                 record_revision(data, body)
@@ -195,21 +205,52 @@ def apply(ctx, filenames, namespace, wait) -> None:
 
 
 @lab.command("create")
-@click.option("-f", "--filename", "filenames", multiple=True, required=True, type=click.Path(exists=True))
+@click.argument("args", nargs=-1, shell_complete=words("deployment", "namespace"))
+@click.option("-f", "--filename", "filenames", multiple=True, type=click.Path(exists=True))
 @click.option("-n", "--namespace", default=None, help="Namespace for objects that name none.")
+@click.option("--image", help="create deployment: the image its pods run.")
+@click.option("--replicas", type=click.IntRange(0, 5000), default=1, show_default=True)
+@click.option("--port", type=click.IntRange(1, 65535), help="create deployment: the container port.")
 @WAIT
 @click.pass_context
-def create(ctx, filenames, namespace, wait) -> None:
-    """Create objects from Kubernetes manifests; an object that exists already is an error."""
-    _apply(ctx, filenames, namespace, create_only=True, wait=wait)
+def create(ctx, args, filenames, namespace, image, replicas, port, wait) -> None:
+    """create -f FILE|DIR, create deployment NAME --image=IMAGE [-- COMMAND ARGS...], or
+    create namespace NAME; an object that exists already is an error."""
+    if filenames:
+        if args:
+            fail("error: give -f FILE or KIND NAME, not both")
+        _apply(ctx, filenames, namespace, create_only=True, wait=wait)
+        return
+    if len(args) < 2:
+        fail("error: give -f FILE, deployment NAME --image=IMAGE, or namespace NAME")
+    kind, name, command = KIND_WORDS.get(args[0]), args[1], tuple(args[2:])
+    if kind == "deployment":
+        if not image:
+            fail('error: required flag(s) "image" not set')
+        doc = imperative.deployment_manifest(name, image, replicas, port, command, namespace)
+    elif kind == "namespace" and not command:
+        doc = imperative.namespace_manifest(name)
+    else:
+        fail(f"error: a lab creates deployments and namespaces this way, not {args[0]!r}; use -f")
+    _put(ctx, _parsed([doc], "create", namespace), create_only=True, wait=wait)
+
+
+def _parsed(docs: list[dict], where: str, namespace: str | None) -> list[manifests.Object]:
+    try:
+        return manifests.parse_objects(docs, where, namespace)
+    except spec.SpecError as e:
+        fail(f"error: {e}")
 
 
 def _apply(ctx, filenames, namespace, create_only: bool, wait: bool) -> None:
-    objs = load_manifests(filenames, namespace)
+    _put(ctx, load_manifests(filenames, namespace), create_only, wait)
+
+
+def _put(ctx, objs: list[manifests.Object], create_only: bool, wait: bool) -> None:
     files = files_of(ctx)
     gen, results = put_objects(files, objs, create_only)
     if wait:
-        deps = tuple(o.name for k, o in objs if k == "Deployment")
+        deps = tuple(o.key for k, o in objs if k == "Deployment")
         wait_converged(files, gen, "apply", deps)
     for ref, result in results.items():
         click.echo(f"{ref} {result}")
@@ -234,6 +275,8 @@ def _delete_objects(files: LabFiles, targets: list[tuple[str, str, str]], ignore
                     for key in ("deployments", "services"):  # what it holds goes with it
                         s[key] = [o for o in s[key] if o.get("namespace", spec.DEFAULT_NAMESPACE) != name]
                     netpols.drop_namespace(data, name)
+                    creation.forget(data, "namespace", "", name)
+                    creation.forget_namespace(data, name)
                     done.append(f'namespace "{name}" deleted')
                 elif not ignore_missing:
                     fail(f'Error from server (NotFound): namespaces "{name}" not found')
@@ -251,6 +294,7 @@ def _delete_objects(files: LabFiles, targets: list[tuple[str, str, str]], ignore
                     fail(f'Error from server (NotFound): {key} "{name}" not found')
                 continue
             del s[key][i]
+            creation.forget(data, kind, ns, name)
             if kind == "deployment":
                 data.get("revisions", {}).pop(f"{ns}/{name}", None)
             done.append(f'{"deployment.apps" if kind == "deployment" else "service"} "{name}" deleted')
@@ -307,6 +351,74 @@ def delete(ctx, args, filenames, ignore_not_found, namespace, all_ns) -> None:
         click.echo(line)
 
 
+@lab.command("expose")
+@click.argument("args", nargs=-1, required=True, shell_complete=refs("deploy", "svc", "pod"))
+@click.option("--name", help="The Service's name (default: the exposed object's).")
+@click.option("--port", help="The Service's port (default: the container's ports).")
+@click.option("--target-port", help="The port (number or name) on the pods (default: --port).")
+@click.option("--protocol", type=click.Choice(["TCP", "UDP"]), help="default: the container port's")
+@click.option("--type", "type_", help="ClusterIP (default), NodePort or LoadBalancer.")
+@click.option("--selector", help="Pods to send to, e.g. app=web (default: the exposed object's).")
+@click.option("-n", "--namespace", default=spec.DEFAULT_NAMESPACE)
+@click.pass_context
+def expose(ctx, args, name, port, target_port, protocol, type_, selector, namespace) -> None:
+    """expose deployment|svc|pod NAME [--port P] [--target-port T] [--type T] [--name N]: a
+    Service for what is there, as kubectl makes it."""
+    kind, target_name = kind_and_name(args)
+    if target_name is None or len(args) > (1 if "/" in args[0] else 2):
+        fail("error: expected expose KIND NAME or KIND/NAME")
+    files = files_of(ctx)
+    target = _exposed(files, kind, target_name, namespace)
+    opts = imperative.ExposeOptions(name, port, target_port, protocol, type_, _selector_labels(selector))
+    try:
+        doc = imperative.service_manifest(target, opts)
+    except spec.SpecError as e:
+        fail(f"error: {e}")
+    objs = _parsed([doc], "expose", namespace)
+    gen, _ = put_objects(files, objs, create_only=True)
+    wait_converged(files, gen, "expose")
+    click.echo(f"service/{doc['metadata']['name']} exposed")
+
+
+def _selector_labels(text: str | None) -> dict[str, str] | None:
+    if text is None:
+        return None
+    labels = {}
+    for term in text.split(","):
+        key, eq, value = term.partition("=")
+        if not eq or not key or value.startswith("="):
+            fail(f"error: --selector: {term!r}: expose takes KEY=VALUE terms only")
+        labels[key.strip()] = value.strip()
+    return labels
+
+
+def _exposed(files: LabFiles, kind: str, name: str, ns: str) -> imperative.Exposed:
+    desired = cli_spec(files)
+    if kind == "deployment":
+        d = desired.deployment(name, ns)
+        if d is None:
+            fail(f'Error from server (NotFound): deployments.apps "{name}" not found')
+        ports = manifests.container_object(d).get("ports", [])
+        return imperative.Exposed(kind, name, ns, dict(d.labels), _container_ports(ports))
+    if kind == "service":
+        svc = desired.service(name, ns)
+        if svc is None:
+            fail(f'Error from server (NotFound): services "{name}" not found')
+        return imperative.Exposed(kind, name, ns, dict(svc.selector), tuple((p.port, p.protocol) for p in svc.ports))
+    if kind == "pod":
+        pod = next((p for p in files.read_status().get("pods", []) if p["name"] == name and in_ns(p, ns)), None)
+        if pod is None:
+            fail(f'Error from server (NotFound): pods "{name}" not found')
+        d = desired.deployment(pod["deployment"], ns)
+        ports = manifests.container_object(d).get("ports", []) if d else []
+        return imperative.Exposed(kind, name, ns, dict(pod["labels"]), _container_ports(ports))
+    fail(f"error: a lab exposes deployments, services and pods, not {kind}")
+
+
+def _container_ports(ports: list[dict]) -> tuple[tuple[int, str], ...]:
+    return tuple((p["containerPort"], p.get("protocol", "TCP")) for p in ports)
+
+
 # -- get ---------------------------------------------------------------------------------------
 def _ns_col(ns: str) -> list[str]:
     return ["NAMESPACE"] if ns == ALL else []
@@ -316,9 +428,9 @@ def _ns_val(item: dict, ns: str) -> list[str]:
     return [item.get("namespace", spec.DEFAULT_NAMESPACE)] if ns == ALL else []
 
 
-def pod_rows(st, ns, wide, cols, reqs, name) -> list[list[str]]:
+def pod_rows(st, ns, wide, cols, reqs, name, show_labels=False) -> list[list[str]]:
     head = _ns_col(ns) + ["NAME", "READY", "STATUS", "RESTARTS", "AGE"] + (["IP", "NODE"] if wide else [])
-    rows = [head + [c.upper() for c in cols]]
+    rows = [head + [c.upper() for c in cols] + (["LABELS"] if show_labels else [])]
     for p in st.get("pods", []):
         if not in_ns(p, ns) or not selectors.matches(reqs, p["labels"]) or (name and p["name"] != name):
             continue
@@ -327,11 +439,14 @@ def pod_rows(st, ns, wide, cols, reqs, name) -> list[list[str]]:
         row += [str(p.get("restarts", 0)), age(p["created"])]
         if wide:
             row += [p["ip"] or "<none>", p["node"]]
-        rows.append(row + [p["labels"].get(c, "") for c in cols])
+        row += [p["labels"].get(c, "") for c in cols]
+        if show_labels:  # as kubectl: k=v pairs sorted by key
+            row.append(",".join(f"{k}={v}" for k, v in sorted(p["labels"].items())) or "<none>")
+        rows.append(row)
     return rows
 
 
-def service_rows(st, ns, wide, reqs, name) -> list[list[str]]:
+def service_rows(st, ns, wide, reqs, name, born) -> list[list[str]]:
     rows = [
         _ns_col(ns) + ["NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE"] + (["SELECTOR"] if wide else [])
     ]
@@ -339,14 +454,15 @@ def service_rows(st, ns, wide, reqs, name) -> list[list[str]]:
         if not in_ns(s, ns) or (name and s["name"] != name) or not selectors.matches(reqs, s["selector"]):
             continue
         ext = s.get("externalIP") or ("<pending>" if s["type"] == "LoadBalancer" else "<none>")
-        row = _ns_val(s, ns) + [s["name"], s["type"], s["clusterIP"] or "<pending>", ext, ports_text(s), ""]
+        created = born("service", s.get("namespace", spec.DEFAULT_NAMESPACE), s["name"])
+        row = _ns_val(s, ns) + [s["name"], s["type"], s["clusterIP"] or "<pending>", ext, ports_text(s), created]
         if wide:
             row.append(",".join(f"{k}={v}" for k, v in s["selector"].items()))
         rows.append(row)
     return rows
 
 
-def endpoint_rows(st, ns, name) -> list[list[str]]:
+def endpoint_rows(st, ns, name, born) -> list[list[str]]:
     rows = [_ns_col(ns) + ["NAME", "ENDPOINTS", "AGE"]]
     for s in st.get("services", []):
         if not in_ns(s, ns) or (name and s["name"] != name):
@@ -354,11 +470,12 @@ def endpoint_rows(st, ns, name) -> list[list[str]]:
         port = s["ports"][0]["targetPort"]
         ready = [f"{e['ip']}:{port}" for e in s["endpoints"] if e["ready"]]
         text = ",".join(ready[:3]) + (f" + {len(ready) - 3} more..." if len(ready) > 3 else "")
-        rows.append(_ns_val(s, ns) + [s["name"], text or "<none>", ""])
+        created = born("service", s.get("namespace", spec.DEFAULT_NAMESPACE), s["name"])
+        rows.append(_ns_val(s, ns) + [s["name"], text or "<none>", created])
     return rows
 
 
-def endpointslice_rows(st, ns, name) -> list[list[str]]:
+def endpointslice_rows(st, ns, name, born) -> list[list[str]]:
     rows = [_ns_col(ns) + ["NAME", "ADDRESSTYPE", "PORTS", "ENDPOINTS", "AGE"]]
     for s in st.get("services", []):
         if not in_ns(s, ns) or (name and f"{s['name']}-lab" != name):
@@ -366,18 +483,21 @@ def endpointslice_rows(st, ns, name) -> list[list[str]]:
         ips = [e["ip"] for e in s["endpoints"]]
         text = ",".join(ips[:3]) + (f" + {len(ips) - 3} more..." if len(ips) > 3 else "")
         ports = ",".join(str(p["targetPort"]) for p in s["ports"])
-        rows.append(_ns_val(s, ns) + [f"{s['name']}-lab", "IPv4", ports, text or "<unset>", ""])
+        created = born("service", s.get("namespace", spec.DEFAULT_NAMESPACE), s["name"])
+        rows.append(_ns_val(s, ns) + [f"{s['name']}-lab", "IPv4", ports, text or "<unset>", created])
     return rows
 
 
-def deployment_rows(st, ns, wide, name) -> list[list[str]]:
+def deployment_rows(st, ns, wide, name, born) -> list[list[str]]:
     rows = [
         _ns_col(ns) + ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"] + (["VERSION", "RESTARTS"] if wide else [])
     ]
     for d in st.get("deployments", []):
         if not in_ns(d, ns) or (name and d["name"] != name):
             continue
-        row = _ns_val(d, ns) + [d["name"], f"{d['ready']}/{d['replicas']}", str(d["updated"]), str(d["available"]), ""]
+        created = born("deployment", d.get("namespace", spec.DEFAULT_NAMESPACE), d["name"])
+        row = _ns_val(d, ns) + [d["name"], f"{d['ready']}/{d['replicas']}", str(d["updated"]), str(d["available"])]
+        row.append(created)
         if wide:
             row += [d["version"], str(d["restarts"])]
         rows.append(row)
@@ -408,8 +528,9 @@ def rs_rows(files, st, ns, name) -> list[list[str]]:
     return rows
 
 
-def namespace_rows(st, name) -> list[list[str]]:
-    return [["NAME", "STATUS", "AGE"]] + [[n, "Active", ""] for n in st.get("namespaces", []) if not name or n == name]
+def namespace_rows(st, name, born) -> list[list[str]]:
+    names = [n for n in st.get("namespaces", []) if not name or n == name]
+    return [["NAME", "STATUS", "AGE"]] + [[n, "Active", born("namespace", "", n)] for n in names]
 
 
 def netpol_rows(files: LabFiles, ns, name) -> list[list[str]]:
@@ -420,12 +541,12 @@ def netpol_rows(files: LabFiles, ns, name) -> list[list[str]]:
     return rows
 
 
-def node_rows(st, wide, name) -> list[list[str]]:
+def node_rows(st, wide, name, born) -> list[list[str]]:
     rows = [["NAME", "STATUS", "ROLES", "AGE", "VERSION"] + (["INTERNAL-IP", "POD-CIDR"] if wide else [])]
     for n in st.get("nodes", []):
         if name and n["name"] != name:
             continue
-        row = [n["name"], "Ready" if n["subnet"] else "NotReady", "<none>", "", "podnet-lab"]
+        row = [n["name"], "Ready" if n["subnet"] else "NotReady", "<none>", born("node", "", n["name"]), "podnet-lab"]
         if wide:
             row += [n["ip"], n["subnet"] or "<none>"]
         rows.append(row)
@@ -470,18 +591,27 @@ def cli_spec(files: LabFiles) -> spec.LabSpec:
     return dns.with_cluster_dns(files.desired_spec())
 
 
-def render(files, st, kind, ns, wide, cols, reqs, name) -> list[list[str]]:
+def render(files, st, kind, ns, wide, cols, reqs, name, show_labels=False) -> list[list[str]]:
+    born = ages(files)
     return {
-        "pod": lambda: pod_rows(st, ns, wide, cols, reqs, name),
-        "service": lambda: service_rows(st, ns, wide, reqs, name),
-        "endpoints": lambda: endpoint_rows(st, ns, name),
-        "endpointslice": lambda: endpointslice_rows(st, ns, name),
-        "deployment": lambda: deployment_rows(st, ns, wide, name),
+        "pod": lambda: pod_rows(st, ns, wide, cols, reqs, name, show_labels),
+        "service": lambda: service_rows(st, ns, wide, reqs, name, born),
+        "endpoints": lambda: endpoint_rows(st, ns, name, born),
+        "endpointslice": lambda: endpointslice_rows(st, ns, name, born),
+        "deployment": lambda: deployment_rows(st, ns, wide, name, born),
         "replicaset": lambda: rs_rows(files, st, ns, name),
-        "namespace": lambda: namespace_rows(st, name),
-        "node": lambda: node_rows(st, wide, name),
+        "namespace": lambda: namespace_rows(st, name, born),
+        "node": lambda: node_rows(st, wide, name, born),
         "networkpolicy": lambda: netpol_rows(files, ns, name),
     }[kind]()
+
+
+def ages(files: LabFiles) -> Callable[[str, str, str], str]:
+    """AGE of (kind, namespace, name): from its creation stamp, else the lab's own age (the
+    network file is written once, when the lab is made)."""
+    data = files.read_desired()
+    lab_born = os.path.getmtime(files.network)
+    return lambda kind, ns, name: age(creation.created(data, kind, ns, name, lab_born))
 
 
 @lab.command("get")
@@ -491,9 +621,10 @@ def render(files, st, kind, ns, wide, cols, reqs, name) -> list[list[str]]:
 @click.option("-L", "--label-columns", multiple=True, help="Show this label as a column (repeatable).")
 @click.option("-o", "--output", type=click.Choice(["text", "wide", "json", "yaml", "name"]), default="text")
 @click.option("-w", "--watch", is_flag=True, help="After the list, print rows as they change.")
+@click.option("--show-labels", is_flag=True, help="Pods: every label, as a last column.")
 @ns_options
 @click.pass_context
-def get(ctx, args, selector, label_columns, output, watch, namespace, all_ns) -> None:
+def get(ctx, args, selector, label_columns, output, watch, show_labels, namespace, all_ns) -> None:
     """get pods|svc|deploy|rs|endpoints|endpointslices|ns|nodes|netpol [NAME], as kubectl shows them."""
     kind, name = kind_and_name(args)
     try:
@@ -515,7 +646,9 @@ def get(ctx, args, selector, label_columns, output, watch, namespace, all_ns) ->
         return
     wide = output == "wide"
     cols = [c for arg in label_columns for c in arg.split(",")]
-    rows = render(files, st, kind, ns, wide, cols, reqs, name)
+    if show_labels and kind != "pod":
+        fail("error: --show-labels: a lab shows the labels of pods only")
+    rows = render(files, st, kind, ns, wide, cols, reqs, name, show_labels)
     if len(rows) == 1 and not watch:
         if name:
             fail(f'Error from server (NotFound): {kind}s "{name}" not found')
@@ -529,7 +662,7 @@ def get(ctx, args, selector, label_columns, output, watch, namespace, all_ns) ->
         while True:
             time.sleep(0.5)
             st = files.read_status()
-            rows = render(files, st, kind, ns, wide, cols, reqs, name)
+            rows = render(files, st, kind, ns, wide, cols, reqs, name, show_labels)
             for r in rows[1:]:
                 if tuple(r) not in seen:
                     print_rows([r], widths)
@@ -589,8 +722,12 @@ def describe(ctx, args, namespace, all_ns) -> None:
             lines.append(("TargetPort", f"{p['targetPort']}/{p.get('protocol', 'TCP')}"))
             if p.get("nodePort"):
                 lines.append(("NodePort", f"{p.get('name') or '<unset>'}  {p['nodePort']}/{p.get('protocol', 'TCP')}"))
-        ready = [e["ip"] for e in s["endpoints"] if e["ready"]]
-        lines.append(("Endpoints", ",".join(ready) or "<none>"))
+            # as kubectl: per port, IP:PORT (a named targetPort is each pod's own number: IP alone)
+            suffix = f":{p['targetPort']}" if isinstance(p["targetPort"], int) else ""
+            ready = [f"{e['ip']}{suffix}" for e in s["endpoints"] if e["ready"]]
+            lines.append(("Endpoints", ",".join(ready) or "<none>"))
+        if not s["ports"]:
+            lines.append(("Endpoints", ",".join(e["ip"] for e in s["endpoints"] if e["ready"]) or "<none>"))
         svc = desired.service(s["name"], s.get("namespace", "default"))
         if svc:
             lines.append(("Session Affinity", svc.session_affinity))
@@ -701,6 +838,18 @@ def deploy_ref(ref: str) -> str:
     return name
 
 
+def deployment_args(args: tuple[str, ...]) -> tuple[str, tuple[str, ...]]:
+    """(the Deployment's name, the arguments after it) of `deployment/NAME ...` or, as kubectl
+    also takes it, `deployment NAME ...`."""
+    if not args:
+        fail("error: expected deployment/NAME or deployment NAME")
+    if "/" in args[0]:
+        return deploy_ref(args[0]), args[1:]
+    if KIND_WORDS.get(args[0]) != "deployment" or len(args) < 2:
+        fail(f"error: {' '.join(args)!r}: expected deployment/NAME or deployment NAME")
+    return args[1], args[2:]
+
+
 @lab.command("label")
 @click.argument("args", nargs=-1, required=True)
 @click.option("--overwrite", is_flag=True, help="Change a label that has a value already.")
@@ -738,16 +887,18 @@ def label(ctx, args, overwrite) -> None:
 
 
 @lab.command("scale")
-@click.argument("ref", shell_complete=refs("deploy"))
+@click.argument("args", nargs=-1, required=True, shell_complete=refs("deploy"))
 @click.option("--replicas", type=click.IntRange(0, 5000), required=True)
 @click.option("-n", "--namespace", default=spec.DEFAULT_NAMESPACE)
 @click.pass_context
-def scale(ctx, ref, replicas, namespace) -> None:
+def scale(ctx, args, replicas, namespace) -> None:
     """scale deployment/NAME --replicas N"""
-    name = deploy_ref(ref)
+    name, rest = deployment_args(args)
+    if rest:
+        fail(f"error: unexpected arguments {' '.join(rest)!r}")
     files = files_of(ctx)
     gen = change_deployment(files, name, namespace, lambda d, _: d.update(replicas=replicas))
-    wait_converged(files, gen, f"scale {name}", (name,))
+    wait_converged(files, gen, f"scale {name}", (f"{namespace}/{name}",))
     click.echo(f"deployment.apps/{name} scaled")
 
 
@@ -757,13 +908,14 @@ def set_group() -> None:
 
 
 @set_group.command("image")
-@click.argument("ref", shell_complete=refs("deploy"))
-@click.argument("images", nargs=-1, required=True)
+@click.argument("args", nargs=-1, required=True, shell_complete=refs("deploy"))
 @click.option("-n", "--namespace", default=spec.DEFAULT_NAMESPACE)
 @click.pass_context
-def set_image(ctx, ref, images, namespace) -> None:
+def set_image(ctx, args, namespace) -> None:
     """A new image for a Deployment's container: a rolling update to the workload it stands for."""
-    name = deploy_ref(ref)
+    name, images = deployment_args(args)
+    if not images:
+        fail("error: expected CONTAINER=IMAGE after the deployment")
     files = files_of(ctx.parent)
 
     def change(d: dict, _data: dict) -> None:
@@ -779,25 +931,30 @@ def set_image(ctx, ref, images, namespace) -> None:
             d["version"] = manifests.image_tag(image)
 
     gen = change_deployment(files, name, namespace, change)
-    wait_converged(files, gen, f"set image {name}", (name,))
+    wait_converged(files, gen, f"set image {name}", (f"{namespace}/{name}",))
     click.echo(f"deployment.apps/{name} image updated")
 
 
 @lab.command("rollout")
 @click.argument(
-    "args", nargs=-1, required=True, shell_complete=refs("deploy", extra=lambda _: ["undo", "status", "history"])
+    "args",
+    nargs=-1,
+    required=True,
+    shell_complete=refs("deploy", extra=lambda _: ["undo", "status", "history", "restart"]),
 )
 @click.option("--to-revision", type=int, default=0, help="rollout undo: the revision to go back to.")
 @click.option("--version", "version", help="The lab dialect's rollout: deploy/NAME --version V.")
 @click.option("-n", "--namespace", default=spec.DEFAULT_NAMESPACE)
 @click.pass_context
 def rollout(ctx, args, to_revision, version, namespace) -> None:
-    """rollout status|history|undo deployment/NAME [--to-revision N]"""
+    """rollout status|history|undo|restart deployment/NAME [--to-revision N]"""
     files = files_of(ctx)
     verb = args[0]
-    if verb not in ("status", "history", "undo"):
+    if verb not in ("status", "history", "undo", "restart"):
         if len(args) != 1 or not version:
-            fail("usage: podnet lab rollout status|history|undo deploy/NAME, or rollout deploy/NAME --version V")
+            fail(
+                "usage: podnet lab rollout status|history|undo|restart deploy/NAME, or rollout deploy/NAME --version V"
+            )
         name = deploy_ref(args[0])
 
         def roll(d: dict, data: dict) -> None:
@@ -806,16 +963,23 @@ def rollout(ctx, args, to_revision, version, namespace) -> None:
                 d["version"] = version
 
         gen = change_deployment(files, name, namespace, roll)
-        wait_converged(files, gen, f"rollout {name}", (name,))
+        wait_converged(files, gen, f"rollout {name}", (f"{namespace}/{name}",))
         click.echo(f"deployment.apps/{name} rolled out to {version}")
         return
-    if len(args) != 2:
+    name, rest = deployment_args(args[1:])
+    if rest:
         fail(f"usage: podnet lab rollout {verb} deployment/NAME")
-    name = deploy_ref(args[1])
     key = f"{namespace}/{name}"
+    if verb == "restart":
+        # as kubectl: a new pod template (its restartedAt annotation), so a rolling update
+        stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        gen = change_deployment(files, name, namespace, lambda d, _: d.update(restartedAt=stamp))
+        wait_converged(files, gen, f"restart {name}", (key,))
+        click.echo(f"deployment.apps/{name} restarted")
+        return
     if verb == "status":
         gen = files.read_desired()["generation"]
-        wait_converged(files, gen, f"rollout {name}", (name,))
+        wait_converged(files, gen, f"rollout {name}", (f"{namespace}/{name}",))
         click.echo(f'deployment "{name}" successfully rolled out')
         return
     revs = files.read_desired().get("revisions", {}).get(key, [])
@@ -845,5 +1009,5 @@ def rollout(ctx, args, to_revision, version, namespace) -> None:
         d.update(target["deployment"], replicas=replicas)
 
     gen = change_deployment(files, name, namespace, undo)
-    wait_converged(files, gen, f"rollback {name}", (name,))
+    wait_converged(files, gen, f"rollback {name}", (f"{namespace}/{name}",))
     click.echo(f"deployment.apps/{name} rolled back")

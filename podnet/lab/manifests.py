@@ -5,11 +5,14 @@ in a file, `List`s, a directory of files; of them `v1 Namespace`, `apps/v1 Deplo
 `v1 Service` and `networking.k8s.io/v1 NetworkPolicy` (each node's agent enforces it). A lab
 pod runs a workload, not a container image; the image picks it (the table is in the README):
 
+  agnhost `netexec` / `serve-hostname` -> the HTTP workload, on the subcommand's port
   `command:` given                     -> that command (args appended), in the pod
   image name contains `coredns`        -> the lab's cluster DNS server (dns.py), port 53
   image name contains `redis`          -> the shared counter (HTTP; /incr counts), port 6379
   anything else                        -> the HTTP workload that says which pod served;
-                                          its version is the image tag ("latest" without one)
+                                          its version is the image tag ("latest" without one);
+                                          its port the image's own (images.py: nginx 80),
+                                          else the first containerPort, else 8080
 
 The http workload counts visits in the Service its `BACKEND` environment variable names
 (`redis`, `redis.other-ns` or `redis:6379`), found through cluster DNS as any pod would.
@@ -25,6 +28,7 @@ import os
 from dataclasses import replace
 from typing import Any
 
+from podnet.lab import images
 from podnet.lab import spec as specmod
 from podnet.lab.spec import Deployment, LabSpec, Probe, Service, ServicePort, SpecError, Workload
 
@@ -32,6 +36,7 @@ MAX_OBJECTS = specmod.MAX_DEPLOYMENTS + specmod.MAX_SERVICES
 DEFAULT_SURGE = "25%"  # kube's RollingUpdate defaults
 DEFAULT_UNAVAILABLE = "25%"
 SUFFIXES = (".yaml", ".yml", ".json")
+RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"  # the one pod-template annotation that changes pods
 
 # accepted and ignored: they change nothing a lab can show
 COSMETIC_META = {"labels", "annotations", "uid", "resourceVersion", "generation", "creationTimestamp"}
@@ -103,12 +108,15 @@ def workload_of(container: dict, where: str) -> tuple[Workload, str]:
     first = ports[0][1] if ports else None
     command = [*_strings(container.get("command"), f"{where}.command")]
     command += _strings(container.get("args"), f"{where}.args")
-    if container.get("args") is not None and container.get("command") is None:
+    agnhost_port = images.agnhost_http_port(name, command)
+    if agnhost_port is None and container.get("args") is not None and container.get("command") is None:
         raise SpecError(f"{where}.args: only with command: a lab has no image entrypoint to pass them to")
     version = image_tag(image)
     if not specmod.LABEL_VALUE.fullmatch(version) or len(version) > 63:
         raise SpecError(f"{where}.image: tag {version[:80]!r} cannot be a version label")
     env_t = tuple(sorted(env.items()))
+    if agnhost_port is not None:
+        return Workload(kind="http", port=agnhost_port, env=env_t), version
     if command:
         return Workload(kind="command", port=first or 8080, command=tuple(command), env=env_t), version
     if "coredns" in name:
@@ -118,7 +126,8 @@ def workload_of(container: dict, where: str) -> tuple[Workload, str]:
     backend = env.get("BACKEND")
     if backend is not None and not specmod.HOST.fullmatch(backend):
         raise SpecError(f"{where}.env.BACKEND: {backend!r} is not a Service name (NAME, NAME.NAMESPACE, NAME:PORT)")
-    return Workload(kind="http", port=first or 8080, backend=backend, env=env_t), version
+    port = images.listen_port(name) or first or 8080
+    return Workload(kind="http", port=port, backend=backend, env=env_t), version
 
 
 def _strings(value: Any, where: str) -> list[str]:
@@ -269,6 +278,10 @@ def parse_deployment(obj: dict, where: str, namespace: str | None = None) -> Dep
         max_unavailable=unavailable,
         readiness=parse_probe(c.get("readinessProbe"), f"{cw}.readinessProbe", ports),
         liveness=parse_probe(c.get("livenessProbe"), f"{cw}.livenessProbe", ports),
+        restarted_at=specmod._restarted_at(
+            _map(tmeta.get("annotations"), f"{where}spec.template.metadata.annotations").get(RESTARTED_AT, ""),
+            f"{where}spec.template.metadata.annotations.{RESTARTED_AT}",
+        ),
     )
 
 
@@ -453,6 +466,13 @@ def container_object(d: Deployment) -> dict:
     return c
 
 
+def template_metadata(d: Deployment) -> dict:
+    meta: dict[str, Any] = {"labels": dict(d.labels)}
+    if d.restarted_at:
+        meta["annotations"] = {RESTARTED_AT: d.restarted_at}
+    return meta
+
+
 def deployment_object(d: Deployment, status: dict | None = None, revision: int = 1) -> dict:
     surge, unavailable = d.max_surge, d.max_unavailable
     recreate = surge == 0 and unavailable == "100%"
@@ -474,7 +494,7 @@ def deployment_object(d: Deployment, status: dict | None = None, revision: int =
             "replicas": d.replicas,
             "selector": {"matchLabels": dict(d.labels)},
             "strategy": strategy,
-            "template": {"metadata": {"labels": dict(d.labels)}, "spec": {"containers": [container_object(d)]}},
+            "template": {"metadata": template_metadata(d), "spec": {"containers": [container_object(d)]}},
         },
     }
     if status:

@@ -113,12 +113,14 @@ class Deployment:
     max_unavailable: int | str = 0
     readiness: Probe | None = None
     liveness: Probe | None = None
+    restarted_at: str = ""  # the template's kubectl.kubernetes.io/restartedAt (`rollout restart`)
 
     def template_hash(self) -> str:
         """Identifies one revision of the pod template, as kube's pod-template-hash does."""
         body: dict[str, Any] = {"v": self.version, "w": asdict(self.workload), "l": self.labels}
         extra: dict[str, Any] = {"i": self.image, "r": self.readiness and asdict(self.readiness)}
         extra["lv"] = self.liveness and asdict(self.liveness)
+        extra["ra"] = self.restarted_at
         size = 5  # a lab-dialect deployment keeps the hash it always had
         if any(extra.values()):  # a manifest's: ten characters, as kube's pod-template-hash
             body.update(extra, e=self.workload.env)
@@ -400,7 +402,7 @@ def _namespace(value, where: str) -> str:
 def parse_deployment(data, where: str) -> Deployment:
     data = _mapping(data, where)
     known = {"kind", "name", "replicas", "labels", "version", "workload", "namespace", "image", "container"}
-    _unknown(data, known | {"maxSurge", "maxUnavailable", "readinessProbe", "livenessProbe"}, where)
+    _unknown(data, known | {"maxSurge", "maxUnavailable", "readinessProbe", "livenessProbe", "restartedAt"}, where)
     name = _name(data.get("name"), f"{where}.name")
     labels = _labels(data.get("labels"), f"{where}.labels") or {"app": name}
     version = str(data.get("version", "v1"))
@@ -429,7 +431,14 @@ def parse_deployment(data, where: str) -> Deployment:
         max_unavailable=unavailable,
         readiness=parse_probe(data.get("readinessProbe"), f"{where}.readinessProbe"),
         liveness=parse_probe(data.get("livenessProbe"), f"{where}.livenessProbe"),
+        restarted_at=_restarted_at(data.get("restartedAt", ""), f"{where}.restartedAt"),
     )
+
+
+def _restarted_at(value, where: str) -> str:
+    if not isinstance(value, str) or len(value) > 64 or not value.isprintable():
+        raise SpecError(f"{where}: {str(value)[:80]!r} is not a timestamp")
+    return value
 
 
 def parse_service(data, where: str) -> Service:
@@ -647,6 +656,7 @@ def deployment_dict(d: Deployment) -> dict:
         ("container", d.container, ""),
         ("maxSurge", d.max_surge, 1),
         ("maxUnavailable", d.max_unavailable, 0),
+        ("restartedAt", d.restarted_at, ""),
     ):
         if value != default:
             out[key] = value

@@ -91,3 +91,81 @@ def test_the_tutorial_runs_unchanged(lab, tmp_path):
     # deleting the Service returns its address to the pool
     kubectl(lab, "delete", "svc", "frontend")
     assert "frontend" not in kubectl(lab, "get", "svc")
+
+
+# The Kubernetes docs' "Exposing an External IP Address" manifest, unchanged.
+LOAD_BALANCER_EXAMPLE = """\
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  labels:
+    app.kubernetes.io/name: load-balancer-example
+  name: hello-world
+spec:
+  replicas: 5
+  selector:
+    matchLabels:
+      app.kubernetes.io/name: load-balancer-example
+  template:
+    metadata:
+      labels:
+        app.kubernetes.io/name: load-balancer-example
+    spec:
+      containers:
+      - image: gcr.io/google-samples/hello-app:2.0
+        name: hello-world
+        ports:
+        - containerPort: 8080
+"""
+
+
+def running(lab: str, selector: str) -> set[str]:
+    """Names of the Running pods (not those still Terminating), as `get pods` shows them."""
+    rows = [r.split() for r in kubectl(lab, "get", "pods", "-l", selector).splitlines()[1:]]
+    return {r[0] for r in rows if r[2] == "Running"}
+
+
+def test_the_imperative_tutorials(lab, tmp_path):
+    """`expose`, `create deployment`, `create namespace`, `scale deployment NAME` as the docs'
+    "Exposing an External IP Address" and minikube's hello-node type them."""
+    manifest = tmp_path / "load-balancer-example.yaml"
+    manifest.write_text(LOAD_BALANCER_EXAMPLE)
+    kubectl(lab, "apply", "-f", str(manifest))
+    out = kubectl(lab, "expose", "deployment", "hello-world", "--type=LoadBalancer", "--name=my-service")
+    assert out.strip() == "service/my-service exposed"
+    svc = json.loads(kubectl(lab, "get", "services", "my-service", "-o", "json"))
+    assert svc["spec"]["selector"] == {"app.kubernetes.io/name": "load-balancer-example"}
+    assert [(p["port"], p["targetPort"]) for p in svc["spec"]["ports"]] == [(8080, 8080)]
+    lb = svc["status"]["loadBalancer"]["ingress"][0]["ip"]
+    tally = kubectl(lab, "curl", f"http://{lb}:8080/", "-n", "30", "--summary")
+    assert "30 ok, 0 failed" in tally and tally.count("hello-world-") >= 2, tally
+    age = kubectl(lab, "get", "svc", "my-service").splitlines()[1].split()[-1]
+    assert age.endswith(("s", "m")), age
+
+    image = "registry.k8s.io/e2e-test-images/agnhost:2.39"
+    netexec = ["--", "/agnhost", "netexec", "--http-port=8080"]
+    kubectl(lab, "create", "deployment", "hello-node", f"--image={image}", *netexec)
+    kubectl(lab, "expose", "deployment", "hello-node", "--type=LoadBalancer", "--port=8080")
+    kubectl(lab, "scale", "deployment", "hello-node", "--replicas=3")
+    rows = kubectl(lab, "get", "pods", "-l", "app=hello-node", "--show-labels").splitlines()
+    assert rows[0].split()[-1] == "LABELS" and len(rows) == 4 and all("app=hello-node" in r for r in rows[1:])
+    assert "served by hello-node-" in kubectl(lab, "curl", "svc/hello-node:8080")
+    before = running(lab, "app=hello-node")
+    assert kubectl(lab, "rollout", "restart", "deployment/hello-node").strip() == "deployment.apps/hello-node restarted"
+    after = running(lab, "app=hello-node")
+    assert len(after) == 3 and not before & after  # every pod replaced, by a rolling update
+    assert "2 " in kubectl(lab, "rollout", "history", "deployment/hello-node")
+
+    # nginx answers on its own port 80; a namespace's Service by --namespace
+    assert kubectl(lab, "create", "namespace", "shop").strip() == "namespace/shop created"
+    kubectl(lab, "create", "deployment", "web", "--image=nginx", "-n", "shop")
+    kubectl(lab, "expose", "deployment", "web", "--port=80", "-n", "shop")
+    assert "served by web-" in kubectl(lab, "curl", "svc/web", "--namespace", "shop")
+    assert "10.244." in kubectl(lab, "describe", "svc", "web", "-n", "shop").split("Endpoints:")[1]
+
+    # refused as kubectl refuses, and nothing made
+    missing = podnet(lab, "expose", "deployment", "nope", "--port=80", check=False)
+    assert missing.returncode != 0 and 'deployments.apps "nope" not found' in missing.stderr
+    no_image = podnet(lab, "create", "deployment", "x", check=False)
+    assert no_image.returncode != 0 and '"image" not set' in no_image.stderr
+    assert "nope" not in kubectl(lab, "get", "svc") and " x " not in kubectl(lab, "get", "deploy")
