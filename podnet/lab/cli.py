@@ -300,8 +300,9 @@ def source_ns(files: LabFiles, st: dict, ref: str | None, default: str, namespac
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 @click.pass_context
 def exec_cmd(ctx, namespace, ref, command) -> None:
-    """Run a command in a pod or node: exec pod/NAME -- CMD ARGS..."""
+    """Run a command in a pod or node: exec [pod/]NAME|node/NAME -- CMD ARGS..."""
     files = files_of(ctx)
+    ref = ref if "/" in ref else f"pod/{ref}"  # as kubectl exec: a bare name is a pod's
     ns = source_ns(files, files.read_status(), ref, "", namespace)
     # etc=True (through `ip netns exec`): a person's command in a pod should see the pod as a
     # container would, /sys/class/net with the pod's links and /etc/netns/NAME/* (resolv.conf,
@@ -330,7 +331,10 @@ def resolve_target(files: LabFiles, st: dict, target: str, namespace: str | None
             fail(f"pod {pod['name']} has no address yet")
         # from a node: nodes reach every pod without NAT; the outside has no route to pods
         # (as on a real cluster, where the network around the nodes knows nothing of pod subnets)
-        return pod["ip"], d.workload.port if d else 8080, first_node
+        pod_port = d.workload.port if d else 8080
+        if not pod_port:
+            fail(f"pod {pod['name']} declares no port to send to")
+        return pod["ip"], pod_port, first_node
     if target.startswith("http://"):
         # an address from outside the nodes (a LoadBalancer's EXTERNAL-IP, a node's IP)
         hostport = target[len("http://") :].split("/", 1)[0]

@@ -28,6 +28,9 @@ class DeploymentReconciler:
     def reconcile(self, dep: Deployment, now: float) -> None:
         if self.kubelet.add_failed_until.get(dep.key, 0) > now:
             return
+        if dep.bare:
+            self.keep_bare(dep)
+            return
         template = dep.template_hash()
         pods = self.kubelet.pods.values()
         live = [p for p in pods if p.deployment_key == dep.key and p.phase in LIVE and not p.doomed]
@@ -57,6 +60,12 @@ class DeploymentReconciler:
             for pod in extra[: len(new) - dep.replicas]:
                 self.kubelet.terminate(pod)
 
+    def keep_bare(self, dep: Deployment) -> None:
+        """A bare Pod: its one pod, named as the object, made again only once the one before
+        it is gone (a pod's name is its network namespace's)."""
+        if dep.name not in self.kubelet.pods:
+            self.kubelet.add(self.new_pod(dep, dep.name, dep.template_hash(), dict(dep.labels)))
+
     def drop_orphans(self, spec: LabSpec) -> None:
         """Pods of a Deployment that is no longer desired."""
         wanted = {d.key for d in spec.deployments}
@@ -69,14 +78,17 @@ class DeploymentReconciler:
             suffix = "".join(random.choices(string.ascii_lowercase + string.digits, k=5))
             if f"{dep.name}-{template}-{suffix}" not in self.kubelet.pods:
                 break
-        w = dep.workload
         labels = {**dep.labels, "pod-template-hash": template}
         if not dep.image:  # the lab dialect's pods carry their version as a label
             labels["version"] = dep.version
-        pod = Pod(f"{dep.name}-{template}-{suffix}", dep.name, template, dep.version, labels, self.schedule(),
+        self.kubelet.add(self.new_pod(dep, f"{dep.name}-{template}-{suffix}", template, labels))
+
+    def new_pod(self, dep: Deployment, name: str, template: str, labels: dict[str, str]) -> Pod:
+        w = dep.workload
+        pod = Pod(name, dep.name, template, dep.version, labels, self.schedule(),
                   w.kind, w.port, w.command, w.backend, dep.namespace, dict(w.env))  # fmt: skip
         pod.unready = dep.readiness is not None  # not ready until the probe first passes
-        self.kubelet.add(pod)
+        return pod
 
     def schedule(self) -> str:
         """The node with the fewest live pods (the first of them in topology order)."""

@@ -41,6 +41,29 @@ def deployment_manifest(
     }
 
 
+def pod_manifest(
+    name: str,
+    image: str,
+    labels: dict[str, str],
+    port: int | None,
+    command: tuple[str, ...],
+    namespace: str | None,
+    env: dict[str, str],
+) -> dict:
+    """What `kubectl run NAME --image=IMAGE [-l ...] [--port P] [--env K=V] [-- COMMAND...]` sends
+    (kubectl run passes what follows `--` as the container's args; a lab has no image
+    entrypoint, so they are its command)."""
+    container: dict[str, Any] = {"name": name, "image": image}
+    if command:
+        container["command"] = list(command)
+    if port is not None:
+        container["ports"] = [{"containerPort": port}]
+    if env:
+        container["env"] = [{"name": k, "value": v} for k, v in env.items()]
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": _metadata(name, namespace, labels),
+            "spec": {"containers": [container]}}  # fmt: skip
+
+
 def namespace_manifest(name: str) -> dict:
     return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
 

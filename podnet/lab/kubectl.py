@@ -118,10 +118,25 @@ def ref_of(kind: str, o: Any) -> str:
     if kind == "NetworkPolicy":
         return f"networkpolicy.networking.k8s.io/{o['metadata']['name']}"
     return (
-        {"Namespace": "namespace", "Deployment": "deployment.apps", "Service": "service"}[kind]
+        {"Namespace": "namespace", "Deployment": "deployment.apps", "Pod": "pod", "Service": "service"}[kind]
         + "/"
         + (o if kind == "Namespace" else o.name)
     )
+
+
+def _check_pod_put(items: list[dict], pod: spec.Deployment, old: int | None) -> None:
+    """A Pod's name is its network namespace's, lab-wide; and, as the API server says, a pod's
+    spec does not change (delete it and make it again)."""
+    if old is not None and not items[old].get("bare"):
+        fail(f'error: pod "{pod.name}": a lab keeps Deployments and Pods by one name, and deployment '
+             f'"{pod.name}" has it in namespace {pod.namespace}')  # fmt: skip
+    if old is None and any(x.get("bare") and x["name"] == pod.name for x in items):
+        fail(f'error: pod "{pod.name}": a lab names pods lab-wide, and another namespace has one of that name')
+    if old is not None and items[old] != spec.deployment_dict(pod):
+        fail(
+            f'The Pod "{pod.name}" is invalid: spec: Forbidden: pod updates may not change its fields '
+            "(a lab pod's spec is fixed: delete it and apply again)"
+        )
 
 
 def put_objects(files: LabFiles, objs: list[manifests.Object], create_only: bool) -> tuple[int, dict[str, str]]:
@@ -153,12 +168,18 @@ def put_objects(files: LabFiles, objs: list[manifests.Object], create_only: bool
                 except netpols.Refused as e:
                     fail(str(e))
                 continue
-            key = "deployments" if kind == "Deployment" else "services"
-            body = spec.deployment_dict(o) if kind == "Deployment" else spec.service_dict(o)
+            key = "services" if kind == "Service" else "deployments"  # a bare Pod is kept as one
+            body = spec.service_dict(o) if kind == "Service" else spec.deployment_dict(o)
             items = s[key]
             old = _find(items, o.name, o.namespace)
+            if kind == "Pod":
+                _check_pod_put(items, o, old)
+            elif kind == "Deployment" and old is not None and items[old].get("bare"):
+                fail(f'error: deployment "{o.name}": a lab keeps Deployments and Pods by one name, and pod "{o.name}" '
+                     f"has it in namespace {o.namespace}")  # fmt: skip
             if old is not None and create_only:
-                fail(f'Error from server (AlreadyExists): {key} "{o.name}" already exists')
+                plural = {"Deployment": "deployments.apps", "Pod": "pods", "Service": "services"}[kind]
+                fail(f'Error from server (AlreadyExists): {plural} "{o.name}" already exists')
             if old is None:
                 items.append(body)
                 creation.stamp(data, kind.lower(), o.namespace, o.name)
@@ -257,7 +278,8 @@ def _put(ctx, objs: list[manifests.Object], create_only: bool, wait: bool) -> No
 
 
 def _delete_objects(files: LabFiles, targets: list[tuple[str, str, str]], ignore_missing: bool) -> tuple[int, list]:
-    """targets: (kind, namespace, name) of Deployments, Services and Namespaces."""
+    """targets: (kind, namespace, name) of Deployments, bare Pods, Services, Namespaces and
+    NetworkPolicies."""
     done: list[str] = []
 
     def drop(data: dict) -> None:
@@ -287,17 +309,20 @@ def _delete_objects(files: LabFiles, targets: list[tuple[str, str, str]], ignore
                 elif not ignore_missing:
                     fail(f'Error from server (NotFound): networkpolicies.networking.k8s.io "{name}" not found')
                 continue
-            key = "deployments" if kind == "deployment" else "services"
+            key = "services" if kind == "service" else "deployments"
             i = _find(s[key], name, ns)
+            if i is not None and kind != "service" and bool(s[key][i].get("bare")) != (kind == "pod"):
+                i = None  # a Deployment is no bare Pod, nor the other way round
             if i is None:
                 if not ignore_missing:
-                    fail(f'Error from server (NotFound): {key} "{name}" not found')
+                    plural = {"deployment": "deployments.apps", "pod": "pods", "service": "services"}[kind]
+                    fail(f'Error from server (NotFound): {plural} "{name}" not found')
                 continue
             del s[key][i]
             creation.forget(data, kind, ns, name)
             if kind == "deployment":
                 data.get("revisions", {}).pop(f"{ns}/{name}", None)
-            done.append(f'{"deployment.apps" if kind == "deployment" else "service"} "{name}" deleted')
+            done.append(f'{ {"deployment": "deployment.apps"}.get(kind, kind) } "{name}" deleted')
 
     try:
         return files.change(drop), done
@@ -334,7 +359,9 @@ def delete(ctx, args, filenames, ignore_not_found, namespace, all_ns) -> None:
         kind, name = kind_and_name(args)
         if name is None:
             fail("error: resource(s) were provided, but no name was specified")
-        if kind == "pod":
+        bare = any(d.get("bare") and d["name"] == name and d.get("namespace", spec.DEFAULT_NAMESPACE) == ns
+                   for d in files.read_desired()["spec"]["deployments"])  # fmt: skip
+        if kind == "pod" and not bare:  # a Deployment's pod: it makes another
             st = files.read_status()
             if not any(p["name"] == name and in_ns(p, ns) for p in st.get("pods", [])):
                 if ignore_not_found:
@@ -343,12 +370,40 @@ def delete(ctx, args, filenames, ignore_not_found, namespace, all_ns) -> None:
             files.request_delete(name)
             click.echo(f'pod "{name}" deleted')
             return
-        if kind not in ("deployment", "service", "namespace", "networkpolicy"):
+        if kind not in ("deployment", "pod", "service", "namespace", "networkpolicy"):
             fail(f"error: a lab deletes pods, deployments, services, namespaces and networkpolicies, not {kind}")
         gen, done = _delete_objects(files, [(kind, ns, name)], ignore_not_found)
     wait_converged(files, gen, "delete")
     for line in done:
         click.echo(line)
+
+
+@lab.command("run", context_settings={"ignore_unknown_options": True})
+@click.argument("name")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+@click.option("--image", required=True, help="The image the pod stands for (README: images -> workloads).")
+@click.option("-l", "--labels", help="k=v,k=v (default: run=NAME).")
+@click.option("--port", type=click.IntRange(1, 65535), help="The container port.")
+@click.option("--env", multiple=True, help="K=V, repeatable.")
+@click.option("-n", "--namespace", default=None)
+@click.option("--rm", is_flag=True, hidden=True)
+@click.option("-i", "--stdin", is_flag=True, hidden=True)
+@click.option("-t", "--tty", is_flag=True, hidden=True)
+@click.option("--restart", default="Always", hidden=True)
+@WAIT
+@click.pass_context
+def run(ctx, name, command, image, labels, port, env, namespace, rm, stdin, tty, restart, wait) -> None:
+    """run NAME --image=IMAGE [-l k=v] [--port P] [-- COMMAND ARGS...]: a bare pod, as kubectl
+    run makes it; then `exec pod/NAME -- ...` runs commands in it."""
+    if rm or stdin or tty or restart != "Always":
+        fail("error: a lab runs pods detached and restarts them Always (no --rm, -i, -t, --restart); "
+             f"run it, then `podnet lab exec pod/{name} -- COMMAND`, then `podnet lab delete pod {name}`")  # fmt: skip
+    pairs = [p.partition("=") for p in env]
+    if any(not eq or not k for k, eq, _ in pairs):
+        fail("error: --env: expected K=V")
+    pod_labels = (_selector_labels(labels) or {}) if labels else {"run": name}
+    doc = imperative.pod_manifest(name, image, pod_labels, port, tuple(command), namespace, {k: v for k, _, v in pairs})
+    _put(ctx, _parsed([doc], "run", namespace), create_only=True, wait=wait)
 
 
 @lab.command("expose")
@@ -704,7 +759,7 @@ def describe(ctx, args, namespace, all_ns) -> None:
         ]
         if dep:
             lines += [("Image", dep.image or f"(lab workload {dep.workload.kind})"), ("Workload", dep.workload.kind)]
-            lines += [("Port", f"{dep.workload.port}/TCP")]
+            lines += [("Port", f"{dep.workload.port}/TCP" if dep.workload.port else "<none>")]
             for label, probe in (("Readiness", dep.readiness), ("Liveness", dep.liveness)):
                 if probe:
                     lines.append((label, probe_text(probe)))
@@ -816,7 +871,7 @@ def change_deployment(files: LabFiles, name: str, ns: str, fn) -> int:
     def apply_(data: dict) -> None:
         items = data["spec"]["deployments"]
         i = _find(items, name, ns)
-        if i is None:
+        if i is None or items[i].get("bare"):
             fail(f'Error from server (NotFound): deployments.apps "{name}" not found')
         before = dict(items[i])
         fn(items[i], data)

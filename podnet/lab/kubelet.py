@@ -262,7 +262,7 @@ class Kubelet:
     def _check_ready(self, pod: Pod, now: float) -> None:
         """Started: it listens (a command's port answers; a forked workload wrote its byte).
         Whether it is *ready* (an endpoint) is then the readiness probe's to say (probes.py)."""
-        if pod.kind == "command":
+        if pod.kind == "command" and pod.port:
             # probed from the pod's node, as a kubelet probes: the lab namespace (where the
             # controller runs) has no route to pods, as the network around real nodes has none
             try:
@@ -271,7 +271,7 @@ class Kubelet:
                     probe.connect((pod.ip, pod.port))
             except OSError:
                 return
-        else:
+        elif pod.kind != "command":  # (a command with no port: started as it runs)
             assert pod.ready_fd is not None  # a forked workload is STARTING until it writes here
             try:
                 if not os.read(pod.ready_fd, 1):

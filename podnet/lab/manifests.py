@@ -6,7 +6,8 @@ in a file, `List`s, a directory of files; of them `v1 Namespace`, `apps/v1 Deplo
 pod runs a workload, not a container image; the image picks it (the table is in the README):
 
   agnhost `netexec` / `serve-hostname` -> the HTTP workload, on the subcommand's port
-  `command:` given                     -> that command (args appended), in the pod
+  `command:` given                     -> that command (args appended), in the pod; started
+                                          when its containerPort answers (none: when it runs)
   image name contains `coredns`        -> the lab's cluster DNS server (dns.py), port 53
   image name contains `redis`          -> the shared counter (HTTP; /incr counts), port 6379
   anything else                        -> the HTTP workload that says which pod served;
@@ -117,8 +118,8 @@ def workload_of(container: dict, where: str) -> tuple[Workload, str]:
     env_t = tuple(sorted(env.items()))
     if agnhost_port is not None:
         return Workload(kind="http", port=agnhost_port, env=env_t), version
-    if command:
-        return Workload(kind="command", port=first or 8080, command=tuple(command), env=env_t), version
+    if command:  # no containerPort: nothing to wait for but the process (port 0)
+        return Workload(kind="command", port=first or 0, command=tuple(command), env=env_t), version
     if "coredns" in name:
         return Workload(kind="dns", port=53, env=env_t), version
     if "redis" in name:
@@ -225,14 +226,45 @@ def parse_deployment(obj: dict, where: str, namespace: str | None = None) -> Dep
     if any(labels.get(k) != v for k, v in match.items()):
         # as the API server insists: the Deployment must select the pods it makes
         raise SpecError(f"{where}spec.template.metadata.labels: `selector` does not match template `labels`")
-    pspec = _map(template.get("spec"), f"{where}spec.template.spec")
-    _refuse(pspec, COSMETIC_POD | {"containers"}, f"{where}spec.template.spec")
+    pod = _pod_spec(template.get("spec"), f"{where}spec.template.spec")
+    surge, unavailable = _strategy(spec.get("strategy"), f"{where}spec.strategy")
+    restarted_at = specmod._restarted_at(
+        _map(tmeta.get("annotations"), f"{where}spec.template.metadata.annotations").get(RESTARTED_AT, ""),
+        f"{where}spec.template.metadata.annotations.{RESTARTED_AT}",
+    )
+    return Deployment(
+        name=name,
+        replicas=specmod._int(spec.get("replicas", 1), f"{where}spec.replicas", 0, 5000),
+        labels=labels,
+        namespace=ns or namespace or specmod.DEFAULT_NAMESPACE,
+        max_surge=surge,
+        max_unavailable=unavailable,
+        restarted_at=restarted_at,
+        **pod,
+    )
+
+
+def parse_pod(obj: dict, where: str, namespace: str | None = None) -> Deployment:
+    """A bare Pod: one pod named as the object, restarted in place, never replaced by another
+    (deleting it deletes it). The lab keeps it beside the Deployments, as one of replicas 1."""
+    _refuse(obj, {"apiVersion", "kind", "metadata", "spec", "status"}, where.rstrip("."))
+    ns, name = _meta(obj, where, namespaced=True)
+    labels = specmod._labels(_map(obj.get("metadata"), f"{where}metadata").get("labels"), f"{where}metadata.labels")
+    pod = _pod_spec(obj.get("spec"), f"{where}spec")
+    namespace = ns or namespace or specmod.DEFAULT_NAMESPACE
+    return Deployment(name=name, replicas=1, labels=labels, namespace=namespace, bare=True, **pod)
+
+
+def _pod_spec(value: Any, where: str) -> dict[str, Any]:
+    """A pod spec's one container -> the Deployment fields it decides (workload, image, probes)."""
+    pspec = _map(value, where)
+    _refuse(pspec, COSMETIC_POD | {"containers"}, where)
     if pspec.get("restartPolicy", "Always") != "Always":
-        raise SpecError(f"{where}spec.template.spec.restartPolicy: a Deployment's pods restart Always")
-    containers = _list(pspec.get("containers"), f"{where}spec.template.spec.containers")
+        raise SpecError(f"{where}.restartPolicy: a lab restarts a pod's workload Always")
+    containers = _list(pspec.get("containers"), f"{where}.containers")
     if len(containers) != 1:
-        raise SpecError(f"{where}spec.template.spec.containers: a lab pod runs exactly one container")
-    cw = f"{where}spec.template.spec.containers[0]"
+        raise SpecError(f"{where}.containers: a lab pod runs exactly one container")
+    cw = f"{where}.containers[0]"
     c = _map(containers[0], cw)
     _refuse(c, COSMETIC_CONTAINER | {"name", "image", "ports", "env", "command", "args"}
             | {"readinessProbe", "livenessProbe"}, cw)  # fmt: skip
@@ -244,45 +276,35 @@ def parse_deployment(obj: dict, where: str, namespace: str | None = None) -> Dep
         raise SpecError(f"{cw}.name: {cname!r} is not a valid container name")
     workload, version = workload_of(c, cw)
     ports = _container_ports(c, cw)
-    strategy = _map(spec.get("strategy"), f"{where}spec.strategy")
-    _refuse(strategy, {"type", "rollingUpdate"}, f"{where}spec.strategy")
+    named = tuple((n, p) for n, p in ports if n)
+    return {
+        "version": version,
+        "workload": replace(workload, named_ports=named),
+        "image": image,
+        "container": cname,
+        "readiness": parse_probe(c.get("readinessProbe"), f"{cw}.readinessProbe", ports),
+        "liveness": parse_probe(c.get("livenessProbe"), f"{cw}.livenessProbe", ports),
+    }
+
+
+def _strategy(value: Any, where: str) -> tuple[int | str, int | str]:
+    """(maxSurge, maxUnavailable) of a Deployment's strategy; Recreate is (0, 100%)."""
+    strategy = _map(value, where)
+    _refuse(strategy, {"type", "rollingUpdate"}, where)
     stype = strategy.get("type", "RollingUpdate")
-    surge: int | str
-    unavailable: int | str
     if stype == "Recreate":
         if "rollingUpdate" in strategy:
-            raise SpecError(f"{where}spec.strategy.rollingUpdate: may not be given with type Recreate")
-        surge, unavailable = 0, "100%"
-    elif stype == "RollingUpdate":
-        ru = _map(strategy.get("rollingUpdate"), f"{where}spec.strategy.rollingUpdate")
-        _refuse(ru, {"maxSurge", "maxUnavailable"}, f"{where}spec.strategy.rollingUpdate")
-        surge = specmod._surge(ru.get("maxSurge", DEFAULT_SURGE), f"{where}spec.strategy.rollingUpdate.maxSurge")
-        unavailable = specmod._surge(
-            ru.get("maxUnavailable", DEFAULT_UNAVAILABLE), f"{where}spec.strategy.rollingUpdate.maxUnavailable"
-        )
-        if surge in (0, "0%") and unavailable in (0, "0%"):
-            raise SpecError(f"{where}spec.strategy.rollingUpdate.maxUnavailable: may not be 0 when maxSurge is 0")
-    else:
-        raise SpecError(f"{where}spec.strategy.type: {stype!r} is not one of RollingUpdate, Recreate")
-    named = tuple((n, p) for n, p in ports if n)
-    return Deployment(
-        name=name,
-        replicas=specmod._int(spec.get("replicas", 1), f"{where}spec.replicas", 0, 5000),
-        labels=labels,
-        version=version,
-        workload=replace(workload, named_ports=named),
-        namespace=ns or namespace or specmod.DEFAULT_NAMESPACE,
-        image=image,
-        container=cname,
-        max_surge=surge,
-        max_unavailable=unavailable,
-        readiness=parse_probe(c.get("readinessProbe"), f"{cw}.readinessProbe", ports),
-        liveness=parse_probe(c.get("livenessProbe"), f"{cw}.livenessProbe", ports),
-        restarted_at=specmod._restarted_at(
-            _map(tmeta.get("annotations"), f"{where}spec.template.metadata.annotations").get(RESTARTED_AT, ""),
-            f"{where}spec.template.metadata.annotations.{RESTARTED_AT}",
-        ),
-    )
+            raise SpecError(f"{where}.rollingUpdate: may not be given with type Recreate")
+        return 0, "100%"
+    if stype != "RollingUpdate":
+        raise SpecError(f"{where}.type: {stype!r} is not one of RollingUpdate, Recreate")
+    ru = _map(strategy.get("rollingUpdate"), f"{where}.rollingUpdate")
+    _refuse(ru, {"maxSurge", "maxUnavailable"}, f"{where}.rollingUpdate")
+    surge = specmod._surge(ru.get("maxSurge", DEFAULT_SURGE), f"{where}.rollingUpdate.maxSurge")
+    unavailable = specmod._surge(ru.get("maxUnavailable", DEFAULT_UNAVAILABLE), f"{where}.rollingUpdate.maxUnavailable")
+    if surge in (0, "0%") and unavailable in (0, "0%"):
+        raise SpecError(f"{where}.rollingUpdate.maxUnavailable: may not be 0 when maxSurge is 0")
+    return surge, unavailable
 
 
 def parse_service(obj: dict, where: str, namespace: str | None = None) -> Service:
@@ -312,7 +334,8 @@ def parse_service(obj: dict, where: str, namespace: str | None = None) -> Servic
     return replace(svc, namespace=ns or namespace or specmod.DEFAULT_NAMESPACE)
 
 
-KINDS = {("v1", "Namespace"), ("apps/v1", "Deployment"), ("v1", "Service"), ("networking.k8s.io/v1", "NetworkPolicy")}
+KINDS = {("v1", "Namespace"), ("apps/v1", "Deployment"), ("v1", "Pod"), ("v1", "Service")}
+KINDS |= {("networking.k8s.io/v1", "NetworkPolicy")}
 
 
 def parse_network_policy(obj: dict, where: str, namespace: str | None = None) -> dict:
@@ -373,8 +396,11 @@ def parse_objects(docs: list, where: str, namespace: str | None = None) -> list[
         if key[1] == "NetworkPolicy":
             out.append(("NetworkPolicy", parse_network_policy(obj, label, namespace)))
             continue
-        parse = parse_deployment if key[1] == "Deployment" else parse_service
-        o = parse(obj, label, namespace)
+        o: Deployment | Service
+        if key[1] == "Service":
+            o = parse_service(obj, label, namespace)
+        else:
+            o = (parse_pod if key[1] == "Pod" else parse_deployment)(obj, label, namespace)
         if namespace and o.namespace != namespace:
             raise SpecError(
                 f"{label}metadata.namespace: {o.namespace!r} does not match the namespace from -n ({namespace!r})"
@@ -453,7 +479,7 @@ def container_object(d: Deployment) -> dict:
     if w.kind == "command":
         c["command"] = list(w.command)
     named = {p: n for n, p in w.named_ports}
-    c["ports"] = [{"containerPort": w.port, "protocol": "UDP" if w.kind == "dns" else "TCP"}]
+    c["ports"] = [{"containerPort": w.port, "protocol": "UDP" if w.kind == "dns" else "TCP"}] if w.port else []
     if w.port in named:
         c["ports"][0]["name"] = named[w.port]
     c["ports"] += [{"name": n, "containerPort": p, "protocol": "TCP"} for n, p in w.named_ports if p != w.port]

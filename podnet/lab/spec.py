@@ -114,6 +114,7 @@ class Deployment:
     readiness: Probe | None = None
     liveness: Probe | None = None
     restarted_at: str = ""  # the template's kubectl.kubernetes.io/restartedAt (`rollout restart`)
+    bare: bool = False  # a bare Pod (kind: Pod): its one pod is named as it, and never replaced
 
     def template_hash(self) -> str:
         """Identifies one revision of the pod template, as kube's pod-template-hash does."""
@@ -329,7 +330,8 @@ def parse_workload(data, where: str) -> Workload:
         raise SpecError(f"{where}.env: names and values must be strings")
     return Workload(
         kind=kind,
-        port=_int(data.get("port", 8080), f"{where}.port", 1, 65535),
+        # 0: a command that declares no port (a client, `sleep`): started once it runs
+        port=_int(data.get("port", 8080), f"{where}.port", 0 if kind == "command" else 1, 65535),
         backend=backend,
         command=tuple(command),
         env=tuple(sorted(env.items())),
@@ -402,9 +404,11 @@ def _namespace(value, where: str) -> str:
 def parse_deployment(data, where: str) -> Deployment:
     data = _mapping(data, where)
     known = {"kind", "name", "replicas", "labels", "version", "workload", "namespace", "image", "container"}
-    _unknown(data, known | {"maxSurge", "maxUnavailable", "readinessProbe", "livenessProbe", "restartedAt"}, where)
+    known |= {"maxSurge", "maxUnavailable", "readinessProbe", "livenessProbe", "restartedAt", "bare"}
+    _unknown(data, known, where)
     name = _name(data.get("name"), f"{where}.name")
-    labels = _labels(data.get("labels"), f"{where}.labels") or {"app": name}
+    bare = data.get("bare", False) is True
+    labels = _labels(data.get("labels"), f"{where}.labels") or ({} if bare else {"app": name})
     version = str(data.get("version", "v1"))
     if not LABEL_VALUE.fullmatch(version) or not version or len(version) > 63:
         raise SpecError(f"{where}.version: {version!r} is not a valid version (letters, digits, '-', '_', '.')")
@@ -432,6 +436,7 @@ def parse_deployment(data, where: str) -> Deployment:
         readiness=parse_probe(data.get("readinessProbe"), f"{where}.readinessProbe"),
         liveness=parse_probe(data.get("livenessProbe"), f"{where}.livenessProbe"),
         restarted_at=_restarted_at(data.get("restartedAt", ""), f"{where}.restartedAt"),
+        bare=bare,
     )
 
 
@@ -657,6 +662,7 @@ def deployment_dict(d: Deployment) -> dict:
         ("maxSurge", d.max_surge, 1),
         ("maxUnavailable", d.max_unavailable, 0),
         ("restartedAt", d.restarted_at, ""),
+        ("bare", d.bare, False),
     ):
         if value != default:
             out[key] = value

@@ -63,6 +63,8 @@ class StatusWriter:
             others = [p for p in mine if p.template != template and p.phase in LIVE]
             done = len(ready) == dep.replicas and len(updated) == dep.replicas and not others
             converged = converged and done
+            if dep.bare:  # a bare Pod: only its pod is shown
+                continue
             deps.append(
                 {
                     "name": dep.name,

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from podnet.lab import creation, images, manifests
+from podnet.lab import creation, images, manifests, spec
 from podnet.lab.imperative import Exposed, ExposeOptions, deployment_manifest, service_manifest
-from podnet.lab.spec import SpecError
+from podnet.lab.spec import Deployment, SpecError
 
 WEB = Exposed("deployment", "web", "default", {"app": "web"}, ((8080, "TCP"),))
 
@@ -97,3 +97,22 @@ def test_creation_stamps_come_and_go():
     assert creation.created(data, "service", "shop", "web", 1.0) == 1.0  # as old as the lab
     creation.forget(data, "deployment", "default", "web")
     assert data[creation.KEY] == {}
+
+
+def test_a_bare_pod_is_one_pod_of_its_own():
+    [(kind, pod)] = manifests.parse_objects(
+        [{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "dnsutils"},
+          "spec": {"containers": [{"name": "c", "image": "registry.k8s.io/e2e-test-images/agnhost:2.39"}],
+                   "restartPolicy": "Always"}}], "t")  # fmt: skip
+    assert kind == "Pod" and pod.bare and pod.replicas == 1 and pod.labels == {}
+    assert spec.parse_deployment(spec.deployment_dict(pod), "d") == pod  # kept in desired.json as it was
+    with pytest.raises(SpecError, match=r"spec\.restartPolicy"):
+        manifests.parse_objects([{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "x"},
+                                  "spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "i"}]}}],
+                                "t")  # fmt: skip
+
+
+def test_a_command_with_no_port_waits_for_nothing_but_itself():
+    workload, _ = manifests.workload_of({"name": "b", "image": "busybox", "command": ["sleep", "3600"]}, "c")
+    assert (workload.kind, workload.port) == ("command", 0)
+    assert manifests.container_object(Deployment("b", workload=workload))["ports"] == []

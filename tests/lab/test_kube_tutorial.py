@@ -119,6 +119,21 @@ spec:
 """
 
 
+CLIENT_POD = """\
+apiVersion: v1
+kind: Pod
+metadata:
+  name: client
+  labels:
+    app: client
+spec:
+  containers:
+  - name: busybox
+    image: busybox:1.28
+    command: ["sleep", "3600"]
+"""
+
+
 def running(lab: str, selector: str) -> set[str]:
     """Names of the Running pods (not those still Terminating), as `get pods` shows them."""
     rows = [r.split() for r in kubectl(lab, "get", "pods", "-l", selector).splitlines()[1:]]
@@ -162,6 +177,27 @@ def test_the_imperative_tutorials(lab, tmp_path):
     kubectl(lab, "expose", "deployment", "web", "--port=80", "-n", "shop")
     assert "served by web-" in kubectl(lab, "curl", "svc/web", "--namespace", "shop")
     assert "10.244." in kubectl(lab, "describe", "svc", "web", "-n", "shop").split("Endpoints:")[1]
+
+    # bare Pods: a client pod from a manifest and from `run`, exec by its name, deleted for good
+    client = tmp_path / "client.yaml"
+    client.write_text(CLIENT_POD)
+    assert kubectl(lab, "apply", "-f", str(client)).strip() == "pod/client created"
+    assert kubectl(lab, "run", "probe", "--image=busybox:1.28", "-l", "access=true", "--", "sleep", "3600").strip() == (
+        "pod/probe created"
+    )
+    assert "web.shop.svc.cluster.local" in kubectl(lab, "exec", "client", "--", "getent", "hosts", "web.shop")
+    answer = kubectl(lab, "exec", "probe", "--", "curl", "-s", "-m", "5", "http://web.shop/")
+    assert "served by web-" in answer, answer
+    assert {"client", "probe"} <= running(lab, "app=client") | running(lab, "access=true")
+    assert "hello-world" not in kubectl(lab, "get", "pods", "client")
+    assert "client" not in kubectl(lab, "get", "deploy")  # a Pod is no Deployment
+    changed = tmp_path / "client2.yaml"
+    changed.write_text(CLIENT_POD.replace("3600", "7200"))
+    refused = podnet(lab, "apply", "-f", str(changed), check=False)
+    assert refused.returncode != 0 and "pod updates may not change" in refused.stderr
+    kubectl(lab, "delete", "pod", "client")
+    kubectl(lab, "delete", "-f", str(client), "--ignore-not-found")
+    assert "client" not in running(lab, "app=client")  # not made again, as a Deployment's pod would be
 
     # refused as kubectl refuses, and nothing made
     missing = podnet(lab, "expose", "deployment", "nope", "--port=80", check=False)
