@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import datetime
 import os
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
 
 import click
 
+import netns
 from podnet.lab import creation, imperative, manifests, netpols, podlogs, selectors, spec
 from podnet.lab.cli import age, dump, fail, files_of, lab, ports_text, print_table, wait_converged
 from podnet.lab.complete import refs, words
@@ -386,24 +388,44 @@ def delete(ctx, args, filenames, ignore_not_found, namespace, all_ns) -> None:
 @click.option("--port", type=click.IntRange(1, 65535), help="The container port.")
 @click.option("--env", multiple=True, help="K=V, repeatable.")
 @click.option("-n", "--namespace", default=None)
-@click.option("--rm", is_flag=True, hidden=True)
-@click.option("-i", "--stdin", is_flag=True, hidden=True)
-@click.option("-t", "--tty", is_flag=True, hidden=True)
-@click.option("--restart", default="Always", hidden=True)
+@click.option("-i", "--stdin", is_flag=True, help="Run COMMAND in the pod attached to this terminal.")
+@click.option("-t", "--tty", is_flag=True, help="As -i.")
+@click.option("--rm", is_flag=True, help="With -i/-t: delete the pod when COMMAND ends.")
+@click.option("--restart", type=click.Choice(["Always", "Never", "OnFailure"]), default="Always")
 @WAIT
 @click.pass_context
-def run(ctx, name, command, image, labels, port, env, namespace, rm, stdin, tty, restart, wait) -> None:
+def run(ctx, name, command, image, labels, port, env, namespace, stdin, tty, rm, restart, wait) -> None:
     """run NAME --image=IMAGE [-l k=v] [--port P] [-- COMMAND ARGS...]: a bare pod, as kubectl
-    run makes it; then `exec pod/NAME -- ...` runs commands in it."""
-    if rm or stdin or tty or restart != "Always":
-        fail("error: a lab runs pods detached and restarts them Always (no --rm, -i, -t, --restart); "
-             f"run it, then `podnet lab exec pod/{name} -- COMMAND`, then `podnet lab delete pod {name}`")  # fmt: skip
+    run makes it. With -i/-t (and --rm), COMMAND (default sh) runs in the new pod attached to
+    this terminal, as `kubectl run -it --rm` does: the pod's address, labels and DNS are its."""
+    attached = stdin or tty
+    if not attached and (rm or restart != "Always"):
+        fail("error: --rm and --restart=Never|OnFailure go with -i/-t here: a detached lab pod restarts Always")
     pairs = [p.partition("=") for p in env]
     if any(not eq or not k for k, eq, _ in pairs):
         fail("error: --env: expected K=V")
     pod_labels = (_selector_labels(labels) or {}) if labels else {"run": name}
-    doc = imperative.pod_manifest(name, image, pod_labels, port, tuple(command), namespace, {k: v for k, _, v in pairs})
-    _put(ctx, _parsed([doc], "run", namespace), create_only=True, wait=wait)
+    # attached: the pod's own process stands by and COMMAND runs in the pod beside it; a lab
+    # pod runs this machine's programs, so what the person sees is what kubectl attach shows
+    pod_command = ("sleep", "infinity") if attached else tuple(command)
+    doc = imperative.pod_manifest(name, image, pod_labels, port, pod_command, namespace, {k: v for k, _, v in pairs})
+    _put(ctx, _parsed([doc], "run", namespace), create_only=True, wait=wait or attached)
+    if not attached:
+        return
+    files = files_of(ctx)
+    ns = namespace or spec.DEFAULT_NAMESPACE
+    pod = next(p for p in files.read_status()["pods"] if p["name"] == name and in_ns(p, ns))
+    try:
+        # the pod's environment as its workload has it (--env; POD_NAME ...), over this one's
+        env_vars = {**os.environ, **{k: v for k, _, v in pairs}, "POD_NAME": name}
+        code = netns.run(pod["netns"], list(command) or ["sh"], etc=True, env=env_vars).returncode
+    finally:
+        if rm:
+            gen, done = _delete_objects(files, [("pod", ns, name)], ignore_missing=True)
+            wait_converged(files, gen, "delete")
+            for line in done:
+                click.echo(line)
+    sys.exit(code)
 
 
 @lab.command("expose")

@@ -195,6 +195,11 @@ def test_the_imperative_tutorials(lab, tmp_path):
     changed.write_text(CLIENT_POD.replace("3600", "7200"))
     refused = podnet(lab, "apply", "-f", str(changed), check=False)
     assert refused.returncode != 0 and "pod updates may not change" in refused.stderr
+    # kubectl run -i --rm: the command runs in a new pod, its output here, and the pod goes
+    once = kubectl(lab, "run", "once", "--image=curlimages/curl", "-i", "--rm", "--restart=Never", "--",
+                   "curl", "-s", "-m", "5", "http://web.shop/")  # fmt: skip
+    assert "served by web-" in once and 'pod "once" deleted' in once, once
+    assert not running(lab, "run=once")  # gone, or Terminating
     kubectl(lab, "delete", "pod", "client")
     kubectl(lab, "delete", "-f", str(client), "--ignore-not-found")
     assert "client" not in running(lab, "app=client")  # not made again, as a Deployment's pod would be
