@@ -9,7 +9,7 @@ import sys
 from _socket import AF_INET, AF_INET6  # not socket.py: see cni/netlink.py
 
 import netns
-from cni import delegate, ipam_plugin, masq, routing, version, veth
+from cni import ipam_plugin, routing, version, veth
 from cni.config import NetConf, parse_netconf, valid_attachments
 from cni.errors import CNIError, InvalidConfig, InvalidEnvironment, IOFailure, StateDiffers, UnknownContainer
 from cni.netlink import Netlink
@@ -42,6 +42,8 @@ IN_PROCESS = {
 def ipam(verb: str, conf: NetConf, call: Call):
     if conf.ipam["type"] == IN_PROCESS_IPAM:
         return IN_PROCESS[verb](conf.raw, call.inv)
+    from cni import delegate  # here, as masq below: a module less at every start that needs none
+
     return delegate.execute(conf.ipam["type"], verb, conf.raw, call.environ, call.inv.path)
 
 
@@ -126,6 +128,8 @@ def cmd_add(call: Call) -> dict:
         routing.setup_host(host, pair, ips)
         checkpoint(call, "host")
         if conf.ip_masq:
+            from cni import masq
+
             undo.callback(_quietly, "ipMasq rules", masq.remove, conf.name, inv.container_id, inv.ifname)
             masq.add(ips, conf.cluster_cidrs, conf.name, inv.container_id, inv.ifname)
         result = build_result(conf, inv, pair, ips, routes, mtu)
@@ -226,6 +230,8 @@ def cmd_del(call: Call) -> None:
     except OSError as e:
         failures.append(f"removing veth: {e}")
     if conf.ip_masq:
+        from cni import masq
+
         try:
             masq.remove(conf.name, inv.container_id, inv.ifname)
         except CNIError as e:
@@ -300,6 +306,8 @@ def cmd_gc(call: Call) -> None:
             if owner and owner[0] == conf.name and (owner[1], owner[2]) not in valid:
                 host.del_link(link.name)
     if conf.ip_masq:
+        from cni import masq
+
         masq.remove_matching(lambda net, cid, ifname: net == conf.name and (cid, ifname) not in valid)
 
 

@@ -24,7 +24,6 @@ simple:
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import errno
 import fcntl
 import os
@@ -47,8 +46,41 @@ NS_GET_NSTYPE = 0xB703  # _IO(0xb7, 0x3) in linux/nsfs.h: which kind of namespac
 # A namespace: a name under /run/netns, a path, an open fd, or None for the caller's own.
 Target = str | int | None
 
-_libc = ctypes.CDLL(None, use_errno=True)
 _nsfs_dev: int | None = None
+
+
+def _libc_setns():
+    """setns(2) as a callable (fd, nstype) -> None that raises OSError.
+
+    os.setns where Python has it (3.12+). Before that, libc's own through _ctypes, the C core
+    of ctypes, used the way ctypes.CDLL(None, use_errno=True) uses it: importing the ctypes
+    package builds dozens of types (and imports struct), which cost a CNI plugin's start
+    more than all the netlink work of an ADD (bench/cni.py, standalone)."""
+    if hasattr(os, "setns"):
+        return os.setns
+    import _ctypes
+
+    class CInt(_ctypes._SimpleCData):  # ctypes.c_int: a direct subclass, so results come back as int
+        _type_ = "i"
+
+    class LibcFunction(_ctypes.CFuncPtr):
+        _flags_ = _ctypes.FUNCFLAG_CDECL | _ctypes.FUNCFLAG_USE_ERRNO
+        _restype_ = CInt
+
+    class Process:  # what CFuncPtr looks symbols up in: the program and its libraries (libc)
+        _handle = _ctypes.dlopen(None, _ctypes.RTLD_LOCAL)  # type: ignore[arg-type]  # None: as CDLL(None)
+
+    libc_setns = LibcFunction(("setns", Process))  # type: ignore[arg-type]  # any object with a _handle
+
+    def setns(fd: int, nstype: int) -> None:
+        if libc_setns(fd, nstype) != 0:
+            err = _ctypes.get_errno()
+            raise OSError(err, os.strerror(err))
+
+    return setns
+
+
+_setns_syscall = _libc_setns()
 
 
 class NamespaceError(OSError):
@@ -117,9 +149,10 @@ def open(target: str) -> int:  # shadows the builtin on purpose: callers write n
 
 
 def _setns(fd: int, path: str) -> None:
-    if _libc.setns(fd, CLONE_NEWNET) != 0:
-        err = ctypes.get_errno()
-        raise NamespaceError(path, f"cannot enter: {os.strerror(err)}", err)
+    try:
+        _setns_syscall(fd, CLONE_NEWNET)
+    except OSError as e:
+        raise NamespaceError(path, f"cannot enter: {os.strerror(e.errno or 0)}", e.errno) from None
 
 
 def enter(target: str | int) -> None:

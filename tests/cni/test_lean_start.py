@@ -14,7 +14,8 @@ from cni import install, jsonio, masq, veth
 # stores, ipMasq, delegated IPAM) or not at all. dataclasses imports inspect (and that ast,
 # dis, tokenize): the ADD path's value types are plain classes (ipam.value.Value) instead;
 # hashlib loads OpenSSL: names are hashed with the interpreter's own sha256; json compiles
-# regular expressions (re, and enum): stdin and stdout go through cni.jsonio.
+# regular expressions (re, and enum): stdin and stdout go through cni.jsonio; the ctypes
+# package builds dozens of types: netns calls setns through _ctypes itself.
 HEAVY = (
     "typing",
     "subprocess",
@@ -31,6 +32,7 @@ HEAVY = (
     "json",
     "re",
     "enum",
+    "ctypes",
 )
 
 # The modules are listed before anything else is imported, json only to print them.
