@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import functools
 import os
 import stat
 from _socket import AF_INET, SOCK_STREAM
@@ -197,6 +198,13 @@ def entered(target: Target) -> Iterator[None]:
             os.close(fd)
 
 
+@functools.cache
+def _ip_tool() -> str:
+    import shutil
+
+    return shutil.which("ip") or "ip"
+
+
 def popen(target: Target, args: Sequence[str], *, etc: bool = False, **kw) -> subprocess.Popen:
     """Start `args` inside the namespace; keyword arguments are subprocess.Popen's.
 
@@ -213,7 +221,9 @@ def popen(target: Target, args: Sequence[str], *, etc: bool = False, **kw) -> su
     if etc:
         if not isinstance(target, str) or "/" in target:
             raise NamespaceError(str(target), "etc=True needs a namespace named under /run/netns")
-        return subprocess.Popen(["ip", "netns", "exec", target, *args], **kw)
+        # `ip` found on this process's PATH: an `env` given is the command's (a busybox pod's
+        # PATH has busybox's own `ip` first), not the tool's that enters the namespace
+        return subprocess.Popen([_ip_tool(), "netns", "exec", target, *args], **kw)
     with entered(target):
         return subprocess.Popen(list(args), **kw)
 

@@ -17,7 +17,7 @@ import yaml
 
 import netns
 from podnet import progress
-from podnet.lab import names, selectors, spec
+from podnet.lab import busybox, names, selectors, spec
 from podnet.lab.complete import node_ports, refs
 from podnet.lab.net import Lab, LabError, ensure_root, start_controller, teardown
 from podnet.lab.node import Namespace
@@ -303,11 +303,17 @@ def exec_cmd(ctx, namespace, ref, command) -> None:
     """Run a command in a pod or node: exec [pod/]NAME|node/NAME -- CMD ARGS..."""
     files = files_of(ctx)
     ref = ref if "/" in ref else f"pod/{ref}"  # as kubectl exec: a bare name is a pod's
-    ns = source_ns(files, files.read_status(), ref, "", namespace)
+    st = files.read_status()
+    ns = source_ns(files, st, ref, "", namespace)
+    env = None
+    if split_ref(ref, {**POD, **NODE})[0] == "pod":
+        pod = find(st, "pods", split_ref(ref, POD)[1], files, namespace)
+        dep = files.desired_spec().deployment(pod["deployment"], pod.get("namespace", "default"))
+        env = {**os.environ, **busybox.pod_env(files.lab, dep.image if dep else "")}
     # etc=True (through `ip netns exec`): a person's command in a pod should see the pod as a
     # container would, /sys/class/net with the pod's links and /etc/netns/NAME/* (resolv.conf,
     # hosts) over /etc; the few milliseconds it costs more do not matter to a person.
-    p = netns.run(ns, list(command), etc=True)
+    p = netns.run(ns, list(command), etc=True, env=env)
     sys.exit(p.returncode)
 
 

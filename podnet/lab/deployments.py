@@ -9,6 +9,7 @@ import random
 import string
 from collections.abc import Callable
 
+from podnet.lab import busybox
 from podnet.lab.kubelet import Kubelet
 from podnet.lab.pod import LIVE, RUNNING, Pod, log
 from podnet.lab.spec import Deployment, LabSpec
@@ -85,8 +86,11 @@ class DeploymentReconciler:
 
     def new_pod(self, dep: Deployment, name: str, template: str, labels: dict[str, str]) -> Pod:
         w = dep.workload
+        env = dict(w.env)
+        if w.kind == "command":
+            env = {**busybox.pod_env(self.kubelet.lab, dep.image), **env}
         pod = Pod(name, dep.name, template, dep.version, labels, self.schedule(),
-                  w.kind, w.port, w.command, w.backend, dep.namespace, dict(w.env))  # fmt: skip
+                  w.kind, w.port, w.command, w.backend, dep.namespace, env)  # fmt: skip
         pod.unready = dep.readiness is not None  # not ready until the probe first passes
         return pod
 

@@ -20,7 +20,7 @@ from typing import Any
 import click
 
 import netns
-from podnet.lab import creation, imperative, manifests, netpols, podlogs, selectors, spec
+from podnet.lab import busybox, creation, imperative, manifests, netpols, podlogs, selectors, spec
 from podnet.lab.cli import age, dump, fail, files_of, lab, ports_text, print_table, wait_converged
 from podnet.lab.complete import refs, words
 from podnet.lab.state import LabFiles
@@ -407,7 +407,7 @@ def run(ctx, name, command, image, labels, port, env, namespace, stdin, tty, rm,
     pod_labels = (_selector_labels(labels) or {}) if labels else {"run": name}
     # attached: the pod's own process stands by and COMMAND runs in the pod beside it; a lab
     # pod runs this machine's programs, so what the person sees is what kubectl attach shows
-    pod_command = ("sleep", "infinity") if attached else tuple(command)
+    pod_command = ("sleep", "2147483647") if attached else tuple(command)  # (busybox's sleep has no "infinity")
     doc = imperative.pod_manifest(name, image, pod_labels, port, pod_command, namespace, {k: v for k, _, v in pairs})
     _put(ctx, _parsed([doc], "run", namespace), create_only=True, wait=wait or attached)
     if not attached:
@@ -417,7 +417,7 @@ def run(ctx, name, command, image, labels, port, env, namespace, stdin, tty, rm,
     pod = next(p for p in files.read_status()["pods"] if p["name"] == name and in_ns(p, ns))
     try:
         # the pod's environment as its workload has it (--env; POD_NAME ...), over this one's
-        env_vars = {**os.environ, **{k: v for k, _, v in pairs}, "POD_NAME": name}
+        env_vars = {**os.environ, **busybox.pod_env(files.lab, image), **{k: v for k, _, v in pairs}, "POD_NAME": name}
         code = netns.run(pod["netns"], list(command) or ["sh"], etc=True, env=env_vars).returncode
     finally:
         if rm:

@@ -30,6 +30,9 @@ GRACE = 10.0  # SIGTERM -> SIGKILL
 MAX_CNI = int(os.environ.get("PODNET_LAB_CNI_PARALLEL", "4"))  # per node
 NETNS_CHUNK = 32  # namespaces per `ip -batch`
 FAILED_ADD_BACKOFF = 1.0
+CRASH_WINDOW = 10.0  # a workload exiting this soon after it started crashed (CrashLoopBackOff)
+CRASH_BACKOFF, CRASH_BACKOFF_MAX = 10.0, 300.0
+DEFAULT_PATH = os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")  # a command pod's, unless it sets one
 
 
 class Timings:
@@ -75,6 +78,7 @@ class Kubelet:
         self.pods: dict[str, Pod] = {}
         self.restarts: dict[str, int] = {}  # NAMESPACE/deployment -> pods that died or restarted
         self.add_failed_until: dict[str, float] = {}  # NAMESPACE/deployment -> no new pods before then
+        self.crashes: dict[str, int] = {}  # NAMESPACE/deployment -> its pods' crashes in a row
         self.resolv_conf: Callable[[Pod], str | None] | None = None  # the pod's /etc/resolv.conf (dns.py)
         self.changed = True
         self.child_exited = True
@@ -148,13 +152,16 @@ class Kubelet:
         for pod in self.pods.values():
             if pod.pid is None or pod.exited:
                 continue
+            exited_by_itself = False  # not killed by a signal: a crash, when it comes soon
             if pod.adopted:
                 gone = not alive(pod.pid, pod.pid_start)
             elif pod.kind == "command":
                 gone = pod.proc.poll() is not None
+                exited_by_itself = gone and pod.proc.returncode >= 0
             else:
                 try:
-                    gone = os.waitpid(pod.pid, os.WNOHANG)[0] != 0
+                    done, status = os.waitpid(pod.pid, os.WNOHANG)
+                    gone, exited_by_itself = done != 0, done != 0 and os.WIFEXITED(status)
                 except ChildProcessError:
                     gone = True
             if gone:
@@ -169,9 +176,23 @@ class Kubelet:
                 elif pod.phase in (STARTING, RUNNING):
                     log(f"pod {pod.name}: process {pod.pid} died; replacing it")
                     self.restarts[pod.deployment_key] = self.restarts.get(pod.deployment_key, 0) + 1
+                    self._back_off(
+                        pod, exited_by_itself and (pod.ready_at is None or now - pod.ready_at < CRASH_WINDOW)
+                    )
                     self._to_deleting(pod)
                 elif pod.phase == TERMINATING:
                     self._to_deleting(pod)
+
+    def _back_off(self, pod: Pod, crashed: bool) -> None:
+        """kubelet's CrashLoopBackOff: a workload that keeps exiting soon after it starts is
+        started again after 10 s, 20 s, 40 s ... 5 min, not at once in a loop. A process killed
+        from outside (a person's chaos, a test) is no crash: its replacement starts at once."""
+        key = pod.deployment_key
+        self.crashes[key] = self.crashes.get(key, 0) + 1 if crashed else 0
+        if self.crashes[key] >= 2:  # the first restart is immediate, as kubelet's
+            delay = min(CRASH_BACKOFF_MAX, CRASH_BACKOFF * 2 ** (self.crashes[key] - 2))
+            self.add_failed_until[key] = time.monotonic() + delay
+            log(f"pod {pod.name}: back-off {delay:.0f}s restarting failed workload (CrashLoopBackOff)")
 
     def advance(self, now: float) -> None:
         self._free_slots = None  # counted again on first use: a mass delete asks once, not per pod
@@ -216,7 +237,7 @@ class Kubelet:
         if pod.kind == "command":
             env = {**pod.env, "POD_NAME": pod.name, "POD_IP": pod.ip or "", "POD_NAMESPACE": pod.namespace}
             env.update(POD_VERSION=pod.version, PORT=str(pod.port))
-            env["PATH"] = os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+            env["PATH"] = pod.env.get("PATH") or DEFAULT_PATH  # the manifest's, as a container's
             with open(log_path, "ab") as out:
                 # etc=True: `ip netns exec` gives it the pod's /etc/netns/<pod>/resolv.conf
                 pod.proc = netns.popen(ns.name, list(pod.command), etc=True, env=env, stdin=subprocess.DEVNULL,

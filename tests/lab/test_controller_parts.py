@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import time
 
 import pytest
 
@@ -132,3 +133,28 @@ def test_wide_pods_do_not_repeat_a_column_asked_for_with_L():
     rows = cli.pod_rows(st, True, ["version", "app", "app"], [])
     assert rows[0] == ["NAME", "READY", "STATUS", "AGE", "IP", "NODE", "VERSION", "APP"]
     assert rows[1][-2:] == ["v1", "web"]
+
+
+def test_a_crash_loop_backs_off_and_a_kill_does_not():
+    k = kubelet()
+    pod = Pod("web-1", "web", "abcde", "v1", {"app": "web"}, "a", "command", 0, ("false",), None, phase=RUNNING)
+    k._back_off(pod, crashed=True)  # the first restart is immediate, as kubelet's
+    assert "default/web" not in k.add_failed_until
+    waits = []
+    for _ in range(7):
+        before = time.monotonic()
+        k._back_off(pod, crashed=True)
+        waits.append(round(k.add_failed_until["default/web"] - before))
+    assert waits == [10, 20, 40, 80, 160, 300, 300]
+    k._back_off(pod, crashed=False)  # killed from outside: the count starts again
+    assert k.crashes["default/web"] == 0
+
+
+def test_a_bare_pod_is_made_once_under_its_own_name():
+    k = kubelet()
+    rec = DeploymentReconciler(k, list(NODES), lambda: 0.0)
+    bare = spec.Deployment("client", labels={"run": "client"}, bare=True)
+    lab = dataclasses.replace(spec.default(), deployments=(bare,))
+    rec.reconcile_all(lab, now=0.0)
+    rec.reconcile_all(lab, now=0.0)
+    assert [p.name for p in k.pods.values()] == ["client"] and k.pods["client"].labels == {"run": "client"}

@@ -3,9 +3,11 @@ port a lab keeps (images.py) and creation stamps (creation.py): pure, no root.""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
-from podnet.lab import creation, images, manifests, spec
+from podnet.lab import busybox, creation, images, manifests, names, spec
 from podnet.lab.imperative import Exposed, ExposeOptions, deployment_manifest, service_manifest
 from podnet.lab.spec import Deployment, SpecError
 
@@ -116,3 +118,13 @@ def test_a_command_with_no_port_waits_for_nothing_but_itself():
     workload, _ = manifests.workload_of({"name": "b", "image": "busybox", "command": ["sleep", "3600"]}, "c")
     assert (workload.kind, workload.port) == ("command", 0)
     assert manifests.container_object(Deployment("b", workload=workload))["ports"] == []
+
+
+def test_busybox_clients_try_once(tmp_path, monkeypatch):
+    monkeypatch.setattr(names, "STATE_ROOT", str(tmp_path))
+    os.makedirs(names.state_dir("lab1"))
+    env = busybox.pod_env("lab1", "docker.io/library/busybox:1.28")
+    with open(env["WGETRC"]) as f:
+        assert f.read().split() == ["tries", "=", "1"]
+    assert busybox.pod_env("lab1", "alpine") == env
+    assert busybox.pod_env("lab1", "curlimages/curl") == {}
