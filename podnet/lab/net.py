@@ -34,7 +34,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from podnet.lab import names, pids, podlogs, spec
+from podnet.lab import cgroup, names, pids, podlogs, spec
 from podnet.lab.node import CommandFailed, Namespace, ip_batch
 from podnet.lab.state import LabFiles, write_json
 from podnet.progress import Meter
@@ -292,12 +292,17 @@ def _in(inodes: dict[int, str]) -> Callable[[int], bool]:
 
 def kill_in_namespaces(netns_names: list[str], spare: frozenset[int] = frozenset()) -> None:
     """SIGKILL every process inside these namespaces but `spare` (and wait until they are
-    gone). Each is signalled through a pidfd after its start time and namespace are checked
-    again, so a pid reused since the scan is never hit."""
+    gone)."""
     inodes = {}
     for name in netns_names:
         with contextlib.suppress(OSError):
             inodes[os.stat(os.path.join(names.NETNS_DIR, name)).st_ino] = name
+    _kill_all_in(inodes, spare)
+
+
+def _kill_all_in(inodes: dict[int, str], spare: frozenset[int] = frozenset()) -> None:
+    """The walk of /proc: each process found is signalled through a pidfd after its start
+    time and namespace are checked again, so a pid reused since the scan is never hit."""
     in_lab = _in(inodes)
     for _ in range(40):
         found = [p for p in _pids_in(inodes) if p[0] not in spare]
@@ -308,39 +313,84 @@ def kill_in_namespaces(netns_names: list[str], spare: frozenset[int] = frozenset
         time.sleep(0.05)
 
 
+def _kill_group(lab: str) -> str | None:
+    """SIGKILL to every process in the lab's cgroup (cgroup.py), at once; the cgroup, if any."""
+    group = cgroup.recorded(lab)
+    if group is not None:
+        cgroup.kill(group)
+    return group
+
+
+def _reap_group(lab: str, group: str | None) -> None:
+    if group is not None and not cgroup.remove(group):
+        raise LabError(f"lab {lab}: processes of cgroup {group} outlived SIGKILL")
+
+
 def stop_processes(lab: str) -> dict[int, str]:
-    """Kill the controller, then every process inside one of the lab's namespaces."""
+    """Kill the controller, then every process of the lab: its cgroup's, and any other
+    inside one of its namespaces."""
     # first, so it cannot start new pods meanwhile; only if the pid file still names it
     pids.kill(LabFiles(lab).pidfile)
+    group = _kill_group(lab)
     inodes = _netns_inodes(lab)
-    kill_in_namespaces(list(inodes.values()))
+    _reap_group(lab, group)
+    _kill_all_in(inodes)
     return inodes
 
 
-def teardown(lab: str) -> list[str]:
+def teardown(lab: str, phases: dict[str, float] | None = None) -> list[str]:
     """Remove everything lab `lab` made: its processes, namespaces (and so every link and
-    route in them) and its state directory. Safe to run twice; touches nothing else."""
+    route in them) and its state directory. Safe to run twice; touches nothing else.
+    `phases`, if given, gets how long each step took (seconds), for the benchmark."""
+    clock = _Phases(phases)
     files = LabFiles(lab)
     pids.kill(files.pidfile)  # the controller first: it makes no pod (nor pod file) after this
+    group = _kill_group(lab)  # every other process: they die while the rest goes on
+    clock.mark("kill")
     # Files go on threads while processes and namespaces go here: on this machine's disk a
     # thousand pods' /etc/netns/ entries (resolv.conf) and logs take seconds to unlink,
     # most of it waiting on the disk.
     with ThreadPoolExecutor(FILE_REMOVERS) as pool:
         podlogs.remove_all_etc(lab, pool)
-        inodes = stop_processes(lab)
+        inodes = _netns_inodes(lab)
         removed = sorted(inodes.values(), key=lambda n: (n.count("."), n), reverse=True)
-        if removed:
+        # The namespaces' names go while their processes die (a namespace lives on until its
+        # last process is gone; its links go with it): the kernel's work of both overlaps.
+        deleting = pool.submit(ip_batch, [f"netns del {n}" for n in removed], None, False) if removed else None
+        clock.mark("scan")
+        _reap_group(lab, group)
+        clock.mark("processes")
+        _kill_all_in(inodes)  # what was never in the cgroup (`lab exec`, a lab from before cgroups)
+        clock.mark("sweep")
+        if deleting is not None:
             with contextlib.suppress(CommandFailed):
-                ip_batch([f"netns del {n}" for n in removed], check=False)
+                deleting.result()
+        clock.mark("netns del")
         with contextlib.suppress(FileNotFoundError):
             for entry in os.scandir(files.root):
                 if entry.is_dir(follow_symlinks=False):
                     pool.submit(shutil.rmtree, entry.path, True)
+    clock.mark("files wait")
     shutil.rmtree(files.root, ignore_errors=True)
+    clock.mark("state dir")
     leftover = [n for n in names.list_netns() if names.is_lab_netns(lab, n)]
     if leftover:
         raise LabError(f"lab {lab}: could not remove namespaces {', '.join(leftover)}")
     return removed
+
+
+class _Phases:
+    """Seconds per step of a teardown, into a caller's dict (or nowhere)."""
+
+    def __init__(self, into: dict[str, float] | None) -> None:
+        self.into = into
+        self.t = time.perf_counter()
+
+    def mark(self, step: str) -> None:
+        now = time.perf_counter()
+        if self.into is not None:
+            self.into[step] = self.into.get(step, 0.0) + now - self.t
+        self.t = now
 
 
 def ensure_root() -> None:
