@@ -10,15 +10,12 @@ the same view from a mount namespace of its own with that file bind-mounted over
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import shutil
 from concurrent.futures import Executor
 
 from podnet.lab import names
 
-CLONE_NEWNS = 0x00020000
-MS_REC, MS_SLAVE, MS_BIND = 0x4000, 0x80000, 0x1000
 MAX_LOG_BYTES = 1 << 20  # `logs` shows the tail; a log that grew past this starts again
 ETC_NETNS = "/etc/netns"
 
@@ -71,21 +68,3 @@ def remove_all_etc(lab: str, pool: Executor | None = None) -> None:
                     shutil.rmtree(os.path.join(ETC_NETNS, entry), ignore_errors=True)
                 else:
                     pool.submit(shutil.rmtree, os.path.join(ETC_NETNS, entry), True)
-
-
-def own_resolv_conf(lab: str, pod: str) -> None:
-    """In a forked workload, before it resolves anything: a private mount namespace, changes
-    not propagated back, with the pod's resolv.conf over /etc/resolv.conf."""
-    src = os.path.join(etc_dir(lab, pod), "resolv.conf")
-    if not os.path.exists(src):
-        return
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.unshare(CLONE_NEWNS) != 0:
-        raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWNS)")
-    if libc.mount(b"none", b"/", None, MS_REC | MS_SLAVE, None) != 0:
-        raise OSError(ctypes.get_errno(), "mount --make-rslave /")
-    target = os.path.realpath("/etc/resolv.conf")
-    if not os.path.exists(target):
-        return
-    if libc.mount(src.encode(), target.encode(), None, MS_BIND, None) != 0:
-        raise OSError(ctypes.get_errno(), f"bind {src} over {target}")
