@@ -31,10 +31,10 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
-from podnet.lab import cgroup, names, pids, podlogs, spec
+from podnet.lab import cgroup, names, pids, podlogs, spec, statefs
 from podnet.lab.node import CommandFailed, Namespace, ip_batch
 from podnet.lab.state import LabFiles, write_json
 from podnet.progress import Meter
@@ -134,6 +134,8 @@ class Lab:
         s, files = self.spec, self.files
         os.makedirs(files.root)
         self._undo.callback(shutil.rmtree, files.root, True)
+        if statefs.mount(files.root):
+            self._undo.callback(statefs.unmount, files.root)
         for sub in ("requests", "nodes"):
             os.makedirs(files.path(sub))
         routers, self.nodes = underlay_plan(s)
@@ -338,45 +340,70 @@ def stop_processes(lab: str) -> dict[int, str]:
     return inodes
 
 
+NETNS_DELETERS = 4  # `ip -batch` processes that delete a lab's namespaces side by side
+
+
+def _delete_netns(pool: ThreadPoolExecutor, netns_names: list[str]) -> list[Future]:
+    """`netns del` of these names in NETNS_DELETERS batches at once: each unmount waits for an
+    RCU grace period after it lets go of the kernel's mount lock, so unmounts side by side
+    share their waits where one batch waits for each in turn."""
+    ordered = sorted(netns_names, key=lambda n: (n.count("."), n), reverse=True)  # pods, nodes, lab
+    chunks = [ordered[i::NETNS_DELETERS] for i in range(NETNS_DELETERS)]
+    return [pool.submit(ip_batch, [f"netns del {n}" for n in c], None, False) for c in chunks if c]
+
+
 def teardown(lab: str, phases: dict[str, float] | None = None) -> list[str]:
     """Remove everything lab `lab` made: its processes, namespaces (and so every link and
     route in them) and its state directory. Safe to run twice; touches nothing else.
     `phases`, if given, gets how long each step took (seconds), for the benchmark."""
     clock = _Phases(phases)
     files = LabFiles(lab)
-    pids.kill(files.pidfile)  # the controller first: it makes no pod (nor pod file) after this
-    group = _kill_group(lab)  # every other process: they die while the rest goes on
+    pids.kill(files.pidfile)  # the controller first: it makes no pod (nor namespace) after this
+    # which namespaces are the lab's, while the machine is still quiet: a thousand dying
+    # processes make every system call of the next second slow
+    inodes = _netns_inodes(lab)
+    clock.mark("scan")
+    group = _kill_group(lab)  # every other process, at once
     clock.mark("kill")
-    # Files go on threads while processes and namespaces go here: on this machine's disk a
-    # thousand pods' /etc/netns/ entries (resolv.conf) and logs take seconds to unlink,
-    # most of it waiting on the disk.
-    with ThreadPoolExecutor(FILE_REMOVERS) as pool:
+    # Namespaces and files go on threads while the processes die (a namespace lives on
+    # until its last process is gone; its links go with it): the kernel's work overlaps. On
+    # this machine's disk a thousand pods' /etc/netns/ entries and logs take seconds to unlink.
+    with ThreadPoolExecutor(FILE_REMOVERS + NETNS_DELETERS) as pool:
+        deleting = _delete_netns(pool, list(inodes.values()))
         podlogs.remove_all_etc(lab, pool)
-        inodes = _netns_inodes(lab)
-        removed = sorted(inodes.values(), key=lambda n: (n.count("."), n), reverse=True)
-        # The namespaces' names go while their processes die (a namespace lives on until its
-        # last process is gone; its links go with it): the kernel's work of both overlaps.
-        deleting = pool.submit(ip_batch, [f"netns del {n}" for n in removed], None, False) if removed else None
-        clock.mark("scan")
+        on_tmpfs = statefs.is_mounted(files.root)  # then its files go at once, unmounted
+        if group is not None and not on_tmpfs:  # nothing in the lab writes files any more
+            _remove_state_subdirs(files, pool)
         _reap_group(lab, group)
         clock.mark("processes")
         _kill_all_in(inodes)  # what was never in the cgroup (`lab exec`, a lab from before cgroups)
         clock.mark("sweep")
-        if deleting is not None:
+        for done in deleting:
             with contextlib.suppress(CommandFailed):
-                deleting.result()
+                done.result()
         clock.mark("netns del")
-        with contextlib.suppress(FileNotFoundError):
-            for entry in os.scandir(files.root):
-                if entry.is_dir(follow_symlinks=False):
-                    pool.submit(shutil.rmtree, entry.path, True)
+        # one made after the scan by a batch in flight when the controller was killed
+        late = [n for n in names.list_netns() if names.is_lab_netns(lab, n)]
+        if late:
+            kill_in_namespaces(late)
+            ip_batch([f"netns del {n}" for n in late], check=False)
+        if not on_tmpfs:
+            _remove_state_subdirs(files, pool)
     clock.mark("files wait")
+    statefs.unmount(files.root)
     shutil.rmtree(files.root, ignore_errors=True)
     clock.mark("state dir")
     leftover = [n for n in names.list_netns() if names.is_lab_netns(lab, n)]
     if leftover:
         raise LabError(f"lab {lab}: could not remove namespaces {', '.join(leftover)}")
-    return removed
+    return sorted(inodes.values(), key=lambda n: (n.count("."), n), reverse=True)
+
+
+def _remove_state_subdirs(files: LabFiles, pool: ThreadPoolExecutor) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        for entry in os.scandir(files.root):
+            if entry.is_dir(follow_symlinks=False):
+                pool.submit(shutil.rmtree, entry.path, True)
 
 
 class _Phases:

@@ -13,17 +13,16 @@ change flows back, the content bound over /etc/resolv.conf); the controller open
 child's /proc/PID/ns/mnt, which keeps the namespace alive after the child is gone, and each
 workload it forks enters it with setns(2). The namespace goes when the controller does (its
 last reference), which `lab down` ensures; its content file lives in the lab's state
-directory.
+directory (podlogs.resolv_dir, shared with `lab exec`'s /etc/netns/ entries).
 """
 
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import os
 import signal
 
-from podnet.lab.state import LabFiles
+from podnet.lab import podlogs
 
 CLONE_NEWNS = 0x00020000
 MS_REC, MS_SLAVE, MS_BIND = 0x4000, 0x80000, 0x1000
@@ -40,16 +39,16 @@ class ResolvViews:
     """Mount namespaces by resolv.conf content, held open (fds) by the process that forks pods."""
 
     def __init__(self, lab: str):
-        self.files = LabFiles(lab)
-        self.fds: dict[str, int | None] = {}  # content hash -> namespace fd (None: no view possible)
+        self.lab = lab
+        self.fds: dict[str, int | None] = {}  # content's file -> namespace fd (None: no view possible)
 
     def fd(self, content: str) -> int | None:
         """The view showing `content` as /etc/resolv.conf (made on first use); None when this
         machine has no /etc/resolv.conf to cover."""
-        key = hashlib.sha256(content.encode()).hexdigest()[:16]
-        if key not in self.fds:
-            self.fds[key] = self._make(key, content)
-        return self.fds[key]
+        src = os.path.join(podlogs.resolv_dir(self.lab, content), "resolv.conf")
+        if src not in self.fds:
+            self.fds[src] = self._make(src)
+        return self.fds[src]
 
     def close(self) -> None:
         for fd in self.fds.values():
@@ -57,14 +56,10 @@ class ResolvViews:
                 os.close(fd)
         self.fds.clear()
 
-    def _make(self, key: str, content: str) -> int | None:
+    def _make(self, src: str) -> int | None:
         target = os.path.realpath("/etc/resolv.conf")
         if not os.path.exists(target):
             return None
-        src = self.files.path("resolv", f"{key}.conf")
-        os.makedirs(os.path.dirname(src), exist_ok=True)
-        with open(src, "w") as f:
-            f.write(content)
         r, w = os.pipe()
         pid = os.fork()
         if pid == 0:  # the view's maker: it only lives until its namespace is held open
