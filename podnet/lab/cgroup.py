@@ -56,12 +56,19 @@ def own_cgroup() -> str | None:
     return None
 
 
-def create(lab: str) -> str | None:
-    """Make the lab's cgroup and record its path; None (and nothing made) where it cannot be."""
+def _beside_me(lab: str) -> str | None:
+    """Where this process would make the lab's cgroup: a child of its own."""
     mount, own = v2_mount(), own_cgroup()
     if mount is None or own is None:
         return None
-    path = os.path.join(mount, own.lstrip("/"), name(lab))
+    return os.path.join(mount, own.lstrip("/"), name(lab))
+
+
+def create(lab: str) -> str | None:
+    """Make the lab's cgroup and record its path; None (and nothing made) where it cannot be."""
+    path = _beside_me(lab)
+    if path is None:
+        return None
     try:
         os.mkdir(path)
     except FileExistsError:
@@ -78,13 +85,14 @@ def create(lab: str) -> str | None:
 
 
 def recorded(lab: str) -> str | None:
-    """The lab's cgroup as recorded, if it is one (by its name) and still exists."""
+    """The lab's cgroup as recorded (or, the record lost, where this process would have made
+    it), if it is one (by its name) and still exists."""
     try:
         with open(LabFiles(lab).path("cgroup")) as f:
-            path = f.read().strip()
+            path: str | None = f.read().strip()
     except OSError:
-        return None
-    if os.path.basename(path) != name(lab) or not os.path.isfile(os.path.join(path, "cgroup.kill")):
+        path = _beside_me(lab)
+    if path is None or os.path.basename(path) != name(lab) or not os.path.isfile(os.path.join(path, "cgroup.kill")):
         return None
     return path
 
