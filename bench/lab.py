@@ -158,7 +158,8 @@ def one(pods: int, nodes: int) -> dict:
         deaths = [death_to_serving(s.name) for _ in range(3)]
     finally:
         t1 = time.perf_counter()
-        net.teardown(s.name)
+        phases: dict[str, float] = {}
+        net.teardown(s.name, phases)
         down = time.perf_counter() - t1
     pss = sum(r["pss_mib"] for r in mem.values())
     return {
@@ -171,6 +172,7 @@ def one(pods: int, nodes: int) -> dict:
         "floor_s": round(floor, 2),
         "up_vs_floor": round(up / floor, 1),
         "down_s": round(down, 2),
+        "down_phases": {k: round(v, 3) for k, v in phases.items()},
         "death_to_serving_s": round(sorted(deaths)[1], 2),
     }
 
@@ -194,6 +196,7 @@ def main() -> None:
             f"{k} {v['n']:.0f}: PSS {v['pss_mib']:.0f} MiB (RSS {v['rss_mib']:.0f})" for k, v in r["memory"].items()
         )
         print(f"memory, {r['pods']} pods: {mem}")
+        print(f"lab down, {r['pods']} pods: " + ", ".join(f"{k} {v:.2f}s" for k, v in r["down_phases"].items()))
         if r["pods"] in BARS:
             ok = r["up_s"] <= BARS[r["pods"]]
             print(f"bar: {r['pods']} pods up in {r['up_s']}s (<= {BARS[r['pods']]:.0f} s: {'yes' if ok else 'NO'})")

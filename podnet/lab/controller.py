@@ -30,7 +30,7 @@ import time
 import traceback
 
 from cluster.etcd import EtcdClient
-from podnet.lab import dns, loadbalancer, pids, probes
+from podnet.lab import cgroup, dns, loadbalancer, pids, probes
 from podnet.lab import spec as specmod
 from podnet.lab.agents import ETCD_CLIENT_PORT, ETCD_PREFIX, NodeAgents
 from podnet.lab.checkpoint import Checkpoint
@@ -301,6 +301,9 @@ def main() -> None:
     lab = sys.argv[1]
     files = LabFiles(lab)
     pids.write(files.pidfile, os.getpid())
+    group = cgroup.create(lab)
+    if group is not None:  # before anything is started: all the lab's processes are born in it
+        cgroup.join(group)
     Controller(files).run()
 
 

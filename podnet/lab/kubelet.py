@@ -20,7 +20,7 @@ import traceback
 from collections.abc import Callable
 
 import netns
-from podnet.lab import names, pids, podlogs, workloads
+from podnet.lab import names, pids, podlogs, resolv_views, workloads
 from podnet.lab.agents import NodeAgents
 from podnet.lab.node import Namespace, ip_batch
 from podnet.lab.pod import ATTACHING, DELETING, PENDING, RUNNING, STARTING, TERMINATING, Pod, alive, log
@@ -80,6 +80,7 @@ class Kubelet:
         self.add_failed_until: dict[str, float] = {}  # NAMESPACE/deployment -> no new pods before then
         self.crashes: dict[str, int] = {}  # NAMESPACE/deployment -> its pods' crashes in a row
         self.resolv_conf: Callable[[Pod], str | None] | None = None  # the pod's /etc/resolv.conf (dns.py)
+        self.resolv_views = resolv_views.ResolvViews(lab)  # what a forked workload sees as that file
         self.changed = True
         self.child_exited = True
         self.adopted_left = False
@@ -253,6 +254,7 @@ class Kubelet:
             backend = self.backend_of(pod.backend)
         identity = workloads.PodIdentity(pod.name, pod.version, pod.kind, pod.port, backend)
         resolv = self.resolv_conf(pod) if self.resolv_conf else None
+        view = self.resolv_views.fd(resolv) if resolv else None
         r, w = os.pipe()
         pid = os.fork()
         if pid == 0:  # the pod's process
@@ -262,8 +264,8 @@ class Kubelet:
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
                 os.setsid()
                 podlogs.redirect(log_path)
-                if resolv:
-                    podlogs.own_resolv_conf(self.lab, pod.name)
+                if view is not None:
+                    resolv_views.enter(view)
                 ns.enter()
                 if pod.kind == "dns":
                     from podnet.lab import dns

@@ -31,10 +31,10 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
-from podnet.lab import names, pids, podlogs, spec
+from podnet.lab import cgroup, names, pids, podlogs, spec, statefs
 from podnet.lab.node import CommandFailed, Namespace, ip_batch
 from podnet.lab.state import LabFiles, write_json
 from podnet.progress import Meter
@@ -134,6 +134,8 @@ class Lab:
         s, files = self.spec, self.files
         os.makedirs(files.root)
         self._undo.callback(shutil.rmtree, files.root, True)
+        if statefs.mount(files.root):
+            self._undo.callback(statefs.unmount, files.root)
         for sub in ("requests", "nodes"):
             os.makedirs(files.path(sub))
         routers, self.nodes = underlay_plan(s)
@@ -292,12 +294,17 @@ def _in(inodes: dict[int, str]) -> Callable[[int], bool]:
 
 def kill_in_namespaces(netns_names: list[str], spare: frozenset[int] = frozenset()) -> None:
     """SIGKILL every process inside these namespaces but `spare` (and wait until they are
-    gone). Each is signalled through a pidfd after its start time and namespace are checked
-    again, so a pid reused since the scan is never hit."""
+    gone)."""
     inodes = {}
     for name in netns_names:
         with contextlib.suppress(OSError):
             inodes[os.stat(os.path.join(names.NETNS_DIR, name)).st_ino] = name
+    _kill_all_in(inodes, spare)
+
+
+def _kill_all_in(inodes: dict[int, str], spare: frozenset[int] = frozenset()) -> None:
+    """The walk of /proc: each process found is signalled through a pidfd after its start
+    time and namespace are checked again, so a pid reused since the scan is never hit."""
     in_lab = _in(inodes)
     for _ in range(40):
         found = [p for p in _pids_in(inodes) if p[0] not in spare]
@@ -308,39 +315,109 @@ def kill_in_namespaces(netns_names: list[str], spare: frozenset[int] = frozenset
         time.sleep(0.05)
 
 
+def _kill_group(lab: str) -> str | None:
+    """SIGKILL to every process in the lab's cgroup (cgroup.py), at once; the cgroup, if any."""
+    group = cgroup.recorded(lab)
+    if group is not None:
+        cgroup.kill(group)
+    return group
+
+
+def _reap_group(lab: str, group: str | None) -> None:
+    if group is not None and not cgroup.remove(group):
+        raise LabError(f"lab {lab}: processes of cgroup {group} outlived SIGKILL")
+
+
 def stop_processes(lab: str) -> dict[int, str]:
-    """Kill the controller, then every process inside one of the lab's namespaces."""
+    """Kill the controller, then every process of the lab: its cgroup's, and any other
+    inside one of its namespaces."""
     # first, so it cannot start new pods meanwhile; only if the pid file still names it
     pids.kill(LabFiles(lab).pidfile)
+    group = _kill_group(lab)
     inodes = _netns_inodes(lab)
-    kill_in_namespaces(list(inodes.values()))
+    _reap_group(lab, group)
+    _kill_all_in(inodes)
     return inodes
 
 
-def teardown(lab: str) -> list[str]:
+NETNS_DELETERS = 4  # `ip -batch` processes that delete a lab's namespaces side by side
+
+
+def _delete_netns(pool: ThreadPoolExecutor, netns_names: list[str]) -> list[Future]:
+    """`netns del` of these names in NETNS_DELETERS batches at once: each unmount waits for an
+    RCU grace period after it lets go of the kernel's mount lock, so unmounts side by side
+    share their waits where one batch waits for each in turn."""
+    ordered = sorted(netns_names, key=lambda n: (n.count("."), n), reverse=True)  # pods, nodes, lab
+    chunks = [ordered[i::NETNS_DELETERS] for i in range(NETNS_DELETERS)]
+    return [pool.submit(ip_batch, [f"netns del {n}" for n in c], None, False) for c in chunks if c]
+
+
+def teardown(lab: str, phases: dict[str, float] | None = None) -> list[str]:
     """Remove everything lab `lab` made: its processes, namespaces (and so every link and
-    route in them) and its state directory. Safe to run twice; touches nothing else."""
+    route in them) and its state directory. Safe to run twice; touches nothing else.
+    `phases`, if given, gets how long each step took (seconds), for the benchmark."""
+    clock = _Phases(phases)
     files = LabFiles(lab)
-    pids.kill(files.pidfile)  # the controller first: it makes no pod (nor pod file) after this
-    # Files go on threads while processes and namespaces go here: on this machine's disk a
-    # thousand pods' /etc/netns/ entries (resolv.conf) and logs take seconds to unlink,
-    # most of it waiting on the disk.
-    with ThreadPoolExecutor(FILE_REMOVERS) as pool:
+    pids.kill(files.pidfile)  # the controller first: it makes no pod (nor namespace) after this
+    # which namespaces are the lab's, while the machine is still quiet: a thousand dying
+    # processes make every system call of the next second slow
+    inodes = _netns_inodes(lab)
+    clock.mark("scan")
+    group = _kill_group(lab)  # every other process, at once
+    clock.mark("kill")
+    # Namespaces and files go on threads while the processes die (a namespace lives on
+    # until its last process is gone; its links go with it): the kernel's work overlaps. On
+    # this machine's disk a thousand pods' /etc/netns/ entries and logs take seconds to unlink.
+    with ThreadPoolExecutor(FILE_REMOVERS + NETNS_DELETERS) as pool:
+        deleting = _delete_netns(pool, list(inodes.values()))
         podlogs.remove_all_etc(lab, pool)
-        inodes = stop_processes(lab)
-        removed = sorted(inodes.values(), key=lambda n: (n.count("."), n), reverse=True)
-        if removed:
+        on_tmpfs = statefs.is_mounted(files.root)  # then its files go at once, unmounted
+        if group is not None and not on_tmpfs:  # nothing in the lab writes files any more
+            _remove_state_subdirs(files, pool)
+        _reap_group(lab, group)
+        clock.mark("processes")
+        _kill_all_in(inodes)  # what was never in the cgroup (`lab exec`, a lab from before cgroups)
+        clock.mark("sweep")
+        for done in deleting:
             with contextlib.suppress(CommandFailed):
-                ip_batch([f"netns del {n}" for n in removed], check=False)
-        with contextlib.suppress(FileNotFoundError):
-            for entry in os.scandir(files.root):
-                if entry.is_dir(follow_symlinks=False):
-                    pool.submit(shutil.rmtree, entry.path, True)
+                done.result()
+        clock.mark("netns del")
+        # one made after the scan by a batch in flight when the controller was killed
+        late = [n for n in names.list_netns() if names.is_lab_netns(lab, n)]
+        if late:
+            kill_in_namespaces(late)
+            ip_batch([f"netns del {n}" for n in late], check=False)
+        if not on_tmpfs:
+            _remove_state_subdirs(files, pool)
+    clock.mark("files wait")
+    statefs.unmount(files.root)
     shutil.rmtree(files.root, ignore_errors=True)
+    clock.mark("state dir")
     leftover = [n for n in names.list_netns() if names.is_lab_netns(lab, n)]
     if leftover:
         raise LabError(f"lab {lab}: could not remove namespaces {', '.join(leftover)}")
-    return removed
+    return sorted(inodes.values(), key=lambda n: (n.count("."), n), reverse=True)
+
+
+def _remove_state_subdirs(files: LabFiles, pool: ThreadPoolExecutor) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        for entry in os.scandir(files.root):
+            if entry.is_dir(follow_symlinks=False):
+                pool.submit(shutil.rmtree, entry.path, True)
+
+
+class _Phases:
+    """Seconds per step of a teardown, into a caller's dict (or nowhere)."""
+
+    def __init__(self, into: dict[str, float] | None) -> None:
+        self.into = into
+        self.t = time.perf_counter()
+
+    def mark(self, step: str) -> None:
+        now = time.perf_counter()
+        if self.into is not None:
+            self.into[step] = self.into.get(step, 0.0) + now - self.t
+        self.t = now
 
 
 def ensure_root() -> None:

@@ -10,15 +10,13 @@ the same view from a mount namespace of its own with that file bind-mounted over
 from __future__ import annotations
 
 import contextlib
-import ctypes
+import hashlib
 import os
 import shutil
 from concurrent.futures import Executor
 
 from podnet.lab import names
 
-CLONE_NEWNS = 0x00020000
-MS_REC, MS_SLAVE, MS_BIND = 0x4000, 0x80000, 0x1000
 MAX_LOG_BYTES = 1 << 20  # `logs` shows the tail; a log that grew past this starts again
 ETC_NETNS = "/etc/netns"
 
@@ -44,17 +42,43 @@ def etc_dir(lab: str, pod: str) -> str:
     return os.path.join(ETC_NETNS, names.pod_netns(lab, pod))
 
 
+def resolv_dir(lab: str, resolv_conf: str) -> str:
+    """A directory holding `resolv_conf` as its resolv.conf, one per distinct content (the
+    content differs only by the pod's Kubernetes namespace), in the lab's state directory."""
+    d = os.path.join(names.state_dir(lab), "resolv", hashlib.sha256(resolv_conf.encode()).hexdigest()[:16])
+    if not os.path.exists(os.path.join(d, "resolv.conf")):
+        os.makedirs(d, exist_ok=True)
+        tmp = os.path.join(d, f"resolv.conf.tmp.{os.getpid()}")
+        with open(tmp, "w") as f:
+            f.write(resolv_conf)
+        os.replace(tmp, os.path.join(d, "resolv.conf"))
+    return d
+
+
 def write_etc(lab: str, pod: str, resolv_conf: str | None) -> None:
+    """/etc/netns/<pod netns> as a symlink to the shared directory of its content: a short
+    symlink is held in its inode, so it costs no data block to write nor to free (on a disk
+    mounted with `discard`, freeing a block costs ~2 ms: seconds for a thousand pods)."""
     if resolv_conf is None:
         return
-    d = etc_dir(lab, pod)
-    os.makedirs(d, exist_ok=True)
-    with open(os.path.join(d, "resolv.conf"), "w") as f:
-        f.write(resolv_conf)
+    link, target = etc_dir(lab, pod), resolv_dir(lab, resolv_conf)
+    with contextlib.suppress(FileNotFoundError):
+        _remove_entry(link)
+    os.makedirs(ETC_NETNS, exist_ok=True)
+    os.symlink(target, link)
+
+
+def _remove_entry(entry: str) -> None:
+    """An /etc/netns/ entry: a symlink (written by write_etc) or a directory (by earlier labs)."""
+    if os.path.islink(entry):
+        os.unlink(entry)
+    else:
+        shutil.rmtree(entry, ignore_errors=True)
 
 
 def remove_etc(lab: str, pod: str) -> None:
-    shutil.rmtree(etc_dir(lab, pod), ignore_errors=True)
+    with contextlib.suppress(FileNotFoundError):
+        _remove_entry(etc_dir(lab, pod))
     with contextlib.suppress(OSError):
         os.unlink(path(lab, pod))
 
@@ -68,24 +92,7 @@ def remove_all_etc(lab: str, pool: Executor | None = None) -> None:
         for entry in os.listdir(ETC_NETNS):
             if entry.startswith(prefix):
                 if pool is None:
-                    shutil.rmtree(os.path.join(ETC_NETNS, entry), ignore_errors=True)
+                    with contextlib.suppress(FileNotFoundError):
+                        _remove_entry(os.path.join(ETC_NETNS, entry))
                 else:
-                    pool.submit(shutil.rmtree, os.path.join(ETC_NETNS, entry), True)
-
-
-def own_resolv_conf(lab: str, pod: str) -> None:
-    """In a forked workload, before it resolves anything: a private mount namespace, changes
-    not propagated back, with the pod's resolv.conf over /etc/resolv.conf."""
-    src = os.path.join(etc_dir(lab, pod), "resolv.conf")
-    if not os.path.exists(src):
-        return
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.unshare(CLONE_NEWNS) != 0:
-        raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWNS)")
-    if libc.mount(b"none", b"/", None, MS_REC | MS_SLAVE, None) != 0:
-        raise OSError(ctypes.get_errno(), "mount --make-rslave /")
-    target = os.path.realpath("/etc/resolv.conf")
-    if not os.path.exists(target):
-        return
-    if libc.mount(src.encode(), target.encode(), None, MS_BIND, None) != 0:
-        raise OSError(ctypes.get_errno(), f"bind {src} over {target}")
+                    pool.submit(_remove_entry, os.path.join(ETC_NETNS, entry))

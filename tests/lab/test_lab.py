@@ -14,7 +14,7 @@ import time
 import pytest
 
 from netns import run as run_inside
-from podnet.lab import names, net, pids, spec
+from podnet.lab import cgroup, names, net, pids, podlogs, spec
 from podnet.lab.node import Namespace
 from podnet.lab.state import LabFiles
 from tests.lab.conftest import lab_namespaces, podnet, unique_spec
@@ -136,6 +136,27 @@ def test_down_after_kill_9_leaves_the_root_namespace_as_before(make_lab):
     assert _without_counters(after["filters"]) == _without_counters(before["filters"])
     assert not os.path.exists(files.root)
     net.teardown(s.name)  # and once more through the library: still fine
+
+
+def test_down_leaves_no_process_namespace_mount_cgroup_or_file(make_lab):
+    s = unique_spec()
+    make_lab(s)
+    files = LabFiles(s.name)
+    group = cgroup.recorded(s.name)
+    lab_processes = net._pids_in(net._netns_inodes(s.name))  # (pid, start time) of every one
+    assert len(lab_processes) >= 1 + 1 + 3 + 4 + 1  # controller, etcd, agents, pods, DNS pod
+    # a process started in a pod from outside the lab, as `lab exec` does: never in the cgroup
+    pod_ns = names.pod_netns(s.name, pods(s.name)[0]["name"])
+    stray = Namespace(pod_ns).popen(["sleep", "600"])
+    podnet(s.name, "down")
+    assert stray.wait(timeout=5) == -signal.SIGKILL
+    assert [p for p, started in lab_processes if pids.matches(p, started)] == []
+    assert lab_namespaces(s.name) == []
+    assert group is None or not os.path.exists(group)
+    with open("/proc/self/mountinfo") as f:
+        assert [line for line in f if s.name in line] == []  # netns pins, the state tmpfs
+    assert not os.path.exists(files.root)
+    assert not [e for e in os.listdir(podlogs.ETC_NETNS) if s.name in e]
 
 
 def _without_counters(text: str) -> list[str]:
