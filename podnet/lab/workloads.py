@@ -56,9 +56,14 @@ def _handler(pod: PodIdentity, state: dict, lock: threading.Lock):
                 return self._reply(200, {"pod": pod.name, "version": pod.version, "count": count}, f"{count}\n")
             visits = _visit(pod.backend)
             body = {"pod": pod.name, "version": pod.version, "requests": served, "visits": visits}
-            seen = "unavailable" if visits is None else str(visits)
-            text = f"This request is served by {pod.name} ({pod.version}); requests here: {served}; visits: {seen}\n"
-            return self._reply(200, body, text)
+            text = f"This request is served by {pod.name} ({pod.version}); requests here: {served}"
+            if pod.backend is not None:  # a pod told of no counter says nothing of visits
+                text += f"; visits: {'unavailable' if visits is None else visits}"
+            return self._reply(200, body, text + "\n")
+
+        def do_HEAD(self):  # wget --spider, curl -I: the headers a GET has, no body, nothing counted
+            text = f"This request is served by {pod.name} ({pod.version})\n"
+            self._reply(200, {"pod": pod.name, "version": pod.version}, text)
 
         def _reply(self, status: int, body: dict, text: str) -> None:
             wants_json = "json" in (self.headers.get("Accept") or "")
@@ -70,7 +75,8 @@ def _handler(pod: PodIdentity, state: dict, lock: threading.Lock):
             self.send_header("X-Pod-Version", pod.version)
             self.send_header("X-Client-Address", self.client_address[0])  # proves: no NAT on the way
             self.end_headers()
-            self.wfile.write(data)
+            if self.command != "HEAD":
+                self.wfile.write(data)
 
     return Handler
 
