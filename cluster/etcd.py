@@ -289,6 +289,11 @@ class EtcdClient:
         revision = int(out.get("header", {}).get("revision", 0))
         return [_kv(kv) for kv in out.get("kvs", [])], revision
 
+    def revision(self) -> int:
+        """The store's current revision (a count of one key: no values travel)."""
+        out = self.post("/v3/kv/range", {"key": b64("\0"), "count_only": True})
+        return int(out.get("header", {}).get("revision", 0))
+
     def compact(self, revision: int) -> None:
         self.post("/v3/kv/compaction", {"revision": str(revision), "physical": True})
 

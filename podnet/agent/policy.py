@@ -37,6 +37,8 @@ class NetworkPolicies:
         self.failures = 0
         self.isolated_pods = 0
         self.last_success: float | None = None
+        self.revision = 0  # the store revision every change up to which has been taken in
+        self.synced_revision = 0  # ... and is in the table
         self.runner = Runner(self._sync, min_interval=min_sync, max_interval=MAX_SYNC,
                              retry_interval=max(min_sync, 0.5))  # fmt: skip
 
@@ -55,6 +57,12 @@ class NetworkPolicies:
         if changed and self.source_synced:
             self.runner.request()
 
+    def progress(self, revision: int) -> None:
+        with self.lock:
+            self.revision = max(self.revision, revision)
+        if self.source_synced and revision > self.synced_revision:
+            self.runner.request()  # nothing to rewrite, perhaps, but a revision to vouch for
+
     def synced(self) -> None:
         # nothing is written before the first complete view: a half-listed cluster would
         # isolate pods without the peers that policies allow
@@ -66,6 +74,7 @@ class NetworkPolicies:
         if not self.source_synced:
             return
         with self.lock:
+            revision = self.revision  # the view below holds every change up to it
             rules = node_rules(self.view, self.node)
         text = nft.render(rules)
         # the kernel is asked whether the table is still there about once per MAX_SYNC: on
@@ -84,6 +93,7 @@ class NetworkPolicies:
             self.written = text
             log.info("network policy: %d pods isolated on %s", len(rules), self.node)
         self.isolated_pods = len(rules)
+        self.synced_revision = max(self.synced_revision, revision)
         self.syncs += 1
         self.last_success = time.time()
         self.synced_once.set()

@@ -8,7 +8,9 @@
   the service proxy fed from the Services and EndpointSlices in etcd.
 
 The lab programs nothing in a node itself. What it reads back from an agent is what a
-kubelet reads: the conflist the agent wrote (it names the node's subnet), and /healthz.
+kubelet reads: the conflist the agent wrote (it names the node's subnet), and /healthz, whose
+`syncedRevision` says up to which etcd revision the node's rules are programmed: a pod is
+available once every node has programmed the revision that made it an endpoint.
 
 Each process's pid file holds its pid and start time (podnet.lab.pids), so a controller
 taking over adopts the processes its predecessor started, and no signal ever reaches a
@@ -41,6 +43,11 @@ LEASE_TTL = 10  # a node gone for good loses its routes on the others within thi
 # a lab's endpoints change in bursts a person watches: program them quickly (kube-proxy's 1s
 # default would make every scale or rollout wait a second longer per step)
 MIN_SYNC_PERIOD = "200ms"
+# how often an agent that has not yet programmed the last write is asked again (/healthz) ...
+POLL_EVERY = 0.05
+# ... and while many pods start: then only the last batch decides when the lab serves, and
+# each question costs the controller and the agent a moment of CPU the pods need
+POLL_EVERY_STARTING = 0.5
 
 
 def log(msg: str) -> None:
@@ -152,8 +159,11 @@ class NodeAgents:
         )
         self.agents = {name: Supervised(f"agent-{name}", n["netns"], self.agent_args(n), files)
                        for name, n in self.nodes.items()}  # fmt: skip
-        self.healthy_since = float("inf")  # since when every node's agent has answered /healthz 200
-        self.last_health = 0.0
+        self.all_healthy = False  # every node's agent has answered /healthz 200 (once)
+        # node -> the highest syncedRevision its agent reported: rules stay in the kernel when an
+        # agent restarts, and the new one lists everything before it reports anything
+        self.synced: dict[str, int] = {}
+        self.last_poll = 0.0
         self.conflists: dict[str, tuple[int, dict]] = {}  # node -> (mtime, the netconf from it)
 
     def agent_args(self, node: dict) -> list[str]:
@@ -195,12 +205,29 @@ class NodeAgents:
         started = self.etcd.keep_running(now)
         for agent in self.agents.values():
             started |= agent.keep_running(now)
-        if self.healthy_since == float("inf") and now - self.last_health >= 0.2:
-            self.last_health = now
-            if all(agent_healthy(n["ip"]) for n in self.nodes.values()):
-                self.healthy_since = now
-                log("every node's agent is healthy (subnet, routes and Service rules in sync)")
         return started
+
+    def observe(self, now: float, wanted: int, starting: bool) -> bool:
+        """Ask the agents that have not yet reported `wanted` (the revision of the lab's last
+        write) how far they are; True when one moved on."""
+        behind = [n for n in self.nodes if self.synced.get(n, 0) < wanted or not self.all_healthy]
+        if not behind or now - self.last_poll < (POLL_EVERY_STARTING if starting else POLL_EVERY):
+            return False
+        self.last_poll = now
+        moved, healthy = False, True
+        for name in behind:
+            code, revision = agent_health(self.nodes[name]["ip"])
+            healthy &= code == 200
+            if revision > self.synced.get(name, 0):
+                self.synced[name], moved = revision, True
+        if healthy and not self.all_healthy and len(behind) == len(self.nodes):
+            self.all_healthy = True
+            log("every node's agent is healthy (subnet, routes and Service rules in sync)")
+        return moved
+
+    def synced_revision(self) -> int:
+        """The etcd revision every node has programmed (0 until each has reported one)."""
+        return min((self.synced.get(n, 0) for n in self.nodes), default=0)
 
     def state(self, node: str) -> str:
         return "running" if self.agents[node].running() else "down"
@@ -231,13 +258,19 @@ class NodeAgents:
         return conf["ipam"]["ranges"][0][0]["subnet"] if conf else ""
 
 
-def agent_healthy(node_ip: str) -> bool:
-    """The agent's /healthz: 200 only when subnet, routes and Service rules are in sync."""
+def agent_health(node_ip: str) -> tuple[int, int]:
+    """The agent's /healthz: its status (200 only when subnet, routes and Service rules are in
+    sync; 0 when it does not answer) and the etcd revision its rules cover (0 when unknown)."""
     try:
         conn = http.client.HTTPConnection(node_ip, HEALTHZ_PORT, timeout=0.3)
         conn.request("GET", "/healthz")
-        status = conn.getresponse().status
+        response = conn.getresponse()
+        body = response.read()
         conn.close()
     except (OSError, http.client.HTTPException):
-        return False
-    return status == 200
+        return 0, 0
+    try:
+        revision = json.loads(body).get("syncedRevision", 0)
+    except (ValueError, AttributeError):
+        revision = 0
+    return response.status, revision if isinstance(revision, int) else 0

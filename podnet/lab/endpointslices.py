@@ -152,4 +152,9 @@ class EndpointSliceWriter:
         if self.shadow.write(self._ours_in_etcd, lambda: self.wanted(spec, addresses, pods)):
             for p in pods:  # from now on the proxies are programming them (Pod.available)
                 if p.ready and p.ready_at is not None and (p.published_at or -1.0) < p.ready_at:
-                    p.published_at = now
+                    p.published_at, p.published_revision = now, self.shadow.revision
+
+    @property
+    def revision(self) -> int:
+        """The store revision of the last write (0 before the first)."""
+        return self.shadow.revision

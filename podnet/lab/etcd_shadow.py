@@ -27,6 +27,9 @@ class EtcdShadow:
         self.pending = True
         self.last_write = 0.0
         self.failing = False
+        # the store revision at which etcd held all of `written` (0: not known yet): whoever
+        # reads the store at this revision or later sees every object written so far
+        self.revision = 0
 
     def note(self, changed: bool) -> None:
         self.pending = self.pending or changed
@@ -45,9 +48,10 @@ class EtcdShadow:
         try:
             if self.written is None:
                 self.written = ours()
+                self.revision = self.client.revision()  # what an earlier controller wrote is older
             want = wanted()
             puts = {k: v for k, v in want.items() if self.written.get(k) != v}
-            self._put(puts, sorted(self.written.keys() - want.keys()))
+            self.revision = self._put(puts, sorted(self.written.keys() - want.keys())) or self.revision
             self.written = want
             self.pending = False
         except EtcdError as e:
@@ -60,8 +64,12 @@ class EtcdShadow:
             self.failing = False
         return True
 
-    def _put(self, puts: Objects, gone: list[str]) -> None:
+    def _put(self, puts: Objects, gone: list[str]) -> int:
+        """Write in transactions etcd accepts; the revision of the last one (0: nothing to write)."""
         ops: list[tuple[str, str | None]] = [*puts.items(), *((k, None) for k in gone)]
+        revision = 0
         for i in range(0, len(ops), TXN_OPS):
             batch = ops[i : i + TXN_OPS]
-            self.client.put_all({k: v for k, v in batch if v is not None}, [k for k, v in batch if v is None])
+            puts_now, deletes = {k: v for k, v in batch if v is not None}, [k for k, v in batch if v is None]
+            revision = self.client.put_all(puts_now, deletes)
+        return revision
