@@ -121,7 +121,9 @@ class Watch:
                 line = self.resp.readline()
             except TimeoutError:
                 raise  # idle: the caller re-opens from its last revision
-            except (OSError, http.client.HTTPException, ValueError) as e:
+            # AttributeError: close() from another thread can pull the stream out from under
+            # http.client's chunked reader
+            except (OSError, http.client.HTTPException, ValueError, AttributeError) as e:
                 if self._closed:
                     return
                 raise self.unavailable(f"etcd at {self.endpoint}: watch lost ({e})") from None

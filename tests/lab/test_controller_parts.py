@@ -132,3 +132,28 @@ def test_wide_pods_do_not_repeat_a_column_asked_for_with_L():
     rows = cli.pod_rows(st, True, ["version", "app", "app"], [])
     assert rows[0] == ["NAME", "READY", "STATUS", "AGE", "IP", "NODE", "VERSION", "APP"]
     assert rows[1][-2:] == ["v1", "web"]
+
+
+def test_a_rollout_stops_an_old_pod_only_once_every_node_programmed_its_replacement():
+    """maxUnavailable=0 rests on Pod.available: the new pod was published at some etcd
+    revision, and every node's agent reports it has programmed that revision or a later one."""
+    k, synced = kubelet(), [0]
+    rec = DeploymentReconciler(k, list(NODES), lambda: synced[0])
+    tutorial = spec.default()
+    one = tutorial.with_deployment(dataclasses.replace(tutorial.deployment("frontend"), replicas=1))
+    rec.reconcile_all(one, now=0.0)
+    (old,) = [p for p in k.pods.values() if p.deployment == "frontend"]
+    old.phase, old.ready_at = RUNNING, 1.0
+    rolled = one.with_deployment(dataclasses.replace(one.deployment("frontend"), version="v2"))
+    rec.reconcile_all(rolled, now=2.0)
+    (new,) = [p for p in k.pods.values() if p.deployment == "frontend" and p is not old]
+    new.phase, new.ready_at = RUNNING, 3.0
+    new.published_at, new.published_revision = 3.5, 40
+    synced[0] = 39  # one node has not programmed it yet
+    rec.reconcile_all(rolled, now=4.0)
+    assert not new.available(synced[0]) and old.phase == RUNNING
+    synced[0] = 40
+    rec.reconcile_all(rolled, now=4.1)
+    assert new.available(40) and old.phase == "Terminating"
+    new.ready_at = 5.0  # ready again after a probe failure: not published since, not available
+    assert not new.available(100)
