@@ -20,7 +20,6 @@ process that merely reuses a pid.
 from __future__ import annotations
 
 import contextlib
-import http.client
 import json
 import os
 import shutil
@@ -31,6 +30,7 @@ import time
 from dataclasses import dataclass, field
 
 from podnet.lab import pids
+from podnet.lab.agent_health import Question
 from podnet.lab.node import Namespace
 from podnet.lab.state import LabFiles
 
@@ -163,7 +163,9 @@ class NodeAgents:
         # node -> the highest syncedRevision its agent reported: rules stay in the kernel when an
         # agent restarts, and the new one lists everything before it reports anything
         self.synced: dict[str, int] = {}
-        self.last_poll = 0.0
+        self.healthy: dict[str, bool] = {}  # node -> its last answer was 200
+        self.asking: dict[str, Question] = {}  # node -> the /healthz question in flight
+        self.last_asked: dict[str, float] = {}
         self.conflists: dict[str, tuple[int, dict]] = {}  # node -> (mtime, the netconf from it)
 
     def agent_args(self, node: dict) -> list[str]:
@@ -208,22 +210,30 @@ class NodeAgents:
         return started
 
     def observe(self, now: float, wanted: int, starting: bool) -> bool:
-        """Ask the agents that have not yet reported `wanted` (the revision of the lab's last
-        write) how far they are; True when one moved on."""
-        behind = [n for n in self.nodes if self.synced.get(n, 0) < wanted or not self.all_healthy]
-        if not behind or now - self.last_poll < (POLL_EVERY_STARTING if starting else POLL_EVERY):
-            return False
-        self.last_poll = now
-        moved, healthy = False, True
-        for name in behind:
-            code, revision = agent_health(self.nodes[name]["ip"])
-            healthy &= code == 200
-            if revision > self.synced.get(name, 0):
-                self.synced[name], moved = revision, True
-        if healthy and not self.all_healthy and len(behind) == len(self.nodes):
+        """Take in the agents' answers that arrived, and ask again those that have not yet
+        reported `wanted` (the revision of the lab's last write); True when one moved on."""
+        moved = False
+        for name, question in list(self.asking.items()):
+            health = question.step(now)
+            if health is None:
+                continue
+            del self.asking[name]
+            self.healthy[name] = health.status == 200
+            if health.synced_revision > self.synced.get(name, 0):
+                self.synced[name], moved = health.synced_revision, True
+        if not self.all_healthy and all(self.healthy.get(n) for n in self.nodes):
             self.all_healthy = True
             log("every node's agent is healthy (subnet, routes and Service rules in sync)")
+        every = POLL_EVERY_STARTING if starting else POLL_EVERY
+        for name, node in self.nodes.items():
+            behind = self.synced.get(name, 0) < wanted or not self.all_healthy
+            if behind and name not in self.asking and now - self.last_asked.get(name, -every) >= every:
+                self.asking[name], self.last_asked[name] = Question(node["ip"], HEALTHZ_PORT, now), now
         return moved
+
+    def wait_fds(self) -> list[int]:
+        """The questions in flight: the controller's poll wakes when an answer arrives."""
+        return [q.fileno() for q in self.asking.values() if q.answer is None]
 
     def synced_revision(self) -> int:
         """The etcd revision every node has programmed (0 until each has reported one)."""
@@ -256,21 +266,3 @@ class NodeAgents:
     def subnet(self, node: str) -> str:
         conf = self.netconf(node)
         return conf["ipam"]["ranges"][0][0]["subnet"] if conf else ""
-
-
-def agent_health(node_ip: str) -> tuple[int, int]:
-    """The agent's /healthz: its status (200 only when subnet, routes and Service rules are in
-    sync; 0 when it does not answer) and the etcd revision its rules cover (0 when unknown)."""
-    try:
-        conn = http.client.HTTPConnection(node_ip, HEALTHZ_PORT, timeout=0.3)
-        conn.request("GET", "/healthz")
-        response = conn.getresponse()
-        body = response.read()
-        conn.close()
-    except (OSError, http.client.HTTPException):
-        return 0, 0
-    try:
-        revision = json.loads(body).get("syncedRevision", 0)
-    except (ValueError, AttributeError):
-        revision = 0
-    return response.status, revision if isinstance(revision, int) else 0

@@ -124,7 +124,7 @@ class Controller:
     def sleep(self) -> None:
         """Until the next tick: TICK at most, less when a CNI call, a namespace batch or a
         workload has something to say (so a pod's next step never waits for the beat)."""
-        fds = self.kubelet.wait_fds()
+        fds = self.kubelet.wait_fds() + self.agents.wait_fds()
         if not fds:
             time.sleep(TICK)
             return
