@@ -39,6 +39,7 @@ class NetworkPolicies:
         self.last_success: float | None = None
         self.revision = 0  # the store revision every change up to which has been taken in
         self.synced_revision = 0  # ... and is in the table
+        self.view_changed = True  # since the last sync: else a sync only vouches for a revision
         self.runner = Runner(self._sync, min_interval=min_sync, max_interval=MAX_SYNC,
                              retry_interval=max(min_sync, 0.5))  # fmt: skip
 
@@ -50,6 +51,7 @@ class NetworkPolicies:
         try:
             with self.lock:
                 changed = self.view.apply(mine)
+                self.view_changed |= changed
         except Exception:  # the source is the proxy's too: a policy bug must never stop it
             log.exception("network policy: objects not taken in")
             self.failures += 1
@@ -73,21 +75,26 @@ class NetworkPolicies:
     def _sync(self) -> None:
         if not self.source_synced:
             return
-        with self.lock:
-            revision = self.revision  # the view below holds every change up to it
-            rules = node_rules(self.view, self.node)
-        text = nft.render(rules)
         # the kernel is asked whether the table is still there about once per MAX_SYNC: on
         # every pod change it would cost a fork of nft
         now = time.monotonic()
         due = now - self.checked_at >= MAX_SYNC * 0.9
+        with self.lock:
+            revision = self.revision  # the view below holds every change up to it
+            if not (self.view_changed or due or not self.synced_once.is_set()):
+                self.synced_revision = max(self.synced_revision, revision)  # the table holds it already
+                return
+            self.view_changed = False
+            rules = node_rules(self.view, self.node)
         if due:
             self.checked_at = now
+        text = nft.render(rules)
         if text != self.written or (due and not nft.present(self.netns)):
             try:
                 nft.apply(text, self.netns)
             except nft.NftError:
                 self.failures += 1
+                self.view_changed = True  # written again at the retry
                 log.exception("network policy: table not written")
                 raise
             self.written = text

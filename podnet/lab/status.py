@@ -32,12 +32,13 @@ class StatusWriter:
         self.last_write = 0.0
         self.cost = 0.0  # how long the last write took
 
-    def publish(self, now: float, spec: LabSpec | None, generation: int, changed: bool) -> bool:
-        """Write status.json when it is due; True when written."""
+    def publish(self, now: float, spec: LabSpec | None, generation: int, changed: bool, busy: bool = False) -> bool:
+        """Write status.json when it is due; True when written. `busy`: pods are on their way up."""
         since = now - self.last_write
-        # a status of many pods costs a moment to write: write it less often while it changes,
-        # so that writing it takes at most a tenth of the controller's time
-        if since < max(0.1, 10 * self.cost) or (not changed and since < 1.0):
+        # a status of many pods costs a moment to write: while pods start, write it less often,
+        # so that writing it takes at most a tenth of the controller's time; once none is
+        # starting, the change a reader waits for (the last pods available) goes out soon
+        if since < max(0.1, (10 if busy else 2) * self.cost) or (not changed and since < 1.0):
             return False  # unchanged: once a second (the agents' revisions come as `changed`)
         self.last_write = now
         t0 = time.monotonic()
