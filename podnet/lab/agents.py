@@ -58,8 +58,10 @@ def etcd_binary() -> str:
     return shutil.which("etcd") or "/usr/bin/etcd"
 
 
-def podnet_binary() -> str:
-    return os.path.join(os.path.dirname(sys.executable), "podnet")
+def agent_command() -> list[str]:
+    """`podnet agent`, as its own entry point: the lab's interpreter, without the rest of the
+    podnet command line to import."""
+    return [sys.executable, "-m", "podnet.agent"]
 
 
 @dataclass
@@ -171,7 +173,7 @@ class NodeAgents:
     def agent_args(self, node: dict) -> list[str]:
         net, d = self.network, self.node_dir(node["name"])
         return [
-            podnet_binary(), "agent",
+            *agent_command(),
             "--node-name", node["name"],
             "--node-ip", node["ip"],
             "--store", self.store,
