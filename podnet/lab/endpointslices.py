@@ -111,6 +111,8 @@ class EndpointSliceWriter:
             labels = d[1].get("metadata", {}).get("labels", {}) if d is not None else {}
             if labels.get(objects.MANAGED_BY_LABEL) == objects.MANAGED_BY:
                 out[kv.key] = kv.value
+                # every agent has programmed them once it has seen this revision
+                self.shadow.revision = max(self.shadow.revision, kv.mod_revision)
                 if d is not None and d[1].get("kind") == "EndpointSlice":
                     self._learn(d[1])
         return out

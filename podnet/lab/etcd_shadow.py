@@ -44,11 +44,11 @@ class EtcdShadow:
 
     def write(self, ours: Callable[[], Objects], wanted: Callable[[], Objects]) -> bool:
         """Make etcd hold `wanted()`; `ours()` reads back what an earlier controller of this lab
-        wrote (a controller taking over starts there). False while etcd does not answer."""
+        wrote (a controller taking over starts there), and sets `revision` to the newest
+        mod_revision among them. False while etcd does not answer."""
         try:
             if self.written is None:
-                self.written = ours()
-                self.revision = self.client.revision()  # what an earlier controller wrote is older
+                self.written = ours()  # (and self.revision: the newest of them, as read back)
             want = wanted()
             puts = {k: v for k, v in want.items() if self.written.get(k) != v}
             self.revision = self._put(puts, sorted(self.written.keys() - want.keys())) or self.revision
