@@ -121,7 +121,9 @@ class Watch:
                 line = self.resp.readline()
             except TimeoutError:
                 raise  # idle: the caller re-opens from its last revision
-            except (OSError, http.client.HTTPException, ValueError) as e:
+            # AttributeError: close() from another thread can pull the stream out from under
+            # http.client's chunked reader
+            except (OSError, http.client.HTTPException, ValueError, AttributeError) as e:
                 if self._closed:
                     return
                 raise self.unavailable(f"etcd at {self.endpoint}: watch lost ({e})") from None
@@ -288,6 +290,11 @@ class EtcdClient:
         out = self.post("/v3/kv/range", body)
         revision = int(out.get("header", {}).get("revision", 0))
         return [_kv(kv) for kv in out.get("kvs", [])], revision
+
+    def revision(self) -> int:
+        """The store's current revision (a count of one key: no values travel)."""
+        out = self.post("/v3/kv/range", {"key": b64("\0"), "count_only": True})
+        return int(out.get("header", {}).get("revision", 0))
 
     def compact(self, revision: int) -> None:
         self.post("/v3/kv/compaction", {"revision": str(revision), "physical": True})

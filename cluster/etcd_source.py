@@ -92,6 +92,7 @@ class EtcdObjectSource:
                 if not synced:
                     sink.synced()
                     synced = True
+                sink.progress(self.revision)
                 backoff = RETRY_MIN
                 self._follow(sink, stop)
             except EtcdError as e:
@@ -121,6 +122,7 @@ class EtcdObjectSource:
                         out += self._apply(ev.kind, ev.kv)
                     if out:
                         sink.events(out)
+                    sink.progress(self.revision)
             except TimeoutError:
                 continue  # idle: re-open from the last revision (no list needed)
             finally:

@@ -23,6 +23,10 @@ class FanOut:
         for s in self.sinks:
             s.synced()
 
+    def progress(self, revision: int) -> None:
+        for s in self.sinks:
+            s.progress(revision)
+
 
 class SharedSource:
     """A source whose run() also feeds `extra` sinks besides the one it is given."""

@@ -75,6 +75,11 @@ class Sink(Protocol):
     def synced(self) -> None:
         """The first complete view has been delivered (called once, after its events)."""
 
+    def progress(self, revision: int) -> None:
+        """Every change up to store revision `revision` has been delivered (called after the
+        events, by sources whose store has revisions: a consumer can then say which revision
+        the state it programmed covers)."""
+
 
 class ObjectSource(Protocol):
     description: str
@@ -128,6 +133,7 @@ class CollectingSink:
     def __init__(self) -> None:
         self.received: list[Event] = []
         self.is_synced = threading.Event()
+        self.revision = 0
         self.changed = threading.Condition()
 
     def events(self, events: Sequence[Event]) -> None:
@@ -137,3 +143,6 @@ class CollectingSink:
 
     def synced(self) -> None:
         self.is_synced.set()
+
+    def progress(self, revision: int) -> None:
+        self.revision = revision

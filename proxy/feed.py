@@ -18,9 +18,12 @@ PROXY_KINDS = ("Service", "EndpointSlice", "Node", "ServiceCIDR")
 class TrackerFeed:
     """A Sink that parses the proxy's kinds and updates its trackers, then asks for a sync."""
 
-    def __init__(self, trackers: Trackers, on_change: Callable[[], None]) -> None:
+    def __init__(
+        self, trackers: Trackers, on_change: Callable[[], None], on_progress: Callable[[int], None] | None = None
+    ) -> None:
         self.trackers = trackers
         self.on_change = on_change
+        self.on_progress = on_progress  # the store moved on (perhaps with none of the proxy's kinds)
         self.invalid: dict[str, str] = {}  # object -> why it was skipped
         self._kinds: dict = {}  # object ref -> (parsed type, key) it was last fed as
 
@@ -51,6 +54,11 @@ class TrackerFeed:
     def synced(self) -> None:
         self.trackers.synced = True
         self.on_change()
+
+    def progress(self, revision: int) -> None:
+        self.trackers.revision = max(self.trackers.revision, revision)
+        if self.on_progress is not None:
+            self.on_progress(revision)
 
 
 def _typed_key(obj) -> tuple[type, object]:

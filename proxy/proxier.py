@@ -113,6 +113,8 @@ class Proxier:
     family: str = field(init=False)  # kube-proxy's ip_family label value: IPv4 / IPv6
     last_success: float | None = None  # time.time() of the last successful sync
     last_queued: float | None = None  # oldest request not yet synced
+    # the store revision (etcd's) whose changes, and all before, are in the kernel's rules
+    synced_revision: int = 0
     _need_full: bool = True
     _last_full: float = float("-inf")
     _stale: list = field(default_factory=list)  # conntrack flows still to clean
@@ -157,6 +159,7 @@ class Proxier:
         if not full and not changed:
             self.last_queued = None
             self.last_success = time.time()
+            self.synced_revision = max(self.synced_revision, changes.revision)
             return SyncResult(applied=False)
         for old, new in changed.values():
             self._stale += conntrack.stale_flows(old, new)
@@ -176,6 +179,7 @@ class Proxier:
             self._need_full = True
             raise
         self._need_full = False
+        self.synced_revision = max(self.synced_revision, changes.revision)
         if full:
             self._last_full = start
         if self.clean_conntrack and self._stale:

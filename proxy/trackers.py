@@ -52,6 +52,7 @@ class Changes:
 
     services: set[ServiceKey] = field(default_factory=set)
     everything: bool = False  # node labels or service CIDRs changed: every Service may differ
+    revision: int = 0  # the store revision whose changes, and all before, this drain holds
 
     def __bool__(self) -> bool:
         return bool(self.services) or self.everything
@@ -67,6 +68,8 @@ class Trackers:
         self.nodes: ChangeTracker[str, Node] = ChangeTracker()
         self.cidrs: ChangeTracker[str, ServiceCIDR] = ChangeTracker()
         self.synced = False  # set once the source has delivered its first complete view
+        # every change up to this store revision has been fed (0: the source has no revisions)
+        self.revision = 0
         self._slices_of: dict[ServiceKey, dict[ServiceKey, EndpointSlice]] = {}
 
     def update(self, key, kind: type, current: KubeObject | None) -> None:
@@ -85,7 +88,9 @@ class Trackers:
         return any(t.pending() for t in (self.services, self.slices, self.nodes, self.cidrs))
 
     def drain(self) -> Changes:
-        changes = Changes()
+        # read before draining: the source feeds a revision's changes before it says so, so
+        # what is drained below holds at least every change up to it
+        changes = Changes(revision=self.revision)
         for key in self.services.drain():
             changes.services.add(key)
         for key, (previous, current) in self.slices.drain().items():

@@ -63,7 +63,7 @@ class Agent:
         self.services = Services(cfg.proxy_mode, cfg.node_name, cfg.node_ips, cfg.cluster_cidrs,
                                  cfg.service_cidrs, source, cfg.min_sync_period)  # fmt: skip
         self.cni: NodeCNI | None = None
-        self.house = Housekeeping(self.checks, self.gauges, self.services.metrics.text)
+        self.house = Housekeeping(self.checks, self.gauges, self.services.metrics.text, self.synced_revision)
         self.stop_event = threading.Event()
         self._records_seen = 0
         self._records_synced = -1
@@ -85,6 +85,12 @@ class Agent:
             "proxy": self.services.in_sync(),
             "policy": self.policies is None or self.policies.in_sync(),
         }
+
+    def synced_revision(self) -> int:
+        """The store revision every change up to which this node has programmed: its Service
+        rules and, with network policy, its policy table (the lower of the two)."""
+        proxy = self.services.synced_revision()
+        return proxy if self.policies is None else min(proxy, self.policies.synced_revision)
 
     def gauges(self) -> dict[str, float]:
         return {

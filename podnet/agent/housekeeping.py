@@ -2,8 +2,10 @@
 
 /healthz answers 200 only while the subnet lease is held (renewed within its TTL), the
 routes match the last lease records seen and the proxy's rules are in sync; 503 otherwise,
-with the parts in the body. /metrics is the agent's own gauges (prometheus-client), followed
-by the proxy's kube-proxy-named metrics.
+with the parts in the body, and `syncedRevision`: the store (etcd) revision every change up
+to which is programmed on this node (Service rules and network policy), so a controller knows
+when an endpoint it wrote is served here, not merely when it might be. /metrics is the agent's
+own gauges (prometheus-client), followed by the proxy's kube-proxy-named metrics.
 """
 
 from __future__ import annotations
@@ -32,8 +34,15 @@ class _Gauges:
 
 
 class Housekeeping:
-    def __init__(self, checks: Check, gauges: Callable[[], dict[str, float]], proxy_text: Callable[[], str]) -> None:
+    def __init__(
+        self,
+        checks: Check,
+        gauges: Callable[[], dict[str, float]],
+        proxy_text: Callable[[], str],
+        synced_revision: Callable[[], int] = lambda: 0,
+    ) -> None:
         self.checks, self.gauges, self.proxy_text = checks, gauges, proxy_text
+        self.synced_revision = synced_revision
         self.servers: list[Any] = []
         self._registry = CollectorRegistry()
         self._registry.register(_Gauges(gauges))
@@ -42,7 +51,8 @@ class Housekeeping:
         if path.split("?")[0] not in ("/healthz", "/livez", "/"):
             return 404, "text/plain", "not found\n"
         parts = self.checks()
-        return (200 if all(parts.values()) else 503), "application/json", json.dumps(parts, sort_keys=True)
+        body = {**parts, "syncedRevision": self.synced_revision()}
+        return (200 if all(parts.values()) else 503), "application/json", json.dumps(body, sort_keys=True)
 
     def metrics(self, path: str) -> tuple[int, str, str]:
         if path.split("?")[0] != "/metrics":

@@ -37,6 +37,9 @@ class NetworkPolicies:
         self.failures = 0
         self.isolated_pods = 0
         self.last_success: float | None = None
+        self.revision = 0  # the store revision every change up to which has been taken in
+        self.synced_revision = 0  # ... and is in the table
+        self.view_changed = True  # since the last sync: else a sync only vouches for a revision
         self.runner = Runner(self._sync, min_interval=min_sync, max_interval=MAX_SYNC,
                              retry_interval=max(min_sync, 0.5))  # fmt: skip
 
@@ -48,12 +51,19 @@ class NetworkPolicies:
         try:
             with self.lock:
                 changed = self.view.apply(mine)
+                self.view_changed |= changed
         except Exception:  # the source is the proxy's too: a policy bug must never stop it
             log.exception("network policy: objects not taken in")
             self.failures += 1
             return
         if changed and self.source_synced:
             self.runner.request()
+
+    def progress(self, revision: int) -> None:
+        with self.lock:
+            self.revision = max(self.revision, revision)
+        if self.source_synced and revision > self.synced_revision:
+            self.runner.request()  # nothing to rewrite, perhaps, but a revision to vouch for
 
     def synced(self) -> None:
         # nothing is written before the first complete view: a half-listed cluster would
@@ -65,25 +75,32 @@ class NetworkPolicies:
     def _sync(self) -> None:
         if not self.source_synced:
             return
-        with self.lock:
-            rules = node_rules(self.view, self.node)
-        text = nft.render(rules)
         # the kernel is asked whether the table is still there about once per MAX_SYNC: on
         # every pod change it would cost a fork of nft
         now = time.monotonic()
         due = now - self.checked_at >= MAX_SYNC * 0.9
+        with self.lock:
+            revision = self.revision  # the view below holds every change up to it
+            if not (self.view_changed or due or not self.synced_once.is_set()):
+                self.synced_revision = max(self.synced_revision, revision)  # the table holds it already
+                return
+            self.view_changed = False
+            rules = node_rules(self.view, self.node)
         if due:
             self.checked_at = now
+        text = nft.render(rules)
         if text != self.written or (due and not nft.present(self.netns)):
             try:
                 nft.apply(text, self.netns)
             except nft.NftError:
                 self.failures += 1
+                self.view_changed = True  # written again at the retry
                 log.exception("network policy: table not written")
                 raise
             self.written = text
             log.info("network policy: %d pods isolated on %s", len(rules), self.node)
         self.isolated_pods = len(rules)
+        self.synced_revision = max(self.synced_revision, revision)
         self.syncs += 1
         self.last_success = time.time()
         self.synced_once.set()

@@ -47,7 +47,7 @@ class Services:
             self.runner = Runner(self._sync, min_interval=min_sync, max_interval=MAX_SYNC,
                                  retry_interval=max(min_sync, 0.5))  # fmt: skip
         self.health = Health(timeout=2 * MAX_SYNC + min_sync)
-        self.feed = TrackerFeed(self.trackers, self._changed)
+        self.feed = TrackerFeed(self.trackers, self._changed, self._progress)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -60,6 +60,19 @@ class Services:
         if self.proxier is not None and self.runner is not None:
             self.proxier.queued()
             self.runner.request()
+
+    def _progress(self, revision: int) -> None:
+        """The store moved on without a change the proxy must program (a Pod was written, say):
+        a sync then has nothing to do but record that its rules cover this revision too."""
+        p = self.proxier
+        if p is not None and self.runner is not None and self.trackers.synced and revision > p.synced_revision:
+            self.runner.request()
+
+    def synced_revision(self) -> int:
+        """The store revision every change up to which is in this node's rules (0: none yet)."""
+        if self.proxier is None:
+            return self.trackers.revision if self.trackers.synced else 0
+        return self.proxier.synced_revision
 
     def start(self) -> None:
         if self.runner is not None:

@@ -8,7 +8,8 @@ What is expected to connect: a Running pod on its workload port, and a Service t
 ready endpoints. A Service without endpoints is expected to refuse; that is not a failure.
 
 The expectation comes from the lab's status, and each node's proxy programs an endpoint a
-moment after the status shows it ready (`pod.SETTLE`, about 1.5 s). A probe in that moment
+moment after the status shows it ready (the status says `available` once every node's agent
+reports the etcd revision that published it as programmed). A probe in that moment
 (right after `lab scale`, say) meets rules that do not have the endpoint yet, on some nodes
 and not others, and a Service looks unreachable from some pods. So the answer says which
 endpoints each Service had when the probe began and when it ended, which of them every node

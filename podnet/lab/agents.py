@@ -8,7 +8,9 @@
   the service proxy fed from the Services and EndpointSlices in etcd.
 
 The lab programs nothing in a node itself. What it reads back from an agent is what a
-kubelet reads: the conflist the agent wrote (it names the node's subnet), and /healthz.
+kubelet reads: the conflist the agent wrote (it names the node's subnet), and /healthz, whose
+`syncedRevision` says up to which etcd revision the node's rules are programmed: a pod is
+available once every node has programmed the revision that made it an endpoint.
 
 Each process's pid file holds its pid and start time (podnet.lab.pids), so a controller
 taking over adopts the processes its predecessor started, and no signal ever reaches a
@@ -18,7 +20,6 @@ process that merely reuses a pid.
 from __future__ import annotations
 
 import contextlib
-import http.client
 import json
 import os
 import shutil
@@ -29,6 +30,7 @@ import time
 from dataclasses import dataclass, field
 
 from podnet.lab import pids
+from podnet.lab.agent_health import Question
 from podnet.lab.node import Namespace
 from podnet.lab.state import LabFiles
 
@@ -41,6 +43,11 @@ LEASE_TTL = 10  # a node gone for good loses its routes on the others within thi
 # a lab's endpoints change in bursts a person watches: program them quickly (kube-proxy's 1s
 # default would make every scale or rollout wait a second longer per step)
 MIN_SYNC_PERIOD = "200ms"
+# how often an agent that has not yet programmed the last write is asked again (/healthz) ...
+POLL_EVERY = 0.05
+# ... and while many pods start: then only the last batch decides when the lab serves, and
+# each question costs the controller and the agent a moment of CPU the pods need
+POLL_EVERY_STARTING = 0.5
 
 
 def log(msg: str) -> None:
@@ -51,8 +58,10 @@ def etcd_binary() -> str:
     return shutil.which("etcd") or "/usr/bin/etcd"
 
 
-def podnet_binary() -> str:
-    return os.path.join(os.path.dirname(sys.executable), "podnet")
+def agent_command() -> list[str]:
+    """`podnet agent`, as its own entry point: the lab's interpreter, without the rest of the
+    podnet command line to import."""
+    return [sys.executable, "-m", "podnet.agent"]
 
 
 @dataclass
@@ -152,14 +161,19 @@ class NodeAgents:
         )
         self.agents = {name: Supervised(f"agent-{name}", n["netns"], self.agent_args(n), files)
                        for name, n in self.nodes.items()}  # fmt: skip
-        self.healthy_since = float("inf")  # since when every node's agent has answered /healthz 200
-        self.last_health = 0.0
+        self.all_healthy = False  # every node's agent has answered /healthz 200 (once)
+        # node -> the highest syncedRevision its agent reported: rules stay in the kernel when an
+        # agent restarts, and the new one lists everything before it reports anything
+        self.synced: dict[str, int] = {}
+        self.healthy: dict[str, bool] = {}  # node -> its last answer was 200
+        self.asking: dict[str, Question] = {}  # node -> the /healthz question in flight
+        self.last_asked: dict[str, float] = {}
         self.conflists: dict[str, tuple[int, dict]] = {}  # node -> (mtime, the netconf from it)
 
     def agent_args(self, node: dict) -> list[str]:
         net, d = self.network, self.node_dir(node["name"])
         return [
-            podnet_binary(), "agent",
+            *agent_command(),
             "--node-name", node["name"],
             "--node-ip", node["ip"],
             "--store", self.store,
@@ -195,12 +209,37 @@ class NodeAgents:
         started = self.etcd.keep_running(now)
         for agent in self.agents.values():
             started |= agent.keep_running(now)
-        if self.healthy_since == float("inf") and now - self.last_health >= 0.2:
-            self.last_health = now
-            if all(agent_healthy(n["ip"]) for n in self.nodes.values()):
-                self.healthy_since = now
-                log("every node's agent is healthy (subnet, routes and Service rules in sync)")
         return started
+
+    def observe(self, now: float, wanted: int, starting: bool) -> bool:
+        """Take in the agents' answers that arrived, and ask again those that have not yet
+        reported `wanted` (the revision of the lab's last write); True when one moved on."""
+        moved = False
+        for name, question in list(self.asking.items()):
+            health = question.step(now)
+            if health is None:
+                continue
+            del self.asking[name]
+            self.healthy[name] = health.status == 200
+            if health.synced_revision > self.synced.get(name, 0):
+                self.synced[name], moved = health.synced_revision, True
+        if not self.all_healthy and all(self.healthy.get(n) for n in self.nodes):
+            self.all_healthy = True
+            log("every node's agent is healthy (subnet, routes and Service rules in sync)")
+        every = POLL_EVERY_STARTING if starting else POLL_EVERY
+        for name, node in self.nodes.items():
+            behind = self.synced.get(name, 0) < wanted or not self.all_healthy
+            if behind and name not in self.asking and now - self.last_asked.get(name, -every) >= every:
+                self.asking[name], self.last_asked[name] = Question(node["ip"], HEALTHZ_PORT, now), now
+        return moved
+
+    def wait_fds(self) -> list[int]:
+        """The questions in flight: the controller's poll wakes when an answer arrives."""
+        return [q.fileno() for q in self.asking.values() if q.answer is None]
+
+    def synced_revision(self) -> int:
+        """The etcd revision every node has programmed (0 until each has reported one)."""
+        return min((self.synced.get(n, 0) for n in self.nodes), default=0)
 
     def state(self, node: str) -> str:
         return "running" if self.agents[node].running() else "down"
@@ -229,15 +268,3 @@ class NodeAgents:
     def subnet(self, node: str) -> str:
         conf = self.netconf(node)
         return conf["ipam"]["ranges"][0][0]["subnet"] if conf else ""
-
-
-def agent_healthy(node_ip: str) -> bool:
-    """The agent's /healthz: 200 only when subnet, routes and Service rules are in sync."""
-    try:
-        conn = http.client.HTTPConnection(node_ip, HEALTHZ_PORT, timeout=0.3)
-        conn.request("GET", "/healthz")
-        status = conn.getresponse().status
-        conn.close()
-    except (OSError, http.client.HTTPException):
-        return False
-    return status == 200

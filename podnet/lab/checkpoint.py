@@ -32,16 +32,27 @@ class Checkpoint:
     def __init__(self, path: str):
         self.path = path
         self.last_text = ""
+        # pod -> (what of it changes, its record as JSON): a lab coming up saves a checkpoint
+        # before each batch of namespaces, and most of its pods have not changed since the last
+        self._records: dict[str, tuple[tuple, str]] = {}
+
+    def _record(self, p: Pod) -> str:
+        mark = (p.phase, p.ip, p.pid, p.pid_start, p.version, p.template, p.node, p.restarts)
+        known = self._records.get(p.name)
+        if known is None or known[0] != mark:
+            known = (mark, _dumps(p.record()))
+            self._records[p.name] = known
+        return known[1]
 
     def save(self, pods: list[Pod], addresses: dict[str, Any], restarts: dict[str, int]) -> None:
-        data = {
-            "version": VERSION,
-            "controllerPid": os.getpid(),
-            "pods": [p.record() for p in sorted(pods, key=lambda p: p.name)],
-            "addresses": addresses,
-            "restarts": restarts,
-        }
-        text = json.dumps(data, sort_keys=True, separators=(",", ":")) + "\n"
+        by_name = sorted(pods, key=lambda p: p.name)
+        self._records = {p.name: self._records[p.name] for p in by_name if p.name in self._records}
+        # the keys in sorted order, as json.dumps(sort_keys=True) of the whole would write them
+        text = (
+            f'{{"addresses":{_dumps(addresses)},"controllerPid":{os.getpid()},'
+            f'"pods":[{",".join(self._record(p) for p in by_name)}],'
+            f'"restarts":{_dumps(restarts)},"version":{VERSION}}}\n'
+        )
         if text == self.last_text:
             return
         tmp = f"{self.path}.tmp"
@@ -64,3 +75,7 @@ class Checkpoint:
             restarts=data.get("restarts", {}),
             controller_pid=data.get("controllerPid"),
         )
+
+
+def _dumps(data: Any) -> str:
+    return json.dumps(data, sort_keys=True, separators=(",", ":"))

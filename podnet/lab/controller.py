@@ -92,7 +92,7 @@ class Controller:
         self.addresses = ServiceAddresses(files.path("ipam", "services"))
         self.checkpoint = Checkpoint(files.checkpoint)
         self.kubelet = Kubelet(self.lab, self.nodes, self.agents, self.backend_of, self.save_checkpoint)
-        self.deployments = DeploymentReconciler(self.kubelet, list(self.nodes), lambda: self.agents.healthy_since)
+        self.deployments = DeploymentReconciler(self.kubelet, list(self.nodes), self.agents.synced_revision)
         self.slices = EndpointSliceWriter(EtcdClient(net["etcd"]["host"], ETCD_CLIENT_PORT), ETCD_PREFIX)
         self.pod_objects = PodObjectWriter(EtcdClient(net["etcd"]["host"], ETCD_CLIENT_PORT), ETCD_PREFIX)
         self.network_policies: list[dict] = []  # as `lab apply -f` stored them (desired.json)
@@ -124,7 +124,7 @@ class Controller:
     def sleep(self) -> None:
         """Until the next tick: TICK at most, less when a CNI call, a namespace batch or a
         workload has something to say (so a pod's next step never waits for the beat)."""
-        fds = self.kubelet.wait_fds()
+        fds = self.kubelet.wait_fds() + self.agents.wait_fds()
         if not fds:
             time.sleep(TICK)
             return
@@ -165,7 +165,9 @@ class Controller:
              starting, self.namespace_labels)  # fmt: skip
         if self.dirty:
             step("records", self.write_records)
-        if step("status", self.status.publish, now, self.spec, self.generation, self.dirty):
+        # how far every node has programmed what was written: pods become available
+        moved = step("synced", self.agents.observe, now, self.slices.revision, starting > 0)
+        if step("status", self.status.publish, now, self.spec, self.generation, self.dirty or moved, starting > 0):
             self.dirty, self.checkpoint_due = False, True
         if self.checkpoint_due and (not starting or now - self.last_checkpoint >= CHECKPOINT_EVERY):
             step("checkpoint", self.save_checkpoint)

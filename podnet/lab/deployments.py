@@ -1,7 +1,7 @@
 """The Deployment reconciler: as many pods of the current template as the Deployment asks
 for, rolled with one surge pod and none unavailable (kube's RollingUpdate with maxSurge=1,
-maxUnavailable=0): a new pod must have been an endpoint for `pod.SETTLE` seconds, so every
-node's proxy has programmed it, before an old one starts terminating."""
+maxUnavailable=0): a new pod must be available -- every node's agent has programmed the etcd
+revision that made it an endpoint (Pod.available) -- before an old one starts terminating."""
 
 from __future__ import annotations
 
@@ -16,10 +16,10 @@ from podnet.lab.spec import Deployment, LabSpec
 
 
 class DeploymentReconciler:
-    def __init__(self, kubelet: Kubelet, node_names: list[str], proxies_since: Callable[[], float]):
+    def __init__(self, kubelet: Kubelet, node_names: list[str], synced_revision: Callable[[], int]):
         self.kubelet = kubelet
         self.node_names = node_names
-        self.proxies_since = proxies_since  # since when every node's proxy has synced
+        self.synced_revision = synced_revision  # the etcd revision every node has programmed
 
     def reconcile_all(self, spec: LabSpec, now: float) -> None:
         for dep in spec.deployments:
@@ -43,7 +43,8 @@ class DeploymentReconciler:
             surge, unavailable = dep.rollout_bounds()
             for _ in range(min(dep.replicas - len(new), dep.replicas + surge - len(new) - len(old))):
                 self.create(dep, template)
-            available = [p for p in new if p.available(now, self.proxies_since())]
+            synced = self.synced_revision()
+            available = [p for p in new if p.available(synced)]
             old_ready = sum(1 for p in old if p.ready)
             can_stop = len(available) + old_ready - (dep.replicas - unavailable)
             # old pods that are not ready serve nobody: they go first, and cost no availability

@@ -16,6 +16,7 @@ no upstream resolver.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import json
 import os
@@ -40,6 +41,7 @@ def records_path(lab: str) -> str:
     return os.path.join(names.state_dir(lab), "records.json")
 
 
+@functools.lru_cache(maxsize=8)  # asked for every pod the kubelet starts
 def dns_ip(service_cidr: str) -> str:
     """The 10th address of the service CIDR (10.96.0.10 for 10.96.0.0/16), as kubeadm picks it."""
     return str(ipaddress.ip_network(service_cidr)[10])

@@ -20,7 +20,9 @@ from podnet.lab.spec import LabSpec, Service
 # every write makes every agent's proxy resync: changes go out in batches at most this often
 WRITE_EVERY = 0.25
 # ... and while many pods start at once (a lab coming up, a big scale), in bigger batches: an
-# agent's sync costs in proportion to the endpoints, and each costs the CPU the pods need
+# agent's sync costs in proportion to the endpoints, and each costs the CPU the pods need. A
+# burst lasts until no pod is starting: its last few pods, ready one by one, would otherwise
+# each cost every node a sync of the whole Service
 BURST, BURST_WRITE_EVERY = 20, 1.0
 # ... and one second more per this many ready endpoints
 ENDPOINTS_PER_SECOND = 100
@@ -92,6 +94,7 @@ class EndpointSliceWriter:
         self.client, self.prefix = client, prefix
         self.shadow = EtcdShadow(client, "Services and EndpointSlices")
         self.placement = Placement()
+        self.bursting = False
 
     @staticmethod
     def burst_every(pods: Iterable[Pod]) -> float:
@@ -108,6 +111,8 @@ class EndpointSliceWriter:
             labels = d[1].get("metadata", {}).get("labels", {}) if d is not None else {}
             if labels.get(objects.MANAGED_BY_LABEL) == objects.MANAGED_BY:
                 out[kv.key] = kv.value
+                # every agent has programmed them once it has seen this revision
+                self.shadow.revision = max(self.shadow.revision, kv.mod_revision)
                 if d is not None and d[1].get("kind") == "EndpointSlice":
                     self._learn(d[1])
         return out
@@ -145,11 +150,17 @@ class EndpointSliceWriter:
         if not spec or not self.shadow.pending:
             return
         pods = list(pods)
-        every = self.burst_every(pods) if starting > BURST else WRITE_EVERY
+        self.bursting = starting > BURST or (self.bursting and starting > 0)
+        every = self.burst_every(pods) if self.bursting else WRITE_EVERY
         if not self.shadow.due(every):
             return
         now = self.shadow.last_write
         if self.shadow.write(self._ours_in_etcd, lambda: self.wanted(spec, addresses, pods)):
             for p in pods:  # from now on the proxies are programming them (Pod.available)
                 if p.ready and p.ready_at is not None and (p.published_at or -1.0) < p.ready_at:
-                    p.published_at = now
+                    p.published_at, p.published_revision = now, self.shadow.revision
+
+    @property
+    def revision(self) -> int:
+        """The store revision of the last write (0 before the first)."""
+        return self.shadow.revision

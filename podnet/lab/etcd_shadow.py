@@ -27,6 +27,9 @@ class EtcdShadow:
         self.pending = True
         self.last_write = 0.0
         self.failing = False
+        # the store revision at which etcd held all of `written` (0: not known yet): whoever
+        # reads the store at this revision or later sees every object written so far
+        self.revision = 0
 
     def note(self, changed: bool) -> None:
         self.pending = self.pending or changed
@@ -41,13 +44,14 @@ class EtcdShadow:
 
     def write(self, ours: Callable[[], Objects], wanted: Callable[[], Objects]) -> bool:
         """Make etcd hold `wanted()`; `ours()` reads back what an earlier controller of this lab
-        wrote (a controller taking over starts there). False while etcd does not answer."""
+        wrote (a controller taking over starts there), and sets `revision` to the newest
+        mod_revision among them. False while etcd does not answer."""
         try:
             if self.written is None:
-                self.written = ours()
+                self.written = ours()  # (and self.revision: the newest of them, as read back)
             want = wanted()
             puts = {k: v for k, v in want.items() if self.written.get(k) != v}
-            self._put(puts, sorted(self.written.keys() - want.keys()))
+            self.revision = self._put(puts, sorted(self.written.keys() - want.keys())) or self.revision
             self.written = want
             self.pending = False
         except EtcdError as e:
@@ -60,8 +64,12 @@ class EtcdShadow:
             self.failing = False
         return True
 
-    def _put(self, puts: Objects, gone: list[str]) -> None:
+    def _put(self, puts: Objects, gone: list[str]) -> int:
+        """Write in transactions etcd accepts; the revision of the last one (0: nothing to write)."""
         ops: list[tuple[str, str | None]] = [*puts.items(), *((k, None) for k in gone)]
+        revision = 0
         for i in range(0, len(ops), TXN_OPS):
             batch = ops[i : i + TXN_OPS]
-            self.client.put_all({k: v for k, v in batch if v is not None}, [k for k, v in batch if v is None])
+            puts_now, deletes = {k: v for k, v in batch if v is not None}, [k for k, v in batch if v is None]
+            revision = self.client.put_all(puts_now, deletes)
+        return revision

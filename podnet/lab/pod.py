@@ -8,7 +8,6 @@ Pending -> Attaching (netns made, `podnet-cni ADD` running in the node) -> Start
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,11 +23,6 @@ PENDING, ATTACHING, STARTING, RUNNING, TERMINATING, DELETING = (
     "Deleting",
 )
 LIVE = (PENDING, ATTACHING, STARTING, RUNNING)
-# Endpoint changes reach the proxies in batches (endpointslices.WRITE_EVERY) and each proxy
-# syncs at most every 200 ms: SETTLE seconds after its endpoint was written to etcd, a new
-# endpoint is in every node's rules.
-SETTLE = float(os.environ.get("PODNET_LAB_SETTLE", "1.5"))
-
 # what a pod is, as opposed to where it is in its life: the fields a checkpoint keeps
 IDENTITY: tuple[str, ...] = ("name", "deployment", "template", "version", "labels", "node", "kind", "port", "command")
 IDENTITY += ("backend", "namespace", "env")
@@ -57,6 +51,7 @@ class Pod:
     created: float = field(default_factory=time.time)
     ready_at: float | None = None
     published_at: float | None = None  # when etcd was told it is ready (endpointslices.py)
+    published_revision: int = 0  # ... the store revision of that write (0: not yet written)
     term_at: float | None = None
     sigterm_at: float | None = None
     exited: bool = False
@@ -77,11 +72,12 @@ class Pod:
     def ready(self) -> bool:
         return self.phase == RUNNING and not self.unready
 
-    def available(self, now: float, proxies_since: float) -> bool:
-        """Ready, and written to etcd long enough ago that every node's proxy has programmed it."""
+    def available(self, synced_revision: int) -> bool:
+        """Ready, and in every node's rules: every node's agent reports (/healthz) that it has
+        programmed the etcd revision that published this pod as ready, or a later one."""
         if not self.ready or self.ready_at is None or self.published_at is None or self.published_at < self.ready_at:
             return False
-        return now - max(self.published_at, proxies_since) >= SETTLE
+        return 0 < self.published_revision <= synced_revision
 
     def record(self) -> dict[str, Any]:
         """What a controller taking over needs to carry on with this pod."""

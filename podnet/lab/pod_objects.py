@@ -83,6 +83,7 @@ class PodObjectWriter:
                 d = decode(self.prefix, kv)
                 if d is not None and (d[1].get("metadata") or {}).get("annotations", {}).get(WRITTEN_BY) == LAB:
                     out[kv.key] = kv.value
+                    self.shadow.revision = max(self.shadow.revision, kv.mod_revision)
         return out
 
     def wanted(self, spec: LabSpec, pods: Iterable[Pod], policies: list[dict],

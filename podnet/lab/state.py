@@ -162,7 +162,8 @@ class LabFiles:
             if self.controller_pid() is None and os.path.exists(self.pidfile):
                 raise RuntimeError(f"lab controller is not running (see {self.log})")
             # reading a status of hundreds of pods costs: poll more slowly as the wait goes on
-            interval = min(0.5, interval * 1.1)
+            # (a fifth of a second at most: `lab up` waits this long for the last change)
+            interval = min(0.2, interval * 1.1)
             if time.monotonic() > deadline:
                 raise TimeoutError(f"lab {self.lab!r}: gave up waiting after {timeout:.0f}s (see {self.log})")
             time.sleep(interval)

@@ -32,18 +32,14 @@ class StatusWriter:
         self.last_write = 0.0
         self.cost = 0.0  # how long the last write took
 
-    def publish(self, now: float, spec: LabSpec | None, generation: int, changed: bool) -> bool:
-        """Write status.json when it is due; True when written."""
+    def publish(self, now: float, spec: LabSpec | None, generation: int, changed: bool, busy: bool = False) -> bool:
+        """Write status.json when it is due; True when written. `busy`: pods are on their way up."""
         since = now - self.last_write
-        pods = self.kubelet.pods.values()
-        # a status of many pods costs a moment to write: write it less often while it changes,
-        # so that writing it takes at most a tenth of the controller's time
-        if since < max(0.1, 10 * self.cost) or (not changed and since < 0.2):
-            return False
-        if not changed and since < 1.0:
-            proxies_since = self.agents.healthy_since
-            if not any(p.ready and not p.available(now, proxies_since) for p in pods):
-                return False  # nothing changes by itself: once a second is enough
+        # a status of many pods costs a moment to write: while pods start, write it less often,
+        # so that writing it takes at most a tenth of the controller's time; once none is
+        # starting, the change a reader waits for (the last pods available) goes out soon
+        if since < max(0.1, (10 if busy else 2) * self.cost) or (not changed and since < 1.0):
+            return False  # unchanged: once a second (the agents' revisions come as `changed`)
         self.last_write = now
         t0 = time.monotonic()
         write_json(self.path, self.status(now, spec, generation), compact=True)
@@ -52,7 +48,7 @@ class StatusWriter:
 
     def status(self, now: float, spec: LabSpec | None, generation: int) -> dict[str, Any]:
         pods = self.kubelet.pods
-        proxies_since = self.agents.healthy_since
+        synced = self.agents.synced_revision()
         deps = []
         converged = spec is not None
         for dep in spec.deployments if spec else ():
@@ -82,7 +78,7 @@ class StatusWriter:
                     "replicas": dep.replicas,
                     "updated": len(updated),
                     "ready": len(ready),
-                    "available": sum(1 for p in ready if p.available(now, proxies_since)),
+                    "available": sum(1 for p in ready if p.available(synced)),
                     "version": dep.version,
                     "restarts": self.kubelet.restarts.get(dep.key, 0),
                     "done": done,
@@ -93,9 +89,9 @@ class StatusWriter:
             node_ports = self.addresses.node_ports_of(svc)
             eps = []
             for e in endpoints(svc, pods.values()):
-                # whether every node's proxy has had time to program it: a probe that fails
-                # against an endpoint that is not yet available is seeing a transient
-                eps.append({**vars(e), "available": e.ready and pods[e.pod].available(now, proxies_since)})
+                # whether every node's proxy has programmed it: a probe that fails against an
+                # endpoint that is not yet available is seeing a transient
+                eps.append({**vars(e), "available": e.ready and pods[e.pod].available(synced)})
             services.append(
                 {
                     "name": svc.name,
@@ -132,7 +128,7 @@ class StatusWriter:
                 "ip": p.ip,
                 "phase": p.phase,
                 "ready": p.ready,
-                "available": p.available(now, proxies_since),
+                "available": p.available(synced),
                 "version": p.version,
                 "labels": p.labels,
                 "pid": p.pid,

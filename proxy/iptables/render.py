@@ -56,6 +56,11 @@ class PortRules:
     chains: tuple[Chain, ...]  # every chain of its own
     text: str  # ":CHAIN - [0:0]" for each of its chains, then their "-A" lines
     rules: int  # how many "-A" lines `text` holds
+    # the same, in parts: the chains other than endpoint chains (declared by `text` first) and
+    # their lines, and each endpoint chain's lines by chain (changed_piece)
+    head_names: tuple[str, ...] = ()
+    head: str = ""
+    endpoint_rules: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -135,11 +140,15 @@ def _pieces(
         pr = old.get(name)
         # the model replaces what changed, so identity means unchanged (render_port reads the
         # port's model only: its plan carries what the node decides)
+        piece = pr.text if pr is not None else ""
         if pr is None or pr.source is not p:
-            pr = render_port(p, model.node)
+            new = render_port(p, model.node)
+            # the kernel holds `pr` only if the last sync applied it (a failure forces a full one)
+            piece = new.text if full else changed_piece(new, pr)
+            pr = new
         ports[name] = pr
-        if pr.text:
-            yield pr.text
+        if piece:
+            yield piece
 
     _write_shared(tx, ports, model.node)
     after = _full_chains(ports, present, tx.kernel, tx) if full else _partial_chains(ports, old, changed, present, tx)
@@ -345,13 +354,38 @@ def render_port(p: ServicePortModel, node: NodeContext) -> PortRules:
     # targets say what they are, and every comment is one more match for the kernel to load
     # (kube-proxy drops them in large clusters for the same reason).
     lproto = proto.lower()
+    endpoint_rules = {}
     for ep in reachable:
         sep = seps[ep.address]
         affinity = f"-m recent --set --name {sep} --mask {mask} --rsource " if p.affinity_seconds else ""
-        body.append(f"-A {sep} -s {ep.ip}{host} -j {C.MARK_MASQ}")  # hairpin: a pod reaching itself
-        body.append(f"-A {sep} -p {lproto} {affinity}-j DNAT --to-destination {ep.address}")
-    text = "".join([f":{c} - [0:0]\n" for c in names]) + "\n".join(body) + ("\n" if body else "")
-    return PortRules(source=p, shared=shared, chains=tuple(("nat", c) for c in names), text=text, rules=len(body))
+        endpoint_rules[sep] = (
+            f"-A {sep} -s {ep.ip}{host} -j {C.MARK_MASQ}\n"  # hairpin: a pod reaching itself
+            f"-A {sep} -p {lproto} {affinity}-j DNAT --to-destination {ep.address}\n"
+        )
+    head_names = names[: len(names) - len(seps)]
+    head = "".join(line + "\n" for line in body)
+    text = _piece(head_names, head, endpoint_rules)
+    rules = len(body) + 2 * len(endpoint_rules)
+    return PortRules(p, shared, tuple(("nat", c) for c in names), text, rules, tuple(head_names), head, endpoint_rules)
+
+
+def _piece(head_names: list[str] | tuple[str, ...], head: str, endpoint_rules: dict[str, str]) -> str:
+    """Restore input that declares (so flushes) and fills these chains: the port's own and
+    policy chains (`head`), then endpoint chains."""
+    declare = "".join([f":{c} - [0:0]\n" for c in (*head_names, *endpoint_rules)])
+    return declare + head + "".join(endpoint_rules.values())
+
+
+def changed_piece(new: PortRules, old: PortRules | None) -> str:
+    """What a partial sync writes for a service port: its own and policy chains whole (the
+    endpoint choice spans every endpoint), but only the endpoint chains that are new or differ.
+    An endpoint chain's name hashes the port and the endpoint, and it holds nothing else, so one
+    left out is already right in the kernel; with a thousand endpoints this is most of the text
+    (kube-proxy's partial sync skips them the same way)."""
+    if old is None:
+        return new.text
+    fresh = {c: r for c, r in new.endpoint_rules.items() if old.endpoint_rules.get(c) != r}
+    return _piece(new.head_names, new.head, fresh)
 
 
 def _internal_masquerade(m: Masquerade) -> str | None:

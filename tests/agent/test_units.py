@@ -140,8 +140,9 @@ def test_healthz_needs_every_part_and_metrics_carry_agent_and_proxy():
     from proxy.metrics import Metrics
 
     parts = {"subnet": True, "routes": True, "proxy": True}
-    h = Housekeeping(lambda: dict(parts), lambda: {"podnet_agent_routes": 2}, Metrics().text)
-    assert h.healthz("/healthz")[0] == 200
+    h = Housekeeping(lambda: dict(parts), lambda: {"podnet_agent_routes": 2}, Metrics().text, lambda: 42)
+    code, _, body = h.healthz("/healthz")
+    assert code == 200 and json.loads(body)["syncedRevision"] == 42
     parts["routes"] = False
     code, _, body = h.healthz("/healthz")
     assert code == 503 and json.loads(body)["routes"] is False

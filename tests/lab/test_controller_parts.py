@@ -152,9 +152,34 @@ def test_a_crash_loop_backs_off_and_a_kill_does_not():
 
 def test_a_bare_pod_is_made_once_under_its_own_name():
     k = kubelet()
-    rec = DeploymentReconciler(k, list(NODES), lambda: 0.0)
+    rec = DeploymentReconciler(k, list(NODES), lambda: 0)
     bare = spec.Deployment("client", labels={"run": "client"}, bare=True)
     lab = dataclasses.replace(spec.default(), deployments=(bare,))
     rec.reconcile_all(lab, now=0.0)
     rec.reconcile_all(lab, now=0.0)
     assert [p.name for p in k.pods.values()] == ["client"] and k.pods["client"].labels == {"run": "client"}
+
+
+def test_a_rollout_stops_an_old_pod_only_once_every_node_programmed_its_replacement():
+    """maxUnavailable=0 rests on Pod.available: the new pod was published at some etcd
+    revision, and every node's agent reports it has programmed that revision or a later one."""
+    k, synced = kubelet(), [0]
+    rec = DeploymentReconciler(k, list(NODES), lambda: synced[0])
+    tutorial = spec.default()
+    one = tutorial.with_deployment(dataclasses.replace(tutorial.deployment("frontend"), replicas=1))
+    rec.reconcile_all(one, now=0.0)
+    (old,) = [p for p in k.pods.values() if p.deployment == "frontend"]
+    old.phase, old.ready_at = RUNNING, 1.0
+    rolled = one.with_deployment(dataclasses.replace(one.deployment("frontend"), version="v2"))
+    rec.reconcile_all(rolled, now=2.0)
+    (new,) = [p for p in k.pods.values() if p.deployment == "frontend" and p is not old]
+    new.phase, new.ready_at = RUNNING, 3.0
+    new.published_at, new.published_revision = 3.5, 40
+    synced[0] = 39  # one node has not programmed it yet
+    rec.reconcile_all(rolled, now=4.0)
+    assert not new.available(synced[0]) and old.phase == RUNNING
+    synced[0] = 40
+    rec.reconcile_all(rolled, now=4.1)
+    assert new.available(40) and old.phase == "Terminating"
+    new.ready_at = 5.0  # ready again after a probe failure: not published since, not available
+    assert not new.available(100)

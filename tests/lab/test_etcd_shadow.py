@@ -51,3 +51,51 @@ def test_a_write_while_etcd_is_down_stays_pending(server):
     server.stop()
     assert not shadow.write(dict, lambda: {f"{PREFIX}b": "2"})
     assert shadow.failing and shadow.pending and shadow.written == want
+
+
+def test_each_write_knows_its_revision_and_a_watcher_reports_reaching_it(server):
+    """What Pod.available rests on: the shadow knows the store revision its last write made,
+    and the agents' objects source says (progress) when it has delivered that revision."""
+    import threading
+    import time
+
+    from cluster.etcd_source import EtcdObjectSource
+    from cluster.source import CollectingSink
+
+    client = EtcdClient("127.0.0.1", server.client_port)
+    shadow = EtcdShadow(client, "test objects")
+    key = "/lab/registry/services/default/web"
+    svc = '{"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "namespace": "default"}}'
+    assert shadow.write(dict, lambda: {key: svc})
+    first = shadow.revision
+    assert first == client.revision() > 0
+    assert shadow.write(dict, lambda: {key: svc}) and shadow.revision == first  # nothing to write
+    sink, stop = CollectingSink(), threading.Event()
+    source = EtcdObjectSource(EtcdClient("127.0.0.1", server.client_port), "/lab")
+    watcher = threading.Thread(target=source.run, args=(sink, stop), daemon=True)
+    watcher.start()
+    try:
+        assert sink.is_synced.wait(5) and sink.revision >= first
+        assert shadow.write(dict, lambda: {key: svc.replace("web", "web2", 1)})
+        assert shadow.revision > first
+        deadline = time.monotonic() + 5
+        while sink.revision < shadow.revision and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert sink.revision == shadow.revision and len(sink.received) == 2
+    finally:
+        stop.set()
+        source.close()
+        watcher.join(5)
+    # a controller taking over: nothing to write, and the revision is that of what it read back
+    successor = EtcdShadow(client, "test objects")
+    written = svc.replace("web", "web2", 1)
+
+    def ours() -> dict[str, str]:
+        kv = client.get(key)
+        assert kv is not None
+        successor.revision = kv.mod_revision
+        return {key: kv.value}
+
+    client.put("/elsewhere/lease", "x")  # the store moves on outside what the agents watch
+    assert successor.write(ours, lambda: {key: written}) and successor.revision == shadow.revision
+    assert successor.revision < client.revision()

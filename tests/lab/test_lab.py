@@ -211,6 +211,8 @@ def test_a_killed_controller_is_started_again_and_takes_over(make_lab):
     wait_for(lambda: status(s.name)["controllerPid"] not in (None, old), timeout=20)
     wait_for(lambda: status(s.name)["converged"], timeout=20)
     assert {p["name"]: p["pid"] for p in pods(s.name, "web")} == before  # pods carried on
+    # and are available again: every agent has programmed what the new controller found in etcd
+    wait_for(lambda: all(p["available"] for p in pods(s.name, "web")), timeout=15)
     assert [n["agent"] for n in status(s.name)["nodes"]] == ["running", "running"]
     # the agents carried on too: adopted through their pid files, not restarted
     assert {n: pids.read(files.path(f"agent-{n}.pid")) for n in ("a", "b")} == agents

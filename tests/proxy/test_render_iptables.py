@@ -97,6 +97,27 @@ def test_partial_sync_rewrites_only_changed_chains_and_deletes_stale_ones():
     assert "10.244.2.2:8080" not in tx.text()  # the gone endpoint is not rendered anywhere
 
 
+def test_partial_sync_writes_only_the_endpoint_chains_that_are_new():
+    """A Service gaining one endpoint: its service and policy chains are written whole (the
+    random choice spans every endpoint), but of the endpoint chains only the new one."""
+    m, t, changed = model_of(OBJECTS)
+    first = render(m, changed, True, RenderState(present={"filter": set(), "nat": set()}))
+    first.text()
+    state = first.state
+    assert state is not None
+    more = OBJECTS.replace("nodeName: n2}]", "nodeName: n2}, {addresses: [10.244.3.3], nodeName: n3}]", 1)
+    for o in load_text(more, "x").objects:
+        t.update(object_key(o), type(o), o)
+    changed = set(m.update(t, t.drain()))
+    text = render(m, changed, False, state).text()
+    seps = {line.split()[0][1:] for line in text.splitlines() if line.startswith(":PODNET-SEP-")}
+    assert len(seps) == 1 and f"-A {seps.pop()} -p tcp -m recent" in text
+    assert "--to-destination 10.244.3.3:8080" in text and "--to-destination 10.244.1.2:8080" not in text
+    jumps = {w for line in text.splitlines() if line.startswith("-A PODNET-SVC-") for w in line.split()
+             if w.startswith("PODNET-SEP-")}  # fmt: skip
+    assert text.count(":PODNET-SVC-") == 1 and len(jumps) == 3  # the choice still spans every endpoint
+
+
 def test_podnet_proxy_render_command(tmp_path):
     from click.testing import CliRunner
 
