@@ -75,6 +75,7 @@ class PodObjectWriter:
         self.client, self.prefix = client, prefix
         self.shadow = EtcdShadow(client, "Pods, Namespaces and NetworkPolicies")
         self._pods: dict[tuple[str, str], tuple[tuple, str, str]] = {}  # pod -> (what it was, key, JSON)
+        self.rewritten: list[Pod] = []  # the pods whose objects the last wanted() changed
 
     def _ours_in_etcd(self) -> dict[str, str]:
         out = {}
@@ -92,6 +93,7 @@ class PodObjectWriter:
         objs = [namespace_object(n, labels.get(n)) for n in spec.namespaces] + [policy_object(p) for p in policies]
         out = {key_for(self.prefix, ref_of(o)): json.dumps(o, sort_keys=True) for o in objs}
         seen: dict[tuple[str, str], tuple[tuple, str, str]] = {}
+        self.rewritten = []
         for p in pods:
             # a pod takes part in policy once it has an address: before, it is not written
             # (one write fewer per pod while a lab comes up); unchanged ones are not dumped again
@@ -103,6 +105,7 @@ class PodObjectWriter:
             if known is None or known[0] != mark:
                 obj = pod_object(p, spec)
                 known = (mark, key_for(self.prefix, ref_of(obj)), json.dumps(obj, sort_keys=True))
+                self.rewritten.append(p)
             seen[(p.namespace, p.name)] = known
             out[known[1]] = known[2]
         self._pods = seen
@@ -111,5 +114,11 @@ class PodObjectWriter:
     def sync(self, spec: LabSpec | None, pods: Iterable[Pod], policies: list[dict], changed: bool,
              starting: int = 0, ns_labels: dict[str, dict[str, str]] | None = None) -> None:  # fmt: skip
         self.shadow.note(changed)
-        if spec and self.shadow.due(BURST_WRITE_EVERY if starting > BURST else WRITE_EVERY):
-            self.shadow.write(self._ours_in_etcd, lambda: self.wanted(spec, pods, policies, ns_labels))
+        if not spec or not self.shadow.due(BURST_WRITE_EVERY if starting > BURST else WRITE_EVERY):
+            return
+        if self.shadow.write(self._ours_in_etcd, lambda: self.wanted(spec, pods, policies, ns_labels)):
+            # a pod whose object this write changed is available (Pod.available) only once
+            # every node's policy covers it too, not only its Service rules
+            for p in self.rewritten:
+                if p.published_revision:
+                    p.published_revision = max(p.published_revision, self.shadow.revision)

@@ -59,7 +59,8 @@ class StatusWriter:
             others = [p for p in mine if p.template != template and p.phase in LIVE]
             done = len(ready) == dep.replicas and len(updated) == dep.replicas and not others
             converged = converged and done
-            if dep.bare:  # a bare Pod: only its pod is shown
+            if dep.bare:  # a bare Pod: only its pod is shown; `run` waits until every node knows it
+                converged = converged and all(p.available(synced) for p in ready)
                 continue
             deps.append(
                 {
