@@ -166,7 +166,8 @@ class Controller:
         if self.dirty:
             step("records", self.write_records)
         # how far every node has programmed what was written: pods become available
-        moved = step("synced", self.agents.observe, now, self.slices.revision, starting > 0)
+        last_write = max(self.slices.revision, self.pod_objects.shadow.revision)  # Services' and policy's
+        moved = step("synced", self.agents.observe, now, last_write, starting > 0)
         if step("status", self.status.publish, now, self.spec, self.generation, self.dirty or moved, starting > 0):
             self.dirty, self.checkpoint_due = False, True
         if self.checkpoint_due and (not starting or now - self.last_checkpoint >= CHECKPOINT_EVERY):
