@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -130,24 +131,67 @@ class ProxyModel:
     ports: dict[ServicePortName, ServicePortModel] = field(default_factory=dict)
     by_service: dict[ServiceKey, tuple[ServicePortName, ...]] = field(default_factory=dict)
 
+    # Services a build drained but did not get to (it was abandoned half-way): the next
+    # update rebuilds them, as their changes are no longer in the trackers
+    unbuilt: set[ServiceKey] = field(default_factory=set)
+
     def update(
         self, trackers: Trackers, changes: Changes
     ) -> dict[ServicePortName, tuple[ServicePortModel | None, ServicePortModel | None]]:
         """Rebuild the changed Services; return every service port that was added, removed or
         changed (what a partial sync must rewrite), with its (old, new) models."""
-        keys = set(trackers.services.state) | set(self.by_service) if changes.everything else changes.services
-        changed: dict[ServicePortName, tuple[ServicePortModel | None, ServicePortModel | None]] = {}
-        for key in sorted(keys):  # a stable order, so renderings are reproducible
-            old = {n: self.ports.pop(n) for n in self.by_service.pop(key, ())}
-            svc = trackers.services.state.get(key)
-            new = build_service(svc, trackers.slices_of(key), self.node) if svc is not None else {}
-            self.ports.update(new)
+        return self.build(trackers, changes).finish().changed
+
+    def build(self, trackers: Trackers, changes: Changes) -> ModelBuild:
+        """The update of the changed Services, made as it is read (ModelBuild.ports)."""
+        keys = set(trackers.services.state) | set(self.by_service) if changes.everything else set(changes.services)
+        keys |= self.unbuilt
+        self.unbuilt = keys
+        return ModelBuild(self, trackers, sorted(keys))  # a stable order: renderings are reproducible
+
+
+@dataclass
+class ModelBuild:
+    """One update of the model, Service by Service as its reader asks: a full sync renders and
+    hands the first service ports to the kernel while the next are still being built. Until
+    it has been read to the end, the model holds the Services built so far (and the
+    previous state of the others)."""
+
+    model: ProxyModel
+    trackers: Trackers
+    keys: list[ServiceKey]
+    # every service port added, removed or changed so far: (old, new)
+    changed: dict[ServicePortName, tuple[ServicePortModel | None, ServicePortModel | None]] = field(
+        default_factory=dict
+    )
+
+    def ports(self) -> Iterator[ServicePortModel]:
+        """Every service port of the updated model: first those of the Services not rebuilt,
+        then each rebuilt Service's as it is built (the order the model's ports then have)."""
+        model, changed, unbuilt = self.model, self.changed, self.model.unbuilt
+        rebuilt = set(self.keys)
+        for key, names in list(model.by_service.items()):
+            if key not in rebuilt:
+                yield from (model.ports[n] for n in names)
+        states, slices_of = self.trackers.services.state, self.trackers.slices_of
+        for key in self.keys:
+            old = {n: model.ports.pop(n) for n in model.by_service.pop(key, ())}
+            svc = states.get(key)
+            new = build_service(svc, slices_of(key), model.node) if svc is not None else {}
+            model.ports.update(new)
             if new:
-                self.by_service[key] = tuple(sorted(new))
+                model.by_service[key] = tuple(sorted(new))
+            unbuilt.discard(key)
             for n in old.keys() | new.keys():
                 if old.get(n) != new.get(n):
                     changed[n] = (old.get(n), new.get(n))
-        return changed
+            yield from new.values()
+
+    def finish(self) -> ModelBuild:
+        """Build it all now (nobody reads the ports as they come)."""
+        for _ in self.ports():
+            pass
+        return self
 
 
 def build_service(

@@ -3,10 +3,12 @@ it or none), and clean-up of podnet's tables and nothing else."""
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
+import fcntl
 import subprocess
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from netns import popen as popen_in
 from netns import run as run_in
@@ -74,23 +76,38 @@ def _explain(stderr: str) -> str:
     return " | ".join(line.strip() for line in stderr.strip().splitlines()[:3])
 
 
-def run_stream(chunks: Iterable[str], netns: str | None = None) -> None:
-    """One `nft -f -` run fed piece by piece: nft parses what it has while the rest is made."""
+PIPE_BYTES = 1 << 20  # what Python may write ahead of nft (the kernel's default is 64 KiB)
+
+
+def run_stream(chunks: Iterable[str], netns: str | None = None, after: Callable[[], None] | None = None) -> None:
+    """One `nft -f -` run fed piece by piece: nft parses what it has while the rest is made;
+    `after` runs once nft has it all, while nft evaluates and commits.
+    A larger pipe lets the maker run ahead of nft's parse instead of waiting for each 64 KiB
+    to be read (the system's pipe-max-size may refuse it: then the default)."""
     proc = popen_in(netns, ["nft", "-f", "-"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+                            stderr=subprocess.PIPE)  # fmt: skip
     assert proc.stdin is not None and proc.stderr is not None  # both are pipes
+    with contextlib.suppress(OSError):
+        fcntl.fcntl(proc.stdin.fileno(), fcntl.F_SETPIPE_SZ, PIPE_BYTES)
     try:
         for piece in chunks:
             if piece:
-                proc.stdin.write(piece)
+                proc.stdin.write(piece.encode())
         proc.stdin.close()
     except BrokenPipeError:
-        pass  # nft gave up early; its error follows
+        after = None  # nft gave up early; its error follows
     except BaseException:
         proc.kill()
         proc.wait()
         raise
-    stderr = proc.stderr.read()
+    try:
+        if after is not None:
+            after()
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    stderr = proc.stderr.read().decode(errors="replace")
     if proc.wait() != 0:
         raise NftError(f"nft -f failed ({proc.returncode}): {_explain(stderr)}")
 

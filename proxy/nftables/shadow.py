@@ -12,12 +12,13 @@ goes (the first Service with N endpoints arrives, the last one leaves).
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
-from proxy.model import NodeContext, ProxyModel, ServicePortName
+from proxy.model import NodeContext, ProxyModel, ServicePortModel, ServicePortName
 from proxy.nftables import layout
 from proxy.nftables.render import (
     Contribution,
@@ -75,33 +76,14 @@ NODE = ServicePortName("", "", "", "")  # the node's own contribution, tracked l
 
 def plan(model: ProxyModel, changed: set[ServicePortName], full: bool, old: Shadow | None, f) -> Transaction:
     """The transaction taking the kernel from `old` (None: unknown) to `model`."""
-    recreate = old is None
-    new = Shadow() if old is None else old  # updated in place: the backend drops it if the apply fails
-    tx = Transaction(full=full, table=f.table, recreate=recreate)
+    if old is None:
+        return rebuild(model, model.ports.values(), f)
+    new = old  # updated in place: the backend drops it if the apply fails
+    tx = Transaction(full=full, table=f.table)
     node = model.node
-    if recreate:
-        tx.declare.append(f"add table {f.table} {{ comment {comment('podnet service proxy', NFT_COMMENT_MAX)} ; }}")
-        tx.declare += [f"add {body}" for body in _prefix(layout.maps(f), f)]
-        for bc in layout.BASE_CHAINS:
-            tx.declare.append(
-                f"add chain {f.table} {bc.name} {{ type {bc.kind} hook {bc.hook} priority {bc.priority} ; }}"
-            )
-            tx.rules += [f"add rule {f.table} {bc.name} {r}" for r in bc.rules]
-    if recreate or new.node != node:  # the fixed chains and the node's own elements
-        fixed = layout.fixed_chains(f, nodeport_match(node, f))
-        pickers = {c for c in new.chains if c not in fixed and new.chain_refs.get(c, 0) > 0 and is_picker(c)}
-        for name, rules in fixed.items():
-            _set_chain(tx, new, name, rules)
-        for name in sorted(pickers):  # masquerading depends on the node
-            _set_chain(tx, new, name, picker_rules(name, new.counts.get(name, ()), node, f))
-        _replace(new, NODE, Contribution(tuple(sorted(node_elements(node, f)))))
-        new.node = node
+    if new.node != node:
+        _node_changed(tx, new, node, f)
     tx.state = new
-    if recreate:
-        # Nothing to delete: the table is rebuilt in batches of service ports, each batch's
-        # chains before its elements, produced while nft parses the batches before it.
-        tx.stream = _batches(tx, model, new, f)
-        return tx
     todo = model.ports.keys() if full else changed
     for port in set(todo) | ({n for n in new.ports if n not in model.ports and n != NODE} if full else set()):
         p = model.ports.get(port)
@@ -111,31 +93,68 @@ def plan(model: ProxyModel, changed: set[ServicePortName], full: bool, old: Shad
     return tx
 
 
+def rebuild(model: ProxyModel, ports: Iterable[ServicePortModel], f) -> Transaction:
+    """The transaction that makes the table from nothing (the kernel's is unknown): every
+    service port of `ports`, read as the transaction is, so the model may still be being built
+    while nft parses the first service ports. Nothing to delete: the table is rebuilt in
+    batches of service ports, each batch's chains before its elements."""
+    new = Shadow()
+    tx = Transaction(full=True, table=f.table, recreate=True, state=new)
+    tx.declare.append(f"add table {f.table} {{ comment {comment('podnet service proxy', NFT_COMMENT_MAX)} ; }}")
+    tx.declare += [f"add {body}" for body in _prefix(layout.maps(f), f)]
+    for bc in layout.BASE_CHAINS:
+        tx.declare.append(f"add chain {f.table} {bc.name} {{ type {bc.kind} hook {bc.hook} priority {bc.priority} ; }}")
+        tx.rules += [f"add rule {f.table} {bc.name} {r}" for r in bc.rules]
+    _node_changed(tx, new, model.node, f)
+    names: list[ServicePortName] = []
+    made: list[Contribution] = []
+    tx.stream = _batches(tx, model.node, iter(ports), new, f, names, made)
+    tx.finish = functools.partial(_finish, tx, new, names, made)
+    return tx
+
+
+def _node_changed(tx: Transaction, new: Shadow, node: NodeContext, f) -> None:
+    """The fixed chains and the node's own elements, for a new node context."""
+    fixed = layout.fixed_chains(f, nodeport_match(node, f))
+    pickers = {c for c in new.chains if c not in fixed and new.chain_refs.get(c, 0) > 0 and is_picker(c)}
+    for name, rules in fixed.items():
+        _set_chain(tx, new, name, rules)
+    for name in sorted(pickers):  # masquerading depends on the node
+        _set_chain(tx, new, name, picker_rules(name, new.counts.get(name, ()), node, f))
+    _replace(new, NODE, Contribution(tuple(sorted(node_elements(node, f)))))
+    new.node = node
+
+
 BATCH = 100  # service ports per streamed batch: nft starts parsing early
 
 
-def _batches(tx: Transaction, model: ProxyModel, new: Shadow, f) -> Iterator[str]:
+def _batches(
+    tx: Transaction,
+    node: NodeContext,
+    ports: Iterator[ServicePortModel],
+    new: Shadow,
+    f,
+    names: list[ServicePortName],
+    made: list[Contribution],
+) -> Iterator[str]:
     """A rebuild, written straight from the contributions batch by batch while nft parses
-    the batches before (the table is empty: nothing to compare, every element is new). The
-    shadow's reference counts are built after the last batch is written, while nft still
-    parses, evaluates and commits."""
-    node = model.node
+    the batches before (the table is empty: nothing to compare, every element is new); the
+    service ports and their contributions are recorded in `names` and `made`, from which the
+    shadow's reference counts are built once the last batch is written (tx.finish), while nft
+    evaluates and commits."""
     yield _emitted(tx, new, node, f)  # the node's own elements
-    names = list(model.ports)
-    made: list[Contribution] = []
     counts: dict[str, set[int]] = {}
-    for start in range(0, len(names), BATCH):
-        batch = [contribution(model.ports[name], node, f) for name in names[start : start + BATCH]]
-        made += batch
-        yield _written(tx.table, batch, new, counts, f)
+    while batch := list(itertools.islice(ports, BATCH)):
+        names += (p.name for p in batch)
+        contributions = [contribution(p, node, f) for p in batch]
+        made += contributions
+        yield _written(tx.table, contributions, new, counts, f)
     # the pickers' rules last: they name every count set, and no element needs them
     part = Transaction(full=True, table=tx.table)
     for chain in sorted(set().union(*(c.pickers for c in made))):  # each declared empty by its first batch
         _set_chain(part, new, chain, picker_rules(chain, counts.get(chain, ()), node, f))
     new.counts = counts
     yield part.text()
-    _index(new, names, made)
-    _count(tx, new)
 
 
 def _written(table: str, batch: list[Contribution], new: Shadow, counts: dict[str, set[int]], f) -> str:
@@ -175,6 +194,11 @@ def _written(table: str, batch: list[Contribution], new: Shadow, counts: dict[st
     out = declare + rules
     out += [f"add element {table} {m} {{ {', '.join(items)} }}" for m, items in adds.items()]
     return "\n".join(out) + "\n" if out else ""
+
+
+def _finish(tx: Transaction, new: Shadow, names: list[ServicePortName], made: list[Contribution]) -> None:
+    _index(new, names, made)
+    _count(tx, new)
 
 
 def _index(new: Shadow, names: list[ServicePortName], made: list[Contribution]) -> None:
@@ -373,4 +397,4 @@ def _emit(tx: Transaction, new: Shadow, node: NodeContext, f) -> None:
     tx.delete_sets += doomed_counts
 
 
-__all__ = ["Shadow", "plan"]
+__all__ = ["Shadow", "plan", "rebuild"]
