@@ -7,6 +7,7 @@ import contextlib
 import ctypes
 import ctypes.util
 import fcntl
+import os
 import subprocess
 from collections.abc import Callable, Iterable
 
@@ -80,26 +81,41 @@ PIPE_BYTES = 1 << 20  # what Python may write ahead of nft (the kernel's default
 
 
 def run_stream(chunks: Iterable[str], netns: str | None = None, after: Callable[[], None] | None = None) -> None:
-    """One `nft -f -` run fed piece by piece: nft parses what it has while the rest is made;
+    """One `nft -f` run fed piece by piece: nft parses what it has while the rest is made;
     `after` runs once nft has it all, while nft evaluates and commits.
-    A larger pipe lets the maker run ahead of nft's parse instead of waiting for each 64 KiB
-    to be read (the system's pipe-max-size may refuse it: then the default)."""
-    proc = popen_in(netns, ["nft", "-f", "-"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)  # fmt: skip
-    assert proc.stdin is not None and proc.stderr is not None  # both are pipes
+
+    The text goes through a pipe nft opens as /dev/fd/N, not its standard input: nft 1.0.x
+    reads all of `-f -` into memory before it parses a line (to quote lines in its errors),
+    so a stream on stdin would be parsed only once it is complete; a named file is parsed as
+    it is read. A larger pipe lets the maker run ahead of nft's parse instead of waiting for
+    each 64 KiB to be read (the system's pipe-max-size may refuse it: then the default)."""
+    read, write = os.pipe()
     with contextlib.suppress(OSError):
-        fcntl.fcntl(proc.stdin.fileno(), fcntl.F_SETPIPE_SZ, PIPE_BYTES)
+        fcntl.fcntl(write, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
+    try:
+        proc = popen_in(netns, ["nft", "-f", f"/dev/fd/{read}"], stdin=subprocess.DEVNULL,
+                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, pass_fds=(read,))  # fmt: skip
+    except BaseException:
+        os.close(write)
+        raise
+    finally:
+        os.close(read)
+    assert proc.stderr is not None  # a pipe
+    pipe = os.fdopen(write, "wb")
     try:
         for piece in chunks:
             if piece:
-                proc.stdin.write(piece.encode())
-        proc.stdin.close()
+                pipe.write(piece.encode())
+        pipe.close()
     except BrokenPipeError:
         after = None  # nft gave up early; its error follows
     except BaseException:
         proc.kill()
         proc.wait()
         raise
+    finally:
+        with contextlib.suppress(BrokenPipeError):
+            pipe.close()
     try:
         if after is not None:
             after()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import operator
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -144,11 +145,12 @@ def _batches(
     evaluates and commits."""
     yield _emitted(tx, new, node, f)  # the node's own elements
     counts: dict[str, set[int]] = {}
+    declared: set[str] = set()  # count sets
     while batch := list(itertools.islice(ports, BATCH)):
         names += (p.name for p in batch)
         contributions = [contribution(p, node, f) for p in batch]
         made += contributions
-        yield _written(tx.table, contributions, new, counts, f)
+        yield _written(tx.table, contributions, new, counts, declared, f)
     # the pickers' rules last: they name every count set, and no element needs them
     part = Transaction(full=True, table=tx.table)
     for chain in sorted(set().union(*(c.pickers for c in made))):  # each declared empty by its first batch
@@ -157,23 +159,24 @@ def _batches(
     yield part.text()
 
 
-def _written(table: str, batch: list[Contribution], new: Shadow, counts: dict[str, set[int]], f) -> str:
+def _written(
+    table: str, batch: list[Contribution], new: Shadow, counts: dict[str, set[int]], declared: set[str], f
+) -> str:
     """One batch of a rebuild as text: its new sets and chains, then its elements, each key
     once (the first service port claiming a key keeps it, as kube-proxy's maps do)."""
     declare: list[str] = []
     rules: list[str] = []
-    adds: dict[str, list[str]] = {}
-    elements, chains, sets = new.elements, new.chains, new.sets
+    chains, sets = new.chains, new.sets
     for c in batch:
         for name in c.pickers:
             if name not in chains:
                 chains[name] = ()
                 declare.append(f"add chain {table} {name}")
         for name in c.counts:
-            chain, n = split_count_set(name)
-            have = counts.setdefault(chain, set())
-            if n not in have:
-                have.add(n)
+            if name not in declared:
+                declared.add(name)
+                chain, n = split_count_set(name)
+                counts.setdefault(chain, set()).add(n)
                 declare.append(f"add set {table} {count_set_body(name, f).removeprefix('set ')}")
         for name, body in c.sets.items():
             if name not in sets:
@@ -184,16 +187,42 @@ def _written(table: str, batch: list[Contribution], new: Shadow, counts: dict[st
                 chains[name] = own
                 declare.append(f"add chain {table} {name}")
                 rules += [f"add rule {table} {name} {r}" for r in own]
-        for m, k, v in c.elements:
-            if (m, k) not in elements:
-                elements[m, k] = v
-                line = adds.get(m)
-                if line is None:
-                    adds[m] = line = []
-                line.append(f"{k} : {v}" if v else k)
-    out = declare + rules
-    out += [f"add element {table} {m} {{ {', '.join(items)} }}" for m, items in adds.items()]
+    out = declare + rules + _element_lines(table, batch, new.elements)
     return "\n".join(out) + "\n" if out else ""
+
+
+_MAP, _KEY, _VALUE, _MAP_KEY, _KEY_VALUE = (
+    operator.itemgetter(0),
+    operator.itemgetter(1),
+    operator.itemgetter(2),
+    operator.itemgetter(0, 1),
+    operator.itemgetter(1, 2),
+)
+
+
+def _element_lines(table: str, batch: list[Contribution], elements: dict[tuple[str, str], str]) -> list[str]:
+    """The `add element` lines of a batch, one per map, recording them in `elements`. A
+    rebuild writes some 200,000 elements, so the usual case is done by C loops (dict, map,
+    sort, join): every (map, key) new and claimed with one value. An element several ports
+    share with the same value (a Service's cluster IP, a hairpin pair) is written once."""
+    unique = list(dict.fromkeys(itertools.chain.from_iterable(c.elements for c in batch)))
+    fresh = dict(zip(map(_MAP_KEY, unique), map(_VALUE, unique), strict=True))
+    if len(fresh) == len(unique) and elements.keys().isdisjoint(fresh):
+        elements.update(fresh)
+        first = dict.fromkeys(map(_MAP, unique))  # the maps in the order they came
+        unique.sort(key=_MAP)  # stable: each map's elements stay in the order they came
+        lines = {}
+        for m, group in itertools.groupby(unique, _MAP):
+            items = list(group)
+            body = ", ".join(map(" : ".join, map(_KEY_VALUE, items))) if items[0][2] else ", ".join(map(_KEY, items))
+            lines[m] = f"add element {table} {m} {{ {body} }}"
+        return [lines[m] for m in first]
+    adds: dict[str, list[str]] = {}  # some key claimed twice, or already written
+    for m, k, v in unique:
+        if (m, k) not in elements:
+            elements[m, k] = v
+            adds.setdefault(m, []).append(f"{k} : {v}" if v else k)
+    return [f"add element {table} {m} {{ {', '.join(items)} }}" for m, items in adds.items()]
 
 
 def _finish(tx: Transaction, new: Shadow, names: list[ServicePortName], made: list[Contribution]) -> None:
