@@ -43,8 +43,9 @@ class NodeContext:
         )
 
 
-@dataclass(frozen=True, order=True)
-class ServicePortName:
+class ServicePortName(NamedTuple):
+    """(a tuple: a full sync hashes every name several times, and a tuple hashes in C)"""
+
     namespace: str
     name: str
     port: str
@@ -182,9 +183,12 @@ class ModelBuild:
             if new:
                 model.by_service[key] = tuple(sorted(new))
             unbuilt.discard(key)
-            for n in old.keys() | new.keys():
-                if old.get(n) != new.get(n):
-                    changed[n] = (old.get(n), new.get(n))
+            if not old:  # a new Service (every one, in the first sync)
+                changed.update({n: (None, p) for n, p in new.items()})
+            else:
+                for n in old.keys() | new.keys():
+                    if old.get(n) != new.get(n):
+                        changed[n] = (old.get(n), new.get(n))
             yield from new.values()
 
     def finish(self) -> ModelBuild:
@@ -239,9 +243,10 @@ def build_service(
             any_usable=sets.any_usable,
             all_reachable=tuple(dict.fromkeys(sets.cluster + sets.local)),
         )
-        # planned from the unplanned model, then built once more with its plan (cheaper than
-        # dataclasses.replace, which a full sync would call once per service port)
-        out[name] = ServicePortModel(**fields, plan=plan_port(ServicePortModel(**fields), node))
+        # planned from the unplanned model, which then gets its plan before anyone sees it
+        # (cheaper than building it twice or dataclasses.replace, once per service port)
+        p = out[name] = ServicePortModel(**fields)
+        object.__setattr__(p, "plan", plan_port(p, node))
     return out
 
 
@@ -259,6 +264,7 @@ def _endpoints_for(
     """Endpoints whose slice port has the Service port's name (and protocol), de-duplicated by
     address, as kube-proxy matches them."""
     want = "IPv4" if node.family == 4 else "IPv6"
+    v4 = node.family == 4  # a slice's addresses are of its address type
     me = node.name
     found: dict[str, EndpointInfo] = {}
     for s in slices:
@@ -270,13 +276,13 @@ def _endpoints_for(
             port = p.port
             for e in s.endpoints:
                 ip = e.addresses[0]  # kube-proxy uses the first address only
-                address = f"{ip}:{port}" if ":" not in ip else f"[{ip}]:{port}"
+                address = f"{ip}:{port}" if v4 else f"[{ip}]:{port}"
                 if address not in found:
                     is_local = bool(me) and e.node_name == me
                     info = (ip, port, address, e.ready, e.serving, e.terminating, is_local, e.zone_hints, e.node_hints)
                     # tuple.__new__ in C: the NamedTuple's own __new__ is a Python function
                     found[address] = tuple.__new__(EndpointInfo, info)
-    return tuple(found[k] for k in sorted(found))
+    return tuple(map(found.__getitem__, sorted(found)))
 
 
 def node_context_with(node: NodeContext, trackers: Trackers) -> NodeContext:
