@@ -41,6 +41,10 @@ class Shadow:
     # what a rebuild counted, (map, key, value) -> refs, each key with the one value the kernel
     # has; moved into `wanted` key by key as syncs touch them (see _claims)
     base: Counter[tuple[str, str, str]] = field(default_factory=Counter)
+    # a rebuild in which each element was written by one service port only (the usual case,
+    # not counted: 200,000 elements in a big cluster): a key in `elements` and not in `wanted`
+    # is then claimed once, with the value it has
+    base_once: bool = False
     elements: dict[tuple[str, str], str] = field(default_factory=dict)  # in the kernel: (map, key) -> value
     chain_refs: dict[str, int] = field(default_factory=dict)  # chain -> contributions needing it
     chains: dict[str, tuple[str, ...]] = field(default_factory=dict)  # in the kernel
@@ -146,11 +150,15 @@ def _batches(
     yield _emitted(tx, new, node, f)  # the node's own elements
     counts: dict[str, set[int]] = {}
     declared: set[str] = set()  # count sets
+    once = True  # every element written by one service port so far
     while batch := list(itertools.islice(ports, BATCH)):
         names += (p.name for p in batch)
         contributions = [contribution(p, node, f) for p in batch]
         made += contributions
-        yield _written(tx.table, contributions, new, counts, declared, f)
+        text, batch_once = _written(tx.table, contributions, new, counts, declared, f)
+        once = once and batch_once
+        yield text
+    new.base_once = once
     # the pickers' rules last: they name every count set, and no element needs them
     part = Transaction(full=True, table=tx.table)
     for chain in sorted(set().union(*(c.pickers for c in made))):  # each declared empty by its first batch
@@ -161,9 +169,10 @@ def _batches(
 
 def _written(
     table: str, batch: list[Contribution], new: Shadow, counts: dict[str, set[int]], declared: set[str], f
-) -> str:
+) -> tuple[str, bool]:
     """One batch of a rebuild as text: its new sets and chains, then its elements, each key
-    once (the first service port claiming a key keeps it, as kube-proxy's maps do)."""
+    once (the first service port claiming a key keeps it, as kube-proxy's maps do); and
+    whether each of its elements is new and came from one service port only."""
     declare: list[str] = []
     rules: list[str] = []
     chains, sets = new.chains, new.sets
@@ -187,8 +196,9 @@ def _written(
                 chains[name] = own
                 declare.append(f"add chain {table} {name}")
                 rules += [f"add rule {table} {name} {r}" for r in own]
-    out = declare + rules + _element_lines(table, batch, new.elements)
-    return "\n".join(out) + "\n" if out else ""
+    lines, once = _element_lines(table, batch, new.elements)
+    out = declare + rules + lines
+    return ("\n".join(out) + "\n" if out else ""), once
 
 
 _MAP, _KEY, _VALUE, _MAP_KEY, _KEY_VALUE = (
@@ -200,11 +210,14 @@ _MAP, _KEY, _VALUE, _MAP_KEY, _KEY_VALUE = (
 )
 
 
-def _element_lines(table: str, batch: list[Contribution], elements: dict[tuple[str, str], str]) -> list[str]:
+def _element_lines(
+    table: str, batch: list[Contribution], elements: dict[tuple[str, str], str]
+) -> tuple[list[str], bool]:
     """The `add element` lines of a batch, one per map, recording them in `elements`. A
     rebuild writes some 200,000 elements, so the usual case is done by C loops (dict, map,
     sort, join): every (map, key) new and claimed with one value. An element several ports
-    share with the same value (a Service's cluster IP, a hairpin pair) is written once."""
+    share with the same value (a Service's cluster IP, a hairpin pair) is written once. Also
+    says whether each element came from one service port only (none shared)."""
     unique = list(dict.fromkeys(itertools.chain.from_iterable(c.elements for c in batch)))
     fresh = dict(zip(map(_MAP_KEY, unique), map(_VALUE, unique), strict=True))
     if len(fresh) == len(unique) and elements.keys().isdisjoint(fresh):
@@ -216,13 +229,13 @@ def _element_lines(table: str, batch: list[Contribution], elements: dict[tuple[s
             items = list(group)
             body = ", ".join(map(" : ".join, map(_KEY_VALUE, items))) if items[0][2] else ", ".join(map(_KEY, items))
             lines[m] = f"add element {table} {m} {{ {body} }}"
-        return [lines[m] for m in first]
+        return [lines[m] for m in first], len(unique) == sum(len(c.elements) for c in batch)
     adds: dict[str, list[str]] = {}  # some key claimed twice, or already written
     for m, k, v in unique:
         if (m, k) not in elements:
             elements[m, k] = v
             adds.setdefault(m, []).append(f"{k} : {v}" if v else k)
-    return [f"add element {table} {m} {{ {', '.join(items)} }}" for m, items in adds.items()]
+    return [f"add element {table} {m} {{ {', '.join(items)} }}" for m, items in adds.items()], False
 
 
 def _finish(tx: Transaction, new: Shadow, names: list[ServicePortName], made: list[Contribution]) -> None:
@@ -234,14 +247,8 @@ def _index(new: Shadow, names: list[ServicePortName], made: list[Contribution]) 
     """The reference counts of a rebuilt table (the kernel's view, `elements`, `chains` and
     `sets`, was recorded as it was written)."""
     new.ports.update(zip(names, made, strict=True))
-    counted = Counter(itertools.chain.from_iterable(c.elements for c in made))  # counted in C
-    # `elements` holds the node's keys (all in `wanted`) and one entry per key written
-    if len(counted) == len(new.elements) - len(new.wanted):
-        new.base = counted  # every key claimed with one value, not the node's: the usual case
-    else:  # some key with two values (two Services claiming one address and port)
-        for (m, k, v), n in counted.items():
-            values = new.wanted.setdefault((m, k), {})
-            values[v] = values.get(v, 0) + n
+    if not new.base_once:  # else each key written is claimed once: nothing to count (see _claims)
+        _count_elements(new, made)
     for refs, names_of in (
         (new.chain_refs, lambda c: (*c.pickers, *c.chains)),
         (new.count_refs, lambda c: c.counts),
@@ -253,6 +260,17 @@ def _index(new: Shadow, names: list[ServicePortName], made: list[Contribution]) 
         if c.chains or c.sets:
             new.own_chains.update(c.chains)
             new.own_sets.update(c.sets)
+
+
+def _count_elements(new: Shadow, made: list[Contribution]) -> None:
+    counted = Counter(itertools.chain.from_iterable(c.elements for c in made))  # counted in C
+    # `elements` holds the node's keys (all in `wanted`) and one entry per key written
+    if len(counted) == len(new.elements) - len(new.wanted):
+        new.base = counted  # every key claimed with one value, not the node's: the usual case
+    else:  # some key with two values (two Services claiming one address and port)
+        for (m, k, v), n in counted.items():
+            values = new.wanted.setdefault((m, k), {})
+            values[v] = values.get(v, 0) + n
 
 
 def _emitted(tx: Transaction, new: Shadow, node: NodeContext, f) -> str:
@@ -340,9 +358,9 @@ def _claims(s: Shadow, key: tuple[str, str]) -> dict[str, int] | None:
     """The values wanted for `key` with their reference counts, moved from what the last
     rebuild counted (None: nobody wants it)."""
     values = s.wanted.get(key)
-    if values is None and s.base:
+    if values is None and (s.base or s.base_once):
         v = s.elements.get(key)
-        if v is not None and (n := s.base.pop((*key, v), 0)):
+        if v is not None and (n := 1 if s.base_once else s.base.pop((*key, v), 0)):
             values = s.wanted[key] = {v: n}
     return values
 

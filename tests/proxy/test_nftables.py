@@ -313,6 +313,29 @@ def test_a_key_two_services_claim_passes_to_the_other_when_one_goes():
     assert any(line.startswith(slots) for line in lines), lines
 
 
+def test_a_rebuild_without_shared_elements_counts_none_and_later_syncs_stay_exact():
+    """A rebuild whose every element comes from one service port does not count them (each
+    is claimed once); later syncs still plan exactly what a rebuild of their state holds."""
+    from proxy.model import ProxyModel
+    from proxy.nftables.layout import FAMILIES
+    from proxy.nftables.shadow import plan
+
+    trackers = Trackers(S.NODE)
+    model = ProxyModel(NodeContext(name=S.NODE, node_ips=("192.168.1.1",), cluster_cidrs=("10.128.0.0/9",)))
+    S.feed(trackers, *[S.service(i) for i in range(6)], *[S.endpoint_slice(i, 3) for i in range(6)])
+    first = plan(model, set(model.update(trackers, trackers.drain())), True, None, FAMILIES[4])
+    first.text()
+    shadow = first.state
+    assert shadow is not None and shadow.base_once and not shadow.base
+    S.remove(trackers, S.service(1))
+    S.feed(trackers, S.endpoint_slice(2, 5), S.endpoint_slice(3, 1))
+    plan(model, set(model.update(trackers, trackers.drain())), False, shadow, FAMILIES[4]).text()
+    fresh = plan(model, set(), True, None, FAMILIES[4])
+    fresh.text()
+    assert fresh.state is not None and shadow.elements == fresh.state.elements
+    assert shadow.chains == fresh.state.chains and shadow.counts == fresh.state.counts
+
+
 @pytest.mark.integration
 def test_a_rebuild_refused_at_its_last_line_applies_nothing(netns):
     """A rebuild is streamed to nft while the model is built and rendered; nft still commits
