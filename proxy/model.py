@@ -168,12 +168,24 @@ class ModelBuild:
 
     def ports(self) -> Iterator[ServicePortModel]:
         """Every service port of the updated model: first those of the Services not rebuilt,
-        then each rebuilt Service's as it is built (the order the model's ports then have)."""
-        model, changed, unbuilt = self.model, self.changed, self.model.unbuilt
+        then each rebuilt Service's as it is built (the order the model's ports then have).
+        Read once."""
+        model = self.model
         rebuilt = set(self.keys)
         for key, names in list(model.by_service.items()):
             if key not in rebuilt:
                 yield from (model.ports[n] for n in names)
+        yield from self._rebuilt()
+
+    def finish(self) -> ModelBuild:
+        """Build it all now (nobody reads the ports as they come); a one-Service change costs
+        one Service's work."""
+        for _ in self._rebuilt():
+            pass
+        return self
+
+    def _rebuilt(self) -> Iterator[ServicePortModel]:
+        model, changed, unbuilt = self.model, self.changed, self.model.unbuilt
         states, slices_of = self.trackers.services.state, self.trackers.slices_of
         for key in self.keys:
             old = {n: model.ports.pop(n) for n in model.by_service.pop(key, ())}
@@ -190,12 +202,6 @@ class ModelBuild:
                     if old.get(n) != new.get(n):
                         changed[n] = (old.get(n), new.get(n))
             yield from new.values()
-
-    def finish(self) -> ModelBuild:
-        """Build it all now (nobody reads the ports as they come)."""
-        for _ in self.ports():
-            pass
-        return self
 
 
 def build_service(
