@@ -5,6 +5,11 @@ that renders to text (for logs and golden tests); `apply(tx)` makes the kernel m
 atomic step or raises ApplyError leaving the previous rules in place; `cleanup()` removes
 everything the mode ever made and nothing else; `show()` prints what it has programmed. The
 CLI and the daemon reach the modes through this interface only.
+
+A mode that rebuilds its rules from nothing may also offer `render_full(model, build)`: the
+transaction of a full sync that reads the model as `build` (model.ModelBuild) makes it, so
+the kernel's tool parses the first service ports while the next are built; it returns None
+when it would not rebuild (the proxier then builds the model first and calls `render`).
 """
 
 from __future__ import annotations

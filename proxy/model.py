@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -42,8 +43,9 @@ class NodeContext:
         )
 
 
-@dataclass(frozen=True, order=True)
-class ServicePortName:
+class ServicePortName(NamedTuple):
+    """(a tuple: a full sync hashes every name several times, and a tuple hashes in C)"""
+
     namespace: str
     name: str
     port: str
@@ -130,24 +132,76 @@ class ProxyModel:
     ports: dict[ServicePortName, ServicePortModel] = field(default_factory=dict)
     by_service: dict[ServiceKey, tuple[ServicePortName, ...]] = field(default_factory=dict)
 
+    # Services a build drained but did not get to (it was abandoned half-way): the next
+    # update rebuilds them, as their changes are no longer in the trackers
+    unbuilt: set[ServiceKey] = field(default_factory=set)
+
     def update(
         self, trackers: Trackers, changes: Changes
     ) -> dict[ServicePortName, tuple[ServicePortModel | None, ServicePortModel | None]]:
         """Rebuild the changed Services; return every service port that was added, removed or
         changed (what a partial sync must rewrite), with its (old, new) models."""
-        keys = set(trackers.services.state) | set(self.by_service) if changes.everything else changes.services
-        changed: dict[ServicePortName, tuple[ServicePortModel | None, ServicePortModel | None]] = {}
-        for key in sorted(keys):  # a stable order, so renderings are reproducible
-            old = {n: self.ports.pop(n) for n in self.by_service.pop(key, ())}
-            svc = trackers.services.state.get(key)
-            new = build_service(svc, trackers.slices_of(key), self.node) if svc is not None else {}
-            self.ports.update(new)
+        return self.build(trackers, changes).finish().changed
+
+    def build(self, trackers: Trackers, changes: Changes) -> ModelBuild:
+        """The update of the changed Services, made as it is read (ModelBuild.ports)."""
+        keys = set(trackers.services.state) | set(self.by_service) if changes.everything else set(changes.services)
+        keys |= self.unbuilt
+        self.unbuilt = keys
+        return ModelBuild(self, trackers, sorted(keys))  # a stable order: renderings are reproducible
+
+
+@dataclass
+class ModelBuild:
+    """One update of the model, Service by Service as its reader asks: a full sync renders and
+    hands the first service ports to the kernel while the next are still being built. Until
+    it has been read to the end, the model holds the Services built so far (and the
+    previous state of the others)."""
+
+    model: ProxyModel
+    trackers: Trackers
+    keys: list[ServiceKey]
+    # every service port added, removed or changed so far: (old, new)
+    changed: dict[ServicePortName, tuple[ServicePortModel | None, ServicePortModel | None]] = field(
+        default_factory=dict
+    )
+
+    def ports(self) -> Iterator[ServicePortModel]:
+        """Every service port of the updated model: first those of the Services not rebuilt,
+        then each rebuilt Service's as it is built (the order the model's ports then have).
+        Read once."""
+        model = self.model
+        rebuilt = set(self.keys)
+        for key, names in list(model.by_service.items()):
+            if key not in rebuilt:
+                yield from (model.ports[n] for n in names)
+        yield from self._rebuilt()
+
+    def finish(self) -> ModelBuild:
+        """Build it all now (nobody reads the ports as they come); a one-Service change costs
+        one Service's work."""
+        for _ in self._rebuilt():
+            pass
+        return self
+
+    def _rebuilt(self) -> Iterator[ServicePortModel]:
+        model, changed, unbuilt = self.model, self.changed, self.model.unbuilt
+        states, slices_of = self.trackers.services.state, self.trackers.slices_of
+        for key in self.keys:
+            old = {n: model.ports.pop(n) for n in model.by_service.pop(key, ())}
+            svc = states.get(key)
+            new = build_service(svc, slices_of(key), model.node) if svc is not None else {}
+            model.ports.update(new)
             if new:
-                self.by_service[key] = tuple(sorted(new))
-            for n in old.keys() | new.keys():
-                if old.get(n) != new.get(n):
-                    changed[n] = (old.get(n), new.get(n))
-        return changed
+                model.by_service[key] = tuple(sorted(new))
+            unbuilt.discard(key)
+            if not old:  # a new Service (every one, in the first sync)
+                changed.update({n: (None, p) for n, p in new.items()})
+            else:
+                for n in old.keys() | new.keys():
+                    if old.get(n) != new.get(n):
+                        changed[n] = (old.get(n), new.get(n))
+            yield from new.values()
 
 
 def build_service(
@@ -195,9 +249,10 @@ def build_service(
             any_usable=sets.any_usable,
             all_reachable=tuple(dict.fromkeys(sets.cluster + sets.local)),
         )
-        # planned from the unplanned model, then built once more with its plan (cheaper than
-        # dataclasses.replace, which a full sync would call once per service port)
-        out[name] = ServicePortModel(**fields, plan=plan_port(ServicePortModel(**fields), node))
+        # planned from the unplanned model, which then gets its plan before anyone sees it
+        # (cheaper than building it twice or dataclasses.replace, once per service port)
+        p = out[name] = ServicePortModel(**fields)
+        object.__setattr__(p, "plan", plan_port(p, node))
     return out
 
 
@@ -215,6 +270,7 @@ def _endpoints_for(
     """Endpoints whose slice port has the Service port's name (and protocol), de-duplicated by
     address, as kube-proxy matches them."""
     want = "IPv4" if node.family == 4 else "IPv6"
+    v4 = node.family == 4  # a slice's addresses are of its address type
     me = node.name
     found: dict[str, EndpointInfo] = {}
     for s in slices:
@@ -226,13 +282,13 @@ def _endpoints_for(
             port = p.port
             for e in s.endpoints:
                 ip = e.addresses[0]  # kube-proxy uses the first address only
-                address = f"{ip}:{port}" if ":" not in ip else f"[{ip}]:{port}"
+                address = f"{ip}:{port}" if v4 else f"[{ip}]:{port}"
                 if address not in found:
                     is_local = bool(me) and e.node_name == me
                     info = (ip, port, address, e.ready, e.serving, e.terminating, is_local, e.zone_hints, e.node_hints)
                     # tuple.__new__ in C: the NamedTuple's own __new__ is a Python function
                     found[address] = tuple.__new__(EndpointInfo, info)
-    return tuple(found[k] for k in sorted(found))
+    return tuple(map(found.__getitem__, sorted(found)))
 
 
 def node_context_with(node: NodeContext, trackers: Trackers) -> NodeContext:

@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from proxy import conntrack
 from proxy.backend import ApplyError, Backend
 from proxy.metrics import Metrics
-from proxy.model import NodeContext, ProxyModel, ServicePortModel, ServicePortName, node_context_with
-from proxy.trackers import Trackers
+from proxy.model import ModelBuild, NodeContext, ProxyModel, ServicePortModel, ServicePortName, node_context_with
+from proxy.trackers import Changes, Trackers
 
 log = logging.getLogger("podnet.proxy")
 
@@ -151,20 +151,23 @@ class Proxier:
         changes = self.trackers.drain()
         if changes.everything:
             self.model.node = node_context_with(self.node, self.trackers)
-        changed = self.model.update(self.trackers, changes)
-        for old, new in changed.values():
-            self.tally.update(old, new)
-        self._count_changes(changes, changed)
         full = self._need_full or changes.everything or start - self._last_full >= self.full_sync_period
-        if not full and not changed:
-            self.last_queued = None
-            self.last_success = time.time()
-            self.synced_revision = max(self.synced_revision, changes.revision)
-            return SyncResult(applied=False)
-        for old, new in changed.values():
-            self._stale += conntrack.stale_flows(old, new)
+        build = self.model.build(self.trackers, changes)
+        # a backend that rebuilds the kernel's state from scratch reads the model as it is
+        # built: the kernel's tool parses the first service ports while the next are built
+        render_full = getattr(self.backend, "render_full", None) if full else None
+        tx = render_full(self.model, build) if render_full is not None else None
+        streamed = tx is not None
+        if not streamed:
+            changed = self._built(build.finish(), changes)
+            if not full and not changed:
+                self.last_queued = None
+                self.last_success = time.time()
+                self.synced_revision = max(self.synced_revision, changes.revision)
+                return SyncResult(applied=False)
         try:
-            tx = self.backend.render(self.model, set(changed), full)
+            if tx is None:
+                tx = self.backend.render(self.model, set(changed), full)
             self.backend.apply(tx)
         except ApplyError:
             self._need_full = True  # the kernel may now differ from our idea of it
@@ -178,6 +181,9 @@ class Proxier:
             # The changes were drained from the trackers: only a full sync brings them back.
             self._need_full = True
             raise
+        finally:
+            if streamed:  # what the build got to, applied or not (the rest is left to the next sync)
+                changed = self._built(build, changes)
         self._need_full = False
         self.synced_revision = max(self.synced_revision, changes.revision)
         if full:
@@ -189,6 +195,16 @@ class Proxier:
         self._record(tx, full, seconds)
         log.info("synced (%s, %d service ports changed) in %.3fs", "full" if full else "partial", len(changed), seconds)
         return SyncResult(applied=True, full=full, changed=len(changed), seconds=seconds)
+
+    def _built(self, build: ModelBuild, changes: Changes) -> dict[ServicePortName, tuple]:
+        """Account for what a model build changed: the running tallies, the conntrack flows to
+        clean, the change counters."""
+        changed = build.changed
+        for old, new in changed.values():
+            self.tally.update(old, new)
+            self._stale += conntrack.stale_flows(old, new)
+        self._count_changes(changes, changed)
+        return changed
 
     def _count_changes(self, changes, changed: dict[ServicePortName, tuple]) -> None:
         self.metrics.inc("kubeproxy_sync_proxy_rules_service_changes_total", len(changes.services))

@@ -41,7 +41,10 @@ class Categorized:
 
 def topology_filter(endpoints: Sequence[Hinted], node_name: str, zone: str) -> Callable[[Hinted], bool] | None:
     """The hint predicate to apply, or None when hints must be ignored."""
-    ready = [e for e in endpoints if e.ready]
+    return _hint_filter([e for e in endpoints if e.ready], node_name, zone)
+
+
+def _hint_filter(ready: Sequence[Hinted], node_name: str, zone: str) -> Callable[[Hinted], bool] | None:
     if not ready:
         return None
     if all(e.node_hints for e in ready) and any(node_name in (e.node_hints or ()) for e in ready):
@@ -63,10 +66,14 @@ def categorize(
 ) -> Categorized:
     cluster: tuple = ()
     local: tuple = ()
+    ready = tuple(e for e in endpoints if e.ready)  # once: a full sync categorizes 100,000 endpoints
     if uses_cluster:
-        hint = topology_filter(endpoints, node_name, zone)
-        cluster = _usable(endpoints, hint or (lambda e: True))
+        hint = _hint_filter(ready, node_name, zone)
+        if hint is None:  # every endpoint may be used: the ready ones, else the terminating fallback
+            cluster = ready or tuple(e for e in endpoints if e.serving and e.terminating)
+        else:
+            cluster = _usable(endpoints, hint)
     if uses_local:
         local = _usable(endpoints, lambda e: e.is_local)
-    any_usable = any(e.ready or (e.serving and e.terminating) for e in endpoints)
+    any_usable = bool(ready) or any(e.serving and e.terminating for e in endpoints)
     return Categorized(cluster=cluster, local=local, any_usable=any_usable)

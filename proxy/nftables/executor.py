@@ -3,10 +3,13 @@ it or none), and clean-up of podnet's tables and nothing else."""
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
+import fcntl
+import os
 import subprocess
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from netns import popen as popen_in
 from netns import run as run_in
@@ -74,23 +77,53 @@ def _explain(stderr: str) -> str:
     return " | ".join(line.strip() for line in stderr.strip().splitlines()[:3])
 
 
-def run_stream(chunks: Iterable[str], netns: str | None = None) -> None:
-    """One `nft -f -` run fed piece by piece: nft parses what it has while the rest is made."""
-    proc = popen_in(netns, ["nft", "-f", "-"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)  # fmt: skip
-    assert proc.stdin is not None and proc.stderr is not None  # both are pipes
+PIPE_BYTES = 1 << 20  # what Python may write ahead of nft (the kernel's default is 64 KiB)
+
+
+def run_stream(chunks: Iterable[str], netns: str | None = None, after: Callable[[], None] | None = None) -> None:
+    """One `nft -f` run fed piece by piece: nft parses what it has while the rest is made;
+    `after` runs once nft has it all, while nft evaluates and commits.
+
+    The text goes through a pipe nft opens as /dev/fd/N, not its standard input: nft 1.0.x
+    reads all of `-f -` into memory before it parses a line (to quote lines in its errors),
+    so a stream on stdin would be parsed only once it is complete; a named file is parsed as
+    it is read. A larger pipe lets the maker run ahead of nft's parse instead of waiting for
+    each 64 KiB to be read (the system's pipe-max-size may refuse it: then the default)."""
+    read, write = os.pipe()
+    with contextlib.suppress(OSError):
+        fcntl.fcntl(write, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
+    try:
+        proc = popen_in(netns, ["nft", "-f", f"/dev/fd/{read}"], stdin=subprocess.DEVNULL,
+                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, pass_fds=(read,))  # fmt: skip
+    except BaseException:
+        os.close(write)
+        raise
+    finally:
+        os.close(read)
+    assert proc.stderr is not None  # a pipe
+    pipe = os.fdopen(write, "wb")
     try:
         for piece in chunks:
             if piece:
-                proc.stdin.write(piece)
-        proc.stdin.close()
+                pipe.write(piece.encode())
+        pipe.close()
     except BrokenPipeError:
-        pass  # nft gave up early; its error follows
+        after = None  # nft gave up early; its error follows
     except BaseException:
         proc.kill()
         proc.wait()
         raise
-    stderr = proc.stderr.read()
+    finally:
+        with contextlib.suppress(BrokenPipeError):
+            pipe.close()
+    try:
+        if after is not None:
+            after()
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    stderr = proc.stderr.read().decode(errors="replace")
     if proc.wait() != 0:
         raise NftError(f"nft -f failed ({proc.returncode}): {_explain(stderr)}")
 

@@ -12,12 +12,14 @@ goes (the first Service with N endpoints arrives, the last one leaves).
 
 from __future__ import annotations
 
+import functools
 import itertools
+import operator
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
-from proxy.model import NodeContext, ProxyModel, ServicePortName
+from proxy.model import NodeContext, ProxyModel, ServicePortModel, ServicePortName
 from proxy.nftables import layout
 from proxy.nftables.render import (
     Contribution,
@@ -39,6 +41,10 @@ class Shadow:
     # what a rebuild counted, (map, key, value) -> refs, each key with the one value the kernel
     # has; moved into `wanted` key by key as syncs touch them (see _claims)
     base: Counter[tuple[str, str, str]] = field(default_factory=Counter)
+    # a rebuild in which each element was written by one service port only (the usual case,
+    # not counted: 200,000 elements in a big cluster): a key in `elements` and not in `wanted`
+    # is then claimed once, with the value it has
+    base_once: bool = False
     elements: dict[tuple[str, str], str] = field(default_factory=dict)  # in the kernel: (map, key) -> value
     chain_refs: dict[str, int] = field(default_factory=dict)  # chain -> contributions needing it
     chains: dict[str, tuple[str, ...]] = field(default_factory=dict)  # in the kernel
@@ -75,33 +81,14 @@ NODE = ServicePortName("", "", "", "")  # the node's own contribution, tracked l
 
 def plan(model: ProxyModel, changed: set[ServicePortName], full: bool, old: Shadow | None, f) -> Transaction:
     """The transaction taking the kernel from `old` (None: unknown) to `model`."""
-    recreate = old is None
-    new = Shadow() if old is None else old  # updated in place: the backend drops it if the apply fails
-    tx = Transaction(full=full, table=f.table, recreate=recreate)
+    if old is None:
+        return rebuild(model, model.ports.values(), f)
+    new = old  # updated in place: the backend drops it if the apply fails
+    tx = Transaction(full=full, table=f.table)
     node = model.node
-    if recreate:
-        tx.declare.append(f"add table {f.table} {{ comment {comment('podnet service proxy', NFT_COMMENT_MAX)} ; }}")
-        tx.declare += [f"add {body}" for body in _prefix(layout.maps(f), f)]
-        for bc in layout.BASE_CHAINS:
-            tx.declare.append(
-                f"add chain {f.table} {bc.name} {{ type {bc.kind} hook {bc.hook} priority {bc.priority} ; }}"
-            )
-            tx.rules += [f"add rule {f.table} {bc.name} {r}" for r in bc.rules]
-    if recreate or new.node != node:  # the fixed chains and the node's own elements
-        fixed = layout.fixed_chains(f, nodeport_match(node, f))
-        pickers = {c for c in new.chains if c not in fixed and new.chain_refs.get(c, 0) > 0 and is_picker(c)}
-        for name, rules in fixed.items():
-            _set_chain(tx, new, name, rules)
-        for name in sorted(pickers):  # masquerading depends on the node
-            _set_chain(tx, new, name, picker_rules(name, new.counts.get(name, ()), node, f))
-        _replace(new, NODE, Contribution(tuple(sorted(node_elements(node, f)))))
-        new.node = node
+    if new.node != node:
+        _node_changed(tx, new, node, f)
     tx.state = new
-    if recreate:
-        # Nothing to delete: the table is rebuilt in batches of service ports, each batch's
-        # chains before its elements, produced while nft parses the batches before it.
-        tx.stream = _batches(tx, model, new, f)
-        return tx
     todo = model.ports.keys() if full else changed
     for port in set(todo) | ({n for n in new.ports if n not in model.ports and n != NODE} if full else set()):
         p = model.ports.get(port)
@@ -111,50 +98,94 @@ def plan(model: ProxyModel, changed: set[ServicePortName], full: bool, old: Shad
     return tx
 
 
+def rebuild(model: ProxyModel, ports: Iterable[ServicePortModel], f) -> Transaction:
+    """The transaction that makes the table from nothing (the kernel's is unknown): every
+    service port of `ports`, read as the transaction is, so the model may still be being built
+    while nft parses the first service ports. Nothing to delete: the table is rebuilt in
+    batches of service ports, each batch's chains before its elements."""
+    new = Shadow()
+    tx = Transaction(full=True, table=f.table, recreate=True, state=new)
+    tx.declare.append(f"add table {f.table} {{ comment {comment('podnet service proxy', NFT_COMMENT_MAX)} ; }}")
+    tx.declare += [f"add {body}" for body in _prefix(layout.maps(f), f)]
+    for bc in layout.BASE_CHAINS:
+        tx.declare.append(f"add chain {f.table} {bc.name} {{ type {bc.kind} hook {bc.hook} priority {bc.priority} ; }}")
+        tx.rules += [f"add rule {f.table} {bc.name} {r}" for r in bc.rules]
+    _node_changed(tx, new, model.node, f)
+    names: list[ServicePortName] = []
+    made: list[Contribution] = []
+    tx.stream = _batches(tx, model.node, iter(ports), new, f, names, made)
+    tx.finish = functools.partial(_finish, tx, new, names, made)
+    return tx
+
+
+def _node_changed(tx: Transaction, new: Shadow, node: NodeContext, f) -> None:
+    """The fixed chains and the node's own elements, for a new node context."""
+    fixed = layout.fixed_chains(f, nodeport_match(node, f))
+    pickers = {c for c in new.chains if c not in fixed and new.chain_refs.get(c, 0) > 0 and is_picker(c)}
+    for name, rules in fixed.items():
+        _set_chain(tx, new, name, rules)
+    for name in sorted(pickers):  # masquerading depends on the node
+        _set_chain(tx, new, name, picker_rules(name, new.counts.get(name, ()), node, f))
+    _replace(new, NODE, Contribution(tuple(sorted(node_elements(node, f)))))
+    new.node = node
+
+
 BATCH = 100  # service ports per streamed batch: nft starts parsing early
 
 
-def _batches(tx: Transaction, model: ProxyModel, new: Shadow, f) -> Iterator[str]:
+def _batches(
+    tx: Transaction,
+    node: NodeContext,
+    ports: Iterator[ServicePortModel],
+    new: Shadow,
+    f,
+    names: list[ServicePortName],
+    made: list[Contribution],
+) -> Iterator[str]:
     """A rebuild, written straight from the contributions batch by batch while nft parses
-    the batches before (the table is empty: nothing to compare, every element is new). The
-    shadow's reference counts are built after the last batch is written, while nft still
-    parses, evaluates and commits."""
-    node = model.node
+    the batches before (the table is empty: nothing to compare, every element is new); the
+    service ports and their contributions are recorded in `names` and `made`, from which the
+    shadow's reference counts are built once the last batch is written (tx.finish), while nft
+    evaluates and commits."""
     yield _emitted(tx, new, node, f)  # the node's own elements
-    names = list(model.ports)
-    made: list[Contribution] = []
     counts: dict[str, set[int]] = {}
-    for start in range(0, len(names), BATCH):
-        batch = [contribution(model.ports[name], node, f) for name in names[start : start + BATCH]]
-        made += batch
-        yield _written(tx.table, batch, new, counts, f)
+    declared: set[str] = set()  # count sets
+    once = True  # every element written by one service port so far
+    while batch := list(itertools.islice(ports, BATCH)):
+        names += (p.name for p in batch)
+        contributions = [contribution(p, node, f) for p in batch]
+        made += contributions
+        text, batch_once = _written(tx.table, contributions, new, counts, declared, f)
+        once = once and batch_once
+        yield text
+    new.base_once = once
     # the pickers' rules last: they name every count set, and no element needs them
     part = Transaction(full=True, table=tx.table)
     for chain in sorted(set().union(*(c.pickers for c in made))):  # each declared empty by its first batch
         _set_chain(part, new, chain, picker_rules(chain, counts.get(chain, ()), node, f))
     new.counts = counts
     yield part.text()
-    _index(new, names, made)
-    _count(tx, new)
 
 
-def _written(table: str, batch: list[Contribution], new: Shadow, counts: dict[str, set[int]], f) -> str:
+def _written(
+    table: str, batch: list[Contribution], new: Shadow, counts: dict[str, set[int]], declared: set[str], f
+) -> tuple[str, bool]:
     """One batch of a rebuild as text: its new sets and chains, then its elements, each key
-    once (the first service port claiming a key keeps it, as kube-proxy's maps do)."""
+    once (the first service port claiming a key keeps it, as kube-proxy's maps do); and
+    whether each of its elements is new and came from one service port only."""
     declare: list[str] = []
     rules: list[str] = []
-    adds: dict[str, list[str]] = {}
-    elements, chains, sets = new.elements, new.chains, new.sets
+    chains, sets = new.chains, new.sets
     for c in batch:
         for name in c.pickers:
             if name not in chains:
                 chains[name] = ()
                 declare.append(f"add chain {table} {name}")
         for name in c.counts:
-            chain, n = split_count_set(name)
-            have = counts.setdefault(chain, set())
-            if n not in have:
-                have.add(n)
+            if name not in declared:
+                declared.add(name)
+                chain, n = split_count_set(name)
+                counts.setdefault(chain, set()).add(n)
                 declare.append(f"add set {table} {count_set_body(name, f).removeprefix('set ')}")
         for name, body in c.sets.items():
             if name not in sets:
@@ -165,30 +196,59 @@ def _written(table: str, batch: list[Contribution], new: Shadow, counts: dict[st
                 chains[name] = own
                 declare.append(f"add chain {table} {name}")
                 rules += [f"add rule {table} {name} {r}" for r in own]
-        for m, k, v in c.elements:
-            if (m, k) not in elements:
-                elements[m, k] = v
-                line = adds.get(m)
-                if line is None:
-                    adds[m] = line = []
-                line.append(f"{k} : {v}" if v else k)
-    out = declare + rules
-    out += [f"add element {table} {m} {{ {', '.join(items)} }}" for m, items in adds.items()]
-    return "\n".join(out) + "\n" if out else ""
+    lines, once = _element_lines(table, batch, new.elements)
+    out = declare + rules + lines
+    return ("\n".join(out) + "\n" if out else ""), once
+
+
+_MAP, _KEY, _VALUE, _MAP_KEY, _KEY_VALUE = (
+    operator.itemgetter(0),
+    operator.itemgetter(1),
+    operator.itemgetter(2),
+    operator.itemgetter(0, 1),
+    operator.itemgetter(1, 2),
+)
+
+
+def _element_lines(
+    table: str, batch: list[Contribution], elements: dict[tuple[str, str], str]
+) -> tuple[list[str], bool]:
+    """The `add element` lines of a batch, one per map, recording them in `elements`. A
+    rebuild writes some 200,000 elements, so the usual case is done by C loops (dict, map,
+    sort, join): every (map, key) new and claimed with one value. An element several ports
+    share with the same value (a Service's cluster IP, a hairpin pair) is written once. Also
+    says whether each element came from one service port only (none shared)."""
+    unique = list(dict.fromkeys(itertools.chain.from_iterable(c.elements for c in batch)))
+    fresh = dict(zip(map(_MAP_KEY, unique), map(_VALUE, unique), strict=True))
+    if len(fresh) == len(unique) and elements.keys().isdisjoint(fresh):
+        elements.update(fresh)
+        first = dict.fromkeys(map(_MAP, unique))  # the maps in the order they came
+        unique.sort(key=_MAP)  # stable: each map's elements stay in the order they came
+        lines = {}
+        for m, group in itertools.groupby(unique, _MAP):
+            items = list(group)
+            body = ", ".join(map(" : ".join, map(_KEY_VALUE, items))) if items[0][2] else ", ".join(map(_KEY, items))
+            lines[m] = f"add element {table} {m} {{ {body} }}"
+        return [lines[m] for m in first], len(unique) == sum(len(c.elements) for c in batch)
+    adds: dict[str, list[str]] = {}  # some key claimed twice, or already written
+    for m, k, v in unique:
+        if (m, k) not in elements:
+            elements[m, k] = v
+            adds.setdefault(m, []).append(f"{k} : {v}" if v else k)
+    return [f"add element {table} {m} {{ {', '.join(items)} }}" for m, items in adds.items()], False
+
+
+def _finish(tx: Transaction, new: Shadow, names: list[ServicePortName], made: list[Contribution]) -> None:
+    _index(new, names, made)
+    _count(tx, new)
 
 
 def _index(new: Shadow, names: list[ServicePortName], made: list[Contribution]) -> None:
     """The reference counts of a rebuilt table (the kernel's view, `elements`, `chains` and
     `sets`, was recorded as it was written)."""
     new.ports.update(zip(names, made, strict=True))
-    counted = Counter(itertools.chain.from_iterable(c.elements for c in made))  # counted in C
-    # `elements` holds the node's keys (all in `wanted`) and one entry per key written
-    if len(counted) == len(new.elements) - len(new.wanted):
-        new.base = counted  # every key claimed with one value, not the node's: the usual case
-    else:  # some key with two values (two Services claiming one address and port)
-        for (m, k, v), n in counted.items():
-            values = new.wanted.setdefault((m, k), {})
-            values[v] = values.get(v, 0) + n
+    if not new.base_once:  # else each key written is claimed once: nothing to count (see _claims)
+        _count_elements(new, made)
     for refs, names_of in (
         (new.chain_refs, lambda c: (*c.pickers, *c.chains)),
         (new.count_refs, lambda c: c.counts),
@@ -200,6 +260,17 @@ def _index(new: Shadow, names: list[ServicePortName], made: list[Contribution]) 
         if c.chains or c.sets:
             new.own_chains.update(c.chains)
             new.own_sets.update(c.sets)
+
+
+def _count_elements(new: Shadow, made: list[Contribution]) -> None:
+    counted = Counter(itertools.chain.from_iterable(c.elements for c in made))  # counted in C
+    # `elements` holds the node's keys (all in `wanted`) and one entry per key written
+    if len(counted) == len(new.elements) - len(new.wanted):
+        new.base = counted  # every key claimed with one value, not the node's: the usual case
+    else:  # some key with two values (two Services claiming one address and port)
+        for (m, k, v), n in counted.items():
+            values = new.wanted.setdefault((m, k), {})
+            values[v] = values.get(v, 0) + n
 
 
 def _emitted(tx: Transaction, new: Shadow, node: NodeContext, f) -> str:
@@ -287,9 +358,9 @@ def _claims(s: Shadow, key: tuple[str, str]) -> dict[str, int] | None:
     """The values wanted for `key` with their reference counts, moved from what the last
     rebuild counted (None: nobody wants it)."""
     values = s.wanted.get(key)
-    if values is None and s.base:
+    if values is None and (s.base or s.base_once):
         v = s.elements.get(key)
-        if v is not None and (n := s.base.pop((*key, v), 0)):
+        if v is not None and (n := 1 if s.base_once else s.base.pop((*key, v), 0)):
             values = s.wanted[key] = {v: n}
     return values
 
@@ -373,4 +444,4 @@ def _emit(tx: Transaction, new: Shadow, node: NodeContext, f) -> None:
     tx.delete_sets += doomed_counts
 
 
-__all__ = ["Shadow", "plan"]
+__all__ = ["Shadow", "plan", "rebuild"]

@@ -5,7 +5,7 @@ deleted last, once nothing refers to them). All of it is applied or none of it."
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -28,6 +28,9 @@ class Transaction:
     state: Shadow | None = None  # the backend's shadow once this transaction has been applied
     # more of the transaction, produced lazily (a rebuild streams to nft while it is planned)
     stream: Iterator[str] | None = None
+    # what is left once the whole text is written (the shadow's bookkeeping of a rebuild): it
+    # runs while nft, at the end of its input, evaluates and commits
+    finish: Callable[[], None] | None = None
     _streamed: list[str] | None = None
 
     def chunks(self) -> Iterator[str]:
@@ -42,7 +45,15 @@ class Transaction:
                 yield piece
 
     def text(self) -> str:
-        return "".join(self.chunks())
+        text = "".join(self.chunks())
+        self.complete()
+        return text
+
+    def complete(self) -> None:
+        """Run `finish` (once), after the whole text has been read."""
+        finish, self.finish = self.finish, None
+        if finish is not None:
+            finish()
 
     def _eager_text(self) -> str:
         t = self.table

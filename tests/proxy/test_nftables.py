@@ -313,30 +313,86 @@ def test_a_key_two_services_claim_passes_to_the_other_when_one_goes():
     assert any(line.startswith(slots) for line in lines), lines
 
 
+def test_a_rebuild_without_shared_elements_counts_none_and_later_syncs_stay_exact():
+    """A rebuild whose every element comes from one service port does not count them (each
+    is claimed once); later syncs still plan exactly what a rebuild of their state holds."""
+    from proxy.model import ProxyModel
+    from proxy.nftables.layout import FAMILIES
+    from proxy.nftables.shadow import plan
+
+    trackers = Trackers(S.NODE)
+    model = ProxyModel(NodeContext(name=S.NODE, node_ips=("192.168.1.1",), cluster_cidrs=("10.128.0.0/9",)))
+    S.feed(trackers, *[S.service(i) for i in range(6)], *[S.endpoint_slice(i, 3) for i in range(6)])
+    first = plan(model, set(model.update(trackers, trackers.drain())), True, None, FAMILIES[4])
+    first.text()
+    shadow = first.state
+    assert shadow is not None and shadow.base_once and not shadow.base
+    S.remove(trackers, S.service(1))
+    S.feed(trackers, S.endpoint_slice(2, 5), S.endpoint_slice(3, 1))
+    plan(model, set(model.update(trackers, trackers.drain())), False, shadow, FAMILIES[4]).text()
+    fresh = plan(model, set(), True, None, FAMILIES[4])
+    fresh.text()
+    assert fresh.state is not None and shadow.elements == fresh.state.elements
+    assert shadow.chains == fresh.state.chains and shadow.counts == fresh.state.counts
+
+
 @pytest.mark.integration
 def test_a_rebuild_refused_at_its_last_line_applies_nothing(netns):
-    """A rebuild is streamed to nft while it is rendered; nft still commits it in one
-    transaction, so a bad line after everything else leaves the previous table whole."""
+    """A rebuild is streamed to nft while the model is built and rendered; nft still commits
+    it in one transaction, so a bad line after everything else leaves the previous table whole."""
     ns = netns("pnft-stream")
     px, trackers, backend = proxier(ns)
     S.feed(trackers, *[S.service(i) for i in range(300)], *[S.endpoint_slice(i, 3) for i in range(300)])
     assert px.sync().full
     before = table(ns)
-    render = backend.render
+    render_full = backend.render_full
 
-    def with_a_bad_last_line(model, changed, full):
-        tx = render(model, changed, full)
-        assert tx.stream is not None  # a streamed rebuild
+    def with_a_bad_last_line(model, build):
+        tx = render_full(model, build)
+        assert tx is not None and tx.stream is not None  # a streamed rebuild
         tx.stream = itertools.chain(tx.stream, ["add element ip podnet no-such-set { 10.0.0.1 }\n"])
         return tx
 
-    backend.render = with_a_bad_last_line
+    backend.render_full = with_a_bad_last_line
     backend.shadow = None  # the kernel's table unknown: the next sync rebuilds it
     px.force_full()
     S.feed(trackers, S.endpoint_slice(7, 4))
     with pytest.raises(ApplyError):
         px.sync()
     assert table(ns) == before
-    backend.render = render
+    backend.render_full = render_full
     assert px.sync().full
     assert S.endpoint_ip(7, 3) in ns.run("nft", "list", "map", "ip", "podnet", "slots-tcp").stdout
+
+
+@pytest.mark.integration
+def test_a_rebuild_whose_model_build_fails_half_way_applies_nothing(netns, monkeypatch):
+    """The model is built as nft reads the rebuild: a Service that cannot be built half-way
+    through kills nft before it commits anything, and the next sync builds the Services the
+    failed one never got to (their changes are no longer in the trackers)."""
+    from proxy import model as M
+
+    ns = netns("pnft-halfway")
+    px, trackers, backend = proxier(ns)
+    S.feed(trackers, *[S.service(i) for i in range(300)], *[S.endpoint_slice(i, 3) for i in range(300)])
+    assert px.sync().full
+    before = table(ns)
+    build_service = M.build_service
+
+    def failing(svc, slices, node):
+        if svc.name == "svc-00200":  # the second of the two changed
+            raise RuntimeError("cannot build")
+        return build_service(svc, slices, node)
+
+    monkeypatch.setattr(M, "build_service", failing)
+    backend.shadow = None
+    px.force_full()
+    S.feed(trackers, *[S.endpoint_slice(i, 4) for i in (7, 200)])
+    with pytest.raises(RuntimeError, match="cannot build"):
+        px.sync()
+    assert table(ns) == before  # not even the Services before the failed one
+    monkeypatch.setattr(M, "build_service", build_service)
+    result = px.sync()  # nothing new in the trackers: the Services left unbuilt are built now
+    assert result.full and result.applied
+    slots = ns.run("nft", "list", "map", "ip", "podnet", "slots-tcp").stdout
+    assert S.endpoint_ip(7, 3) in slots and S.endpoint_ip(200, 3) in slots
