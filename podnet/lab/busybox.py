@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import os
 
-from podnet.lab import names
+from podnet.lab import images, names
 
 IMAGES = ("busybox", "alpine")
 WGETRC = "tries = 1\n"
 
 
 def runs_busybox(image: str) -> bool:
-    return image.rsplit("/", 1)[-1].split("@", 1)[0].split(":", 1)[0] in IMAGES
+    return images.image_name(image) in IMAGES
 
 
 def pod_env(lab: str, image: str) -> dict[str, str]:

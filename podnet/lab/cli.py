@@ -302,14 +302,16 @@ def source_ns(files: LabFiles, st: dict, ref: str | None, default: str, namespac
 def exec_cmd(ctx, namespace, ref, command) -> None:
     """Run a command in a pod or node: exec [pod/]NAME|node/NAME -- CMD ARGS..."""
     files = files_of(ctx)
-    ref = ref if "/" in ref else f"pod/{ref}"  # as kubectl exec: a bare name is a pod's
+    kind, name = split_ref(ref if "/" in ref else f"pod/{ref}", {**POD, **NODE})  # kubectl: a bare name is a pod's
     st = files.read_status()
-    ns = source_ns(files, st, ref, "", namespace)
     env = None
-    if split_ref(ref, {**POD, **NODE})[0] == "pod":
-        pod = find(st, "pods", split_ref(ref, POD)[1], files, namespace)
+    if kind == "pod":
+        pod = find(st, "pods", name, files, namespace)
+        ns = pod["netns"]
         dep = files.desired_spec().deployment(pod["deployment"], pod.get("namespace", "default"))
         env = {**os.environ, **busybox.pod_env(files.lab, dep.image if dep else "")}
+    else:
+        ns = find(st, "nodes", name, files)["netns"]
     # etc=True (through `ip netns exec`): a person's command in a pod should see the pod as a
     # container would, /sys/class/net with the pod's links and /etc/netns/NAME/* (resolv.conf,
     # hosts) over /etc; the few milliseconds it costs more do not matter to a person.

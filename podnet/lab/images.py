@@ -25,6 +25,12 @@ LISTEN_PORTS = {
 AGNHOST_HTTP = {"netexec": ("--http-port", 8080), "serve-hostname": ("--port", 9376)}
 
 
+def image_name(image: str) -> str:
+    """The name of an image reference: its last path element, without tag or digest
+    (`registry.k8s.io/e2e-test-images/agnhost:2.39` -> agnhost)."""
+    return image.rsplit("/", 1)[-1].split("@", 1)[0].split(":", 1)[0]
+
+
 def listen_port(image_name: str) -> int | None:
     return LISTEN_PORTS.get(image_name)
 

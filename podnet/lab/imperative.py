@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from podnet.lab.images import image_name
 from podnet.lab.spec import SpecError
 
 SERVICE_TYPES = ("ClusterIP", "NodePort", "LoadBalancer")
@@ -23,7 +24,7 @@ def deployment_manifest(
     name: str, image: str, replicas: int, port: int | None, command: tuple[str, ...], namespace: str | None
 ) -> dict:
     """What `kubectl create deployment NAME --image=IMAGE [--port P] [-- COMMAND...]` sends."""
-    container: dict[str, Any] = {"name": _container_name(image), "image": image}
+    container: dict[str, Any] = {"name": image_name(image), "image": image}  # kubectl names it so
     if command:
         container["command"] = list(command)
     if port is not None:
@@ -66,11 +67,6 @@ def pod_manifest(
 
 def namespace_manifest(name: str) -> dict:
     return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
-
-
-def _container_name(image: str) -> str:
-    """kubectl names the container after the image's last path element, without tag or digest."""
-    return image.rsplit("/", 1)[-1].split("@", 1)[0].split(":", 1)[0]
 
 
 def _metadata(name: str, namespace: str | None, labels: dict[str, str]) -> dict:

@@ -404,7 +404,7 @@ def run(ctx, name, command, image, labels, port, env, namespace, stdin, tty, rm,
     pairs = [p.partition("=") for p in env]
     if any(not eq or not k for k, eq, _ in pairs):
         fail("error: --env: expected K=V")
-    pod_labels = (_selector_labels(labels) or {}) if labels else {"run": name}
+    pod_labels = _equality_labels(labels, "--labels") if labels else {"run": name}
     # attached: the pod's own process stands by and COMMAND runs in the pod beside it; a lab
     # pod runs this machine's programs, so what the person sees is what kubectl attach shows
     pod_command = ("sleep", "2147483647") if attached else tuple(command)  # (busybox's sleep has no "infinity")
@@ -446,7 +446,8 @@ def expose(ctx, args, name, port, target_port, protocol, type_, selector, namesp
         fail("error: expected expose KIND NAME or KIND/NAME")
     files = files_of(ctx)
     target = _exposed(files, kind, target_name, namespace)
-    opts = imperative.ExposeOptions(name, port, target_port, protocol, type_, _selector_labels(selector))
+    wanted = _equality_labels(selector, "--selector") if selector else None
+    opts = imperative.ExposeOptions(name, port, target_port, protocol, type_, wanted)
     try:
         doc = imperative.service_manifest(target, opts)
     except spec.SpecError as e:
@@ -457,16 +458,15 @@ def expose(ctx, args, name, port, target_port, protocol, type_, selector, namesp
     click.echo(f"service/{doc['metadata']['name']} exposed")
 
 
-def _selector_labels(text: str | None) -> dict[str, str] | None:
-    if text is None:
-        return None
-    labels = {}
-    for term in text.split(","):
-        key, eq, value = term.partition("=")
-        if not eq or not key or value.startswith("="):
-            fail(f"error: --selector: {term!r}: expose takes KEY=VALUE terms only")
-        labels[key.strip()] = value.strip()
-    return labels
+def _equality_labels(text: str, flag: str) -> dict[str, str]:
+    """KEY=VALUE[,KEY=VALUE...], as run's --labels and expose's --selector take them."""
+    try:
+        reqs: tuple[selectors.Requirement, ...] | None = selectors.parse(text)
+    except selectors.SelectorError:
+        reqs = None
+    if reqs is None or any(r.op != "=" for r in reqs):
+        fail(f"error: {flag}: {text!r} is not KEY=VALUE[,KEY=VALUE...]")
+    return {r.key: r.value for r in reqs}
 
 
 def _exposed(files: LabFiles, kind: str, name: str, ns: str) -> imperative.Exposed:

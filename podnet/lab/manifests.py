@@ -103,7 +103,7 @@ def image_tag(image: str) -> str:
 def workload_of(container: dict, where: str) -> tuple[Workload, str]:
     """(the workload a container's image stands for, its version) by the table above."""
     image = container["image"]
-    name = image.rsplit("/", 1)[-1].split(":", 1)[0].split("@", 1)[0]
+    name = images.image_name(image)
     ports = _container_ports(container, where)
     env = _env(container, where)
     first = ports[0][1] if ports else None

@@ -7,7 +7,10 @@ from __future__ import annotations
 import pytest
 
 from cluster.etcd import EtcdClient
+from podnet.lab import spec
 from podnet.lab.etcd_shadow import EtcdShadow
+from podnet.lab.pod import RUNNING, Pod
+from podnet.lab.pod_objects import PodObjectWriter
 from tests.support.etcd_server import EtcdServer
 
 pytestmark = pytest.mark.integration
@@ -99,3 +102,18 @@ def test_each_write_knows_its_revision_and_a_watcher_reports_reaching_it(server)
     client.put("/elsewhere/lease", "x")  # the store moves on outside what the agents watch
     assert successor.write(ours, lambda: {key: written}) and successor.revision == shadow.revision
     assert successor.revision < client.revision()
+
+
+def test_a_pod_whose_object_is_written_is_published_at_that_write(server):
+    """Pod.available waits for every node to have programmed its Pod object (its policy),
+    not only its EndpointSlice: the object's write moves the pod's published revision on."""
+    client = EtcdClient("127.0.0.1", server.client_port)
+    writer = PodObjectWriter(client, PREFIX)
+    pod = Pod("client", "client", "t", "v1", {"access": "true"}, "a", "command", 0, phase=RUNNING, ip="10.244.0.9")
+    pod.published_revision = 1  # its EndpointSlice write, say, came first
+    writer.sync(spec.default(), [pod], [], True)
+    (kv,) = [kv for kv in client.get_prefix(PREFIX) if kv.key.endswith("/pods/default/client")]
+    assert pod.published_revision == kv.mod_revision == writer.shadow.revision > 1
+    writer.shadow.last_write = 0.0  # due again; nothing of the pod changed
+    writer.sync(spec.default(), [pod], [], True)
+    assert pod.published_revision == kv.mod_revision

@@ -189,7 +189,8 @@ def test_the_imperative_tutorials(lab, tmp_path):
     answer = kubectl(lab, "exec", "probe", "--", "curl", "-s", "-m", "5", "http://web.shop/")
     assert "served by web-" in answer, answer
     assert {"client", "probe"} <= running(lab, "app=client") | running(lab, "access=true")
-    assert "hello-world" not in kubectl(lab, "get", "pods", "client")
+    (row,) = kubectl(lab, "get", "pods", "client", "--show-labels").splitlines()[1:]
+    assert row.split()[0] == "client" and row.split()[-1] == "app=client"  # its own name and labels only
     assert "client" not in kubectl(lab, "get", "deploy")  # a Pod is no Deployment
     changed = tmp_path / "client2.yaml"
     changed.write_text(CLIENT_POD.replace("3600", "7200"))
