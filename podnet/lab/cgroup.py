@@ -22,9 +22,10 @@ import contextlib
 import os
 import time
 
+from podnet.lab import mountinfo
 from podnet.lab.state import LabFiles
 
-MOUNTINFO = "/proc/self/mountinfo"
+MOUNTINFO = mountinfo.PATH
 
 
 def name(lab: str) -> str:
@@ -33,15 +34,7 @@ def name(lab: str) -> str:
 
 def v2_mount() -> str | None:
     """Where the cgroup v2 hierarchy is mounted (/sys/fs/cgroup, or .../unified on a hybrid host)."""
-    try:
-        with open(MOUNTINFO) as f:
-            for line in f:
-                left, _, right = line.partition(" - ")
-                if right.split(" ", 1)[0] == "cgroup2":
-                    return left.split(" ")[4]
-    except OSError:
-        pass
-    return None
+    return next((m.point for m in mountinfo.mounts(MOUNTINFO) if m.fstype == "cgroup2"), None)
 
 
 def own_cgroup() -> str | None:

@@ -14,6 +14,8 @@ from __future__ import annotations
 import ctypes
 import os
 
+from podnet.lab import mountinfo
+
 MNT_DETACH = 2
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -31,16 +33,7 @@ SOURCE = "podnet-lab"  # the mount's source name: how `lab down` knows the tmpfs
 def is_mounted(root: str) -> bool:
     """A tmpfs of a lab's (by its source name) is mounted right on `root`."""
     where = os.path.realpath(root)  # as mountinfo shows it
-    try:
-        with open("/proc/self/mountinfo") as f:
-            for line in f:
-                left, _, right = line.partition(" - ")
-                fstype, source = (right.split(" ") + ["", ""])[:2]
-                if left.split(" ")[4] == where and fstype == "tmpfs" and source == SOURCE:
-                    return True
-    except OSError:
-        pass
-    return False
+    return any(m.point == where and m.fstype == "tmpfs" and m.source == SOURCE for m in mountinfo.mounts())
 
 
 def unmount(root: str) -> None:
